@@ -1,0 +1,284 @@
+//! The event envelope: what every recorded event carries, whatever its
+//! payload, and the identifiers it is addressed by.
+//!
+//! The store treats payloads as opaque bytes (MessagePack written by the
+//! domain); everything an auditor needs to place an event in history
+//! (global position, stream and version, event id, time, actor, correlation
+//! and causation) lives in the envelope.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Global position of an event in the log: 1 for the first event, gap-free
+/// and strictly increasing. Position 0 means "before the first event".
+pub type Position = u64;
+
+/// Longest stream name the store accepts, in bytes.
+pub const STREAM_NAME_LEN_MAX: usize = 200;
+/// Longest event type name the store accepts, in bytes.
+pub const EVENT_TYPE_LEN_MAX: usize = 128;
+/// Longest actor id the store accepts, in bytes.
+pub const ACTOR_ID_LEN_MAX: usize = 200;
+
+/// The shop (tenant) that owns a stream. Nothing crosses shops.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ShopId(pub Uuid);
+
+impl ShopId {
+    /// A shop id from its 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        ShopId(Uuid::from_bytes(bytes))
+    }
+}
+
+impl fmt::Debug for ShopId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShopId({})", self.0)
+    }
+}
+
+impl fmt::Display for ShopId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A stream: the events of one entity (an order, a stock item, a wallet) of
+/// one shop. Names are short, printable text such as `order-0192...` or
+/// `stock-KAOS-M@gudang-malang`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    pub shop: ShopId,
+    pub name: Arc<str>,
+}
+
+impl StreamId {
+    pub fn new(shop: ShopId, name: impl Into<Arc<str>>) -> Self {
+        StreamId {
+            shop,
+            name: name.into(),
+        }
+    }
+
+    /// Why this stream id cannot be stored, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let name = &*self.name;
+        if name.is_empty() {
+            return Some("stream name is empty".to_owned());
+        }
+        if name.len() > STREAM_NAME_LEN_MAX {
+            return Some(format!(
+                "stream name is {} bytes, more than {STREAM_NAME_LEN_MAX}",
+                name.len()
+            ));
+        }
+        if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Some(format!(
+                "stream name {name:?} contains whitespace or control characters"
+            ));
+        }
+        None
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.shop.0, self.name)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.shop.0, self.name)
+    }
+}
+
+/// What the writer expects a stream to hold before its events are appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet (hold no events).
+    NoStream,
+    /// The stream must hold exactly this many events (its version).
+    /// `Exact(0)` is the same as `NoStream`.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream currently at `actual` satisfies this expectation.
+    pub fn admits(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(n) => actual == n,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(n) => write!(f, "version {n}"),
+        }
+    }
+}
+
+/// Who caused an event: the role they acted in and their id (a user id, a
+/// key id, or a process name such as `system:settlement`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    pub role: Role,
+    pub id: String,
+}
+
+impl Actor {
+    pub fn new(role: Role, id: impl Into<String>) -> Self {
+        Actor {
+            role,
+            id: id.into(),
+        }
+    }
+
+    /// A process of kedai itself (a scheduler, a settlement run).
+    pub fn system(id: impl Into<String>) -> Self {
+        Actor::new(Role::System, id)
+    }
+}
+
+/// The role an actor acted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Staff,
+    Auditor,
+    Analyst,
+    Operator,
+    System,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Owner,
+        Role::Staff,
+        Role::Auditor,
+        Role::Analyst,
+        Role::Operator,
+        Role::System,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Staff => "staff",
+            Role::Auditor => "auditor",
+            Role::Analyst => "analyst",
+            Role::Operator => "operator",
+            Role::System => "system",
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Role> {
+        Role::ALL.get(usize::from(code)).copied()
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A point in time with microsecond precision, as stored in the log
+/// (microseconds since the Unix epoch, UTC).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_micros(micros: i64) -> Self {
+        Timestamp(micros)
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        Utc.timestamp_micros(self.0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// The current time. Only the edges (API, binaries) read the clock;
+    /// the domain gets time as an argument.
+    pub fn now() -> Self {
+        Timestamp::from(Utc::now())
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(t: DateTime<Utc>) -> Self {
+        Timestamp(t.timestamp_micros())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_datetime().to_rfc3339())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}",
+            self.to_datetime()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    }
+}
+
+/// An event to append: everything but what the store assigns (position,
+/// stream version, recorded time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: Arc<str>,
+    pub schema_version: u16,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    /// MessagePack bytes of the domain event.
+    pub payload: Vec<u8>,
+}
+
+/// An event as recorded in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream: StreamId,
+    /// 1 for the stream's first event.
+    pub version: u64,
+    pub event_id: Uuid,
+    pub recorded_at: Timestamp,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub event_type: Arc<str>,
+    pub schema_version: u16,
+    pub payload: Vec<u8>,
+}

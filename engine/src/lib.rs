@@ -1,0 +1,18 @@
+//! kedai's engine: the events, the domain's decisions, and the event store
+//! with its backends.
+//!
+//! Layout:
+//! - [`event`]: the envelope every recorded event carries, and the ids it
+//!   is addressed by (shop, stream, position).
+//! - [`store`]: the `EventStore` interface, its backends (`memory`, `log`)
+//!   and the conformance suite every backend passes.
+
+pub mod event;
+pub mod store;
+
+pub use event::{
+    Actor, ExpectedVersion, NewEvent, Position, RecordedEvent, Role, ShopId, StreamId, Timestamp,
+};
+pub use store::{
+    AppendOutcome, AppendRequest, AppendStatus, EventStore, StoreError, StreamAppend, Subscription,
+};

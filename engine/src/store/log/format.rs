@@ -1,0 +1,340 @@
+//! The on-disk format of the embedded log, byte by byte (version 1). The
+//! prose version is `docs/log-format.md`; keep the two in step.
+//!
+//! A segment file is a 64-byte header followed by records:
+//!
+//! ```text
+//! header  magic "KEDAILOG" | format u16 | reserved u16 | first_position u64
+//!         | prev_hash [32] | reserved [8] | crc32c u32          (64 bytes)
+//! record  body_len u32 | crc32c(body_len ++ body) u32 | body
+//! body    prev_hash [32] | position u64 | envelope (MessagePack array)
+//! ```
+//!
+//! All integers are little-endian. A record's hash is BLAKE3 of its body;
+//! each body starts with the hash of the record before it (zeros before the
+//! first record), so the records form one chain over the whole log.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::{Actor, Position, RecordedEvent, Role, StreamId, Timestamp};
+
+pub const SEGMENT_MAGIC: [u8; 8] = *b"KEDAILOG";
+pub const FORMAT_VERSION: u16 = 1;
+pub const SEGMENT_HEADER_LEN: usize = 64;
+pub const FRAME_HEADER_LEN: usize = 8;
+pub const HASH_LEN: usize = 32;
+/// prev_hash and position precede the envelope in every body.
+pub const BODY_PREFIX_LEN: usize = HASH_LEN + 8;
+/// Largest body the reader accepts; anything larger is corruption.
+pub const BODY_LEN_MAX: usize = 32 << 20;
+
+/// BLAKE3 hash of a record body; also the chain link.
+pub type Hash = [u8; HASH_LEN];
+
+/// The hash that precedes the first record of a log.
+pub const GENESIS_HASH: Hash = [0; HASH_LEN];
+
+/// The fixed header of a segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Position of the segment's first record.
+    pub first_position: Position,
+    /// Hash of the record just before this segment (chain link).
+    pub prev_hash: Hash,
+}
+
+impl SegmentHeader {
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[12..20].copy_from_slice(&self.first_position.to_le_bytes());
+        b[20..52].copy_from_slice(&self.prev_hash);
+        let crc = crc32c::crc32c(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes a header, saying what is wrong when it cannot.
+    pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
+        if b.len() < SEGMENT_HEADER_LEN {
+            return Err(format!(
+                "segment header is {} bytes, expected {SEGMENT_HEADER_LEN}",
+                b.len()
+            ));
+        }
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err("not a kedai log segment (bad magic)".into());
+        }
+        let crc = u32::from_le_bytes(b[60..64].try_into().expect("4 bytes"));
+        if crc != crc32c::crc32c(&b[..60]) {
+            return Err("segment header checksum mismatch".into());
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "segment format version {version}, this build reads {FORMAT_VERSION}"
+            ));
+        }
+        Ok(SegmentHeader {
+            first_position: u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")),
+            prev_hash: b[20..52].try_into().expect("32 bytes"),
+        })
+    }
+}
+
+/// The envelope as stored: a MessagePack array in this field order.
+/// Borrowed on decode so scanning allocates nothing.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<'a> {
+    pub shop: Uuid,
+    #[serde(borrow)]
+    pub stream: &'a str,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub recorded_at: i64,
+    pub role: u8,
+    #[serde(borrow)]
+    pub actor: &'a str,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    #[serde(borrow)]
+    pub event_type: &'a str,
+    pub schema_version: u16,
+    #[serde(with = "serde_bytes", borrow)]
+    pub payload: &'a [u8],
+}
+
+impl Envelope<'_> {
+    /// An owned event at `position`, or why the envelope is invalid.
+    pub fn to_recorded(&self, position: Position) -> Result<RecordedEvent, String> {
+        let role =
+            Role::from_code(self.role).ok_or_else(|| format!("unknown role code {}", self.role))?;
+        Ok(RecordedEvent {
+            position,
+            stream: StreamId::new(crate::event::ShopId(self.shop), self.stream),
+            version: self.version,
+            event_id: self.event_id,
+            recorded_at: Timestamp(self.recorded_at),
+            actor: Actor::new(role, self.actor),
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            event_type: self.event_type.into(),
+            schema_version: self.schema_version,
+            payload: self.payload.to_vec(),
+        })
+    }
+}
+
+/// Appends one framed record to `buf` and returns its hash.
+pub fn encode_record(
+    buf: &mut Vec<u8>,
+    prev_hash: &Hash,
+    position: Position,
+    envelope: &Envelope<'_>,
+) -> Hash {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    buf.extend_from_slice(prev_hash);
+    buf.extend_from_slice(&position.to_le_bytes());
+    rmp_serde::encode::write(buf, envelope).expect("encoding to a Vec cannot fail");
+    let body_len = buf.len() - start - FRAME_HEADER_LEN;
+    assert!(body_len <= BODY_LEN_MAX, "record body of {body_len} bytes");
+    let len_bytes = (body_len as u32).to_le_bytes();
+    let mut crc = crc32c::crc32c(&len_bytes);
+    crc = crc32c::crc32c_append(crc, &buf[start + FRAME_HEADER_LEN..]);
+    buf[start..start + 4].copy_from_slice(&len_bytes);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    *blake3::hash(&buf[start + FRAME_HEADER_LEN..]).as_bytes()
+}
+
+/// What lies at an offset of a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A whole record whose checksum holds; the next one starts at `next`.
+    Record { body: &'a [u8], next: usize },
+    /// No more data: end of file, or zeros (unwritten space).
+    End,
+    /// The record runs past the end of the data: a torn write.
+    Incomplete,
+    /// The checksum does not hold, or the length is impossible.
+    Bad { reason: String },
+}
+
+/// Reads the frame at `offset` of `data`.
+pub fn read_frame(data: &[u8], offset: usize) -> Frame<'_> {
+    let rest = &data[offset.min(data.len())..];
+    if rest.is_empty() {
+        return Frame::End;
+    }
+    if rest.len() < FRAME_HEADER_LEN {
+        return if rest.iter().all(|&b| b == 0) {
+            Frame::End
+        } else {
+            Frame::Incomplete
+        };
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    if len == 0 && crc == 0 {
+        return Frame::End;
+    }
+    if !(BODY_PREFIX_LEN..=BODY_LEN_MAX).contains(&len) {
+        return Frame::Bad {
+            reason: format!("impossible record length {len}"),
+        };
+    }
+    if rest.len() < FRAME_HEADER_LEN + len {
+        return Frame::Incomplete;
+    }
+    let body = &rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
+    let actual = crc32c::crc32c_append(crc32c::crc32c(&rest[0..4]), body);
+    if actual != crc {
+        return Frame::Bad {
+            reason: format!("checksum mismatch (stored {crc:08x}, computed {actual:08x})"),
+        };
+    }
+    Frame::Record {
+        body,
+        next: offset + FRAME_HEADER_LEN + len,
+    }
+}
+
+/// The parts of a record body.
+#[derive(Debug)]
+pub struct Body<'a> {
+    pub prev_hash: Hash,
+    pub position: Position,
+    pub envelope: Envelope<'a>,
+}
+
+/// Splits and decodes a body whose checksum already held.
+pub fn decode_body(body: &[u8]) -> Result<Body<'_>, String> {
+    if body.len() < BODY_PREFIX_LEN {
+        return Err(format!("record body of {} bytes is too short", body.len()));
+    }
+    let prev_hash: Hash = body[0..HASH_LEN].try_into().expect("32 bytes");
+    let position = u64::from_le_bytes(body[HASH_LEN..BODY_PREFIX_LEN].try_into().expect("8 bytes"));
+    let envelope: Envelope<'_> = rmp_serde::from_slice(&body[BODY_PREFIX_LEN..])
+        .map_err(|e| format!("envelope does not decode: {e}"))?;
+    Ok(Body {
+        prev_hash,
+        position,
+        envelope,
+    })
+}
+
+/// The position stored in a body, without decoding the envelope.
+pub fn body_position(body: &[u8]) -> Option<Position> {
+    let bytes = body.get(HASH_LEN..BODY_PREFIX_LEN)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// The chain link stored in a body.
+pub fn body_prev_hash(body: &[u8]) -> Option<Hash> {
+    body.get(0..HASH_LEN)?.try_into().ok()
+}
+
+/// The hash of a record, given its body.
+pub fn hash_body(body: &[u8]) -> Hash {
+    *blake3::hash(body).as_bytes()
+}
+
+/// File name of the segment whose first record is at `first_position`.
+pub fn segment_file_name(first_position: Position) -> String {
+    format!("{first_position:020}.seg")
+}
+
+/// File name of a sealed segment's index.
+pub fn index_file_name(first_position: Position) -> String {
+    format!("{first_position:020}.idx")
+}
+
+/// The first position named by a segment file name, if it is one.
+pub fn parse_segment_file_name(name: &str) -> Option<Position> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(payload: &[u8]) -> Envelope<'_> {
+        Envelope {
+            shop: Uuid::from_u128(7),
+            stream: "order-1",
+            version: 1,
+            event_id: Uuid::from_u128(42),
+            recorded_at: 1_700_000_000_000_000,
+            role: Role::Staff.code(),
+            actor: "ayu",
+            correlation_id: Uuid::from_u128(1),
+            causation_id: None,
+            event_type: "OrderPlaced",
+            schema_version: 1,
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_and_hashes_its_body() {
+        let mut buf = Vec::new();
+        let hash = encode_record(&mut buf, &GENESIS_HASH, 1, &envelope(b"hello"));
+        let Frame::Record { body, next } = read_frame(&buf, 0) else {
+            panic!("expected a record");
+        };
+        assert_eq!(next, buf.len());
+        assert_eq!(hash, hash_body(body));
+        let decoded = decode_body(body).unwrap();
+        assert_eq!(decoded.position, 1);
+        assert_eq!(decoded.prev_hash, GENESIS_HASH);
+        assert_eq!(decoded.envelope.payload, b"hello");
+        assert_eq!(decoded.envelope.stream, "order-1");
+    }
+
+    #[test]
+    fn every_prefix_of_a_record_reads_as_incomplete_or_end() {
+        let mut buf = Vec::new();
+        encode_record(&mut buf, &GENESIS_HASH, 1, &envelope(b"payload"));
+        for cut in 0..buf.len() {
+            match read_frame(&buf[..cut], 0) {
+                Frame::Incomplete | Frame::End => {}
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_is_a_bad_frame() {
+        let mut buf = Vec::new();
+        encode_record(&mut buf, &GENESIS_HASH, 1, &envelope(b"payload"));
+        for byte in [0, 4, 8, 40, buf.len() - 1] {
+            let mut copy = buf.clone();
+            copy[byte] ^= 0x10;
+            assert!(
+                matches!(read_frame(&copy, 0), Frame::Bad { .. } | Frame::Incomplete),
+                "flip at {byte} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_damage() {
+        let h = SegmentHeader {
+            first_position: 99,
+            prev_hash: [3; 32],
+        };
+        let bytes = h.encode();
+        assert_eq!(SegmentHeader::decode(&bytes).unwrap(), h);
+        let mut bad = bytes;
+        bad[15] ^= 1;
+        assert!(SegmentHeader::decode(&bad).is_err());
+        assert_eq!(parse_segment_file_name(&segment_file_name(99)), Some(99));
+        assert_eq!(parse_segment_file_name("x.seg"), None);
+    }
+}

@@ -1,0 +1,732 @@
+//! The `log` backend: kedai's embedded, durable event store.
+//!
+//! Segment files in one directory hold framed, checksummed, hash-chained
+//! records (see [`format`] and `docs/log-format.md`). One writer thread owns
+//! the files: appends arrive over a bounded channel, the writer drains what
+//! is queued (up to a batch limit), checks expected versions and event ids,
+//! encodes, writes once, `fdatasync`s once and only then acknowledges the
+//! whole batch (group commit).
+//!
+//! Reads by stream and by position are served from memory indexes: per
+//! segment, the end offset of every record; per stream, its positions. On
+//! open they are rebuilt from each sealed segment's sidecar index (written
+//! when the segment is sealed) plus a scan of the last segment, where a torn
+//! tail from a crash is cut off. Every record read is checked against its
+//! checksum and position again.
+//!
+//! A lock file keeps a second writer out of the directory; a read-only open
+//! (for auditors) takes no lock and never writes.
+
+pub mod format;
+pub mod segment;
+mod writer;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use self::format::{Frame, GENESIS_HASH, Hash, SEGMENT_HEADER_LEN, SegmentHeader};
+use self::segment::{ScanChecks, SegmentData, SegmentIndex};
+use super::{AppendOutcome, AppendRequest, EventStore, READ_EVENTS_MAX, StoreError};
+use crate::event::{Position, RecordedEvent, StreamId, Timestamp};
+
+/// Name of the lock file a writer holds in the log directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Tuning and test hooks of the log backend.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// A segment is sealed and a new one started once a batch would take
+    /// it past this size. At most 4 GiB (offsets are 32-bit).
+    pub segment_bytes_max: u64,
+    /// Most events written with one fsync.
+    pub batch_events_max: usize,
+    /// Most payload bytes written with one fsync (a single larger append
+    /// still goes through, alone).
+    pub batch_bytes_max: usize,
+    /// Appends that may wait for the writer before callers are slowed down.
+    pub queue_requests_max: usize,
+    /// Check the checksum of every record of sealed segments on open (the
+    /// last segment is always checked).
+    pub verify_checksums_on_open: bool,
+    /// Faults to inject into writes and syncs (tests only).
+    pub faults: Option<Arc<dyn FaultInjector>>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes_max: 128 << 20,
+            batch_events_max: 16_384,
+            batch_bytes_max: 8 << 20,
+            queue_requests_max: 4_096,
+            verify_checksums_on_open: true,
+            faults: None,
+        }
+    }
+}
+
+/// Injects storage faults behind the log (for tests of failure handling).
+pub trait FaultInjector: Send + Sync + fmt::Debug {
+    /// Called before the writer writes `len` bytes.
+    fn before_write(&self, len: usize) -> WriteFault;
+    /// Called before the writer syncs; an error fails the sync.
+    fn before_sync(&self) -> io::Result<()>;
+}
+
+/// What an injected fault does to a write.
+#[derive(Debug)]
+pub enum WriteFault {
+    /// Write normally.
+    None,
+    /// Write nothing and fail with this error.
+    Fail(io::Error),
+    /// Write only this many bytes, then fail with this error (a disk that
+    /// fills up mid-write).
+    Partial(usize, io::Error),
+}
+
+/// A segment as readers see it.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    first_position: Position,
+    path: PathBuf,
+    file: File,
+    /// End offset of each record, in position order.
+    ends: RwLock<Vec<u32>>,
+}
+
+impl Segment {
+    fn new(first_position: Position, path: PathBuf, file: File, ends: Vec<u32>) -> Self {
+        Segment {
+            first_position,
+            path,
+            file,
+            ends: RwLock::new(ends),
+        }
+    }
+
+    fn record_count(&self) -> usize {
+        read_lock(&self.ends).len()
+    }
+}
+
+/// What readers and the writer share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    dir: PathBuf,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    /// Positions of each stream's durable events (and, briefly, of events
+    /// being published: readers filter by `durable`).
+    streams: DashMap<StreamId, Vec<Position>>,
+    /// Last position that is durable and fully indexed.
+    durable: AtomicU64,
+    head: watch::Sender<Position>,
+    /// Set when the writer can no longer write safely.
+    failure: Mutex<Option<String>>,
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The embedded log store.
+pub struct LogStore {
+    shared: Arc<Shared>,
+    /// `None` when opened read-only.
+    tx: Option<mpsc::Sender<writer::Pending>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.shared.dir)
+            .field("durable", &self.shared.durable.load(Ordering::Acquire))
+            .field("read_only", &self.tx.is_none())
+            .finish()
+    }
+}
+
+/// What opening found, before the store starts serving.
+struct Loaded {
+    segments: Vec<Arc<Segment>>,
+    streams: DashMap<StreamId, Vec<Position>>,
+    ids: HashMap<Uuid, Position>,
+    last_position: Position,
+    last_hash: Hash,
+    last_recorded_at: Timestamp,
+    /// Offset just past the last record of the last segment.
+    active_len: u64,
+    /// Bytes of torn tail cut off (or, read-only, ignored).
+    torn_bytes: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Writer,
+    ReadOnly,
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the log in `dir` for writing, with
+    /// default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<LogStore, StoreError> {
+        Self::open_with(dir, LogOptions::default())
+    }
+
+    /// Opens the log in `dir` for writing.
+    pub fn open_with(dir: impl AsRef<Path>, options: LogOptions) -> Result<LogStore, StoreError> {
+        let dir = dir.as_ref().to_owned();
+        assert!(options.segment_bytes_max <= u64::from(u32::MAX));
+        assert!(options.batch_events_max > 0 && options.queue_requests_max > 0);
+        fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let lock = take_lock(&dir)?;
+        let loaded = load(&dir, Mode::Writer, &options)?;
+        if loaded.torn_bytes > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                bytes = loaded.torn_bytes,
+                position = loaded.last_position,
+                "cut off a torn tail left by a crash"
+            );
+        }
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            segments: RwLock::new(loaded.segments),
+            streams: loaded.streams,
+            durable: AtomicU64::new(loaded.last_position),
+            head: watch::channel(loaded.last_position).0,
+            failure: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::channel(options.queue_requests_max);
+        let state = writer::WriterState {
+            ids: loaded.ids,
+            last_position: loaded.last_position,
+            last_hash: loaded.last_hash,
+            last_recorded_at: loaded.last_recorded_at,
+            active_len: loaded.active_len,
+        };
+        let handle = writer::spawn(Arc::clone(&shared), options, lock, state, rx)?;
+        Ok(LogStore {
+            shared,
+            tx: Some(tx),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Opens the log in `dir` read-only: no lock, no writes, no repair. A
+    /// torn or still-being-written tail is left out, so the store shows a
+    /// consistent prefix of what a running writer has written.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<LogStore, StoreError> {
+        let dir = dir.as_ref().to_owned();
+        let meta = fs::metadata(&dir)
+            .map_err(|e| StoreError::io(format!("opening log directory {}", dir.display()), e))?;
+        if !meta.is_dir() {
+            return Err(StoreError::io(
+                format!("opening log directory {}", dir.display()),
+                io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        let options = LogOptions {
+            verify_checksums_on_open: false,
+            ..LogOptions::default()
+        };
+        let loaded = load(&dir, Mode::ReadOnly, &options)?;
+        let shared = Arc::new(Shared {
+            dir,
+            segments: RwLock::new(loaded.segments),
+            streams: loaded.streams,
+            durable: AtomicU64::new(loaded.last_position),
+            head: watch::channel(loaded.last_position).0,
+            failure: Mutex::new(None),
+        });
+        Ok(LogStore {
+            shared,
+            tx: None,
+            writer: Mutex::new(None),
+        })
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        read_lock(&self.shared.segments).len()
+    }
+
+    /// Stops the writer after it has finished what is queued, and releases
+    /// the lock. Later appends fail with [`StoreError::Unavailable`].
+    pub fn shutdown(&mut self) {
+        self.tx = None;
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            // The writer only exits by finishing its loop; a panic there is
+            // a bug that has already been reported.
+            let _ = handle.join();
+        }
+    }
+
+    fn durable(&self) -> Position {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Reads the records at positions `from..=to`, all in `segment`.
+    fn read_range(
+        &self,
+        segment: &Segment,
+        from: Position,
+        to: Position,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (start, ends) = {
+            let ends = read_lock(&segment.ends);
+            let i0 = (from - segment.first_position) as usize;
+            let i1 = (to - segment.first_position) as usize;
+            assert!(i1 < ends.len(), "position {to} is not indexed");
+            let start = if i0 == 0 {
+                SEGMENT_HEADER_LEN as u32
+            } else {
+                ends[i0 - 1]
+            };
+            (start, ends[i0..=i1].to_vec())
+        };
+        let end = *ends.last().expect("at least one record");
+        let mut buf = vec![0u8; (end - start) as usize];
+        segment
+            .file
+            .read_exact_at(&mut buf, u64::from(start))
+            .map_err(|e| StoreError::io(format!("reading {}", segment.path.display()), e))?;
+        let mut events = Vec::with_capacity(ends.len());
+        let mut offset = 0usize;
+        for (i, &record_end) in ends.iter().enumerate() {
+            let position = from + i as u64;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                segment: segment.path.clone(),
+                offset: u64::from(start) + offset as u64,
+                position: Some(position),
+                reason,
+            };
+            let Frame::Record { body, next } = format::read_frame(&buf, offset) else {
+                return Err(corrupt(match format::read_frame(&buf, offset) {
+                    Frame::Bad { reason } => reason,
+                    _ => "record is incomplete".into(),
+                }));
+            };
+            if next != (record_end - start) as usize {
+                return Err(corrupt("record length disagrees with the index".into()));
+            }
+            let decoded = format::decode_body(body).map_err(&corrupt)?;
+            if decoded.position != position {
+                return Err(corrupt(format!(
+                    "record holds position {}, expected {position}",
+                    decoded.position
+                )));
+            }
+            events.push(decoded.envelope.to_recorded(position).map_err(corrupt)?);
+            offset = next;
+        }
+        Ok(events)
+    }
+
+    fn segment_of(&self, position: Position) -> Arc<Segment> {
+        let segments = read_lock(&self.shared.segments);
+        let i = segments.partition_point(|s| s.first_position <= position);
+        assert!(i > 0, "position {position} precedes the first segment");
+        Arc::clone(&segments[i - 1])
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[async_trait]
+impl EventStore for LogStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        let Some(tx) = &self.tx else {
+            return Err(StoreError::ReadOnly);
+        };
+        request.validate()?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(writer::Pending { request, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the log writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the log writer has stopped".into()))?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let durable = self.durable();
+        let positions: Vec<Position> = match self.shared.streams.get(stream) {
+            None => return Ok(Vec::new()),
+            Some(p) => p
+                .iter()
+                .skip(from_version.saturating_sub(1) as usize)
+                .take(max.min(READ_EVENTS_MAX))
+                .copied()
+                .take_while(|&p| p <= durable)
+                .collect(),
+        };
+        let mut events = Vec::with_capacity(positions.len());
+        for p in positions {
+            let segment = self.segment_of(p);
+            events.extend(self.read_range(&segment, p, p)?);
+        }
+        Ok(events)
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let durable = self.durable();
+        if after >= durable || max == 0 {
+            return Ok(Vec::new());
+        }
+        let from = after + 1;
+        let segment = self.segment_of(from);
+        let segment_last = segment.first_position + segment.record_count() as u64 - 1;
+        let to = durable
+            .min(segment_last)
+            .min(after.saturating_add(max.min(READ_EVENTS_MAX) as u64));
+        self.read_range(&segment, from, to)
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let durable = self.durable();
+        Ok(self.shared.streams.get(stream).map_or(0, |p| {
+            p.iter().take_while(|&&p| p <= durable).count() as u64
+        }))
+    }
+
+    async fn last_position(&self) -> Result<Position, StoreError> {
+        Ok(self.durable())
+    }
+
+    fn head(&self) -> watch::Receiver<Position> {
+        self.shared.head.subscribe()
+    }
+}
+
+fn take_lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(format!("opening lock file {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: dir.to_owned(),
+        }),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(StoreError::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+/// Creates the segment whose first record will be at `first_position`:
+/// header written and synced, directory entry synced.
+pub(crate) fn create_segment(
+    dir: &Path,
+    first_position: Position,
+    prev_hash: Hash,
+) -> Result<Segment, StoreError> {
+    let path = dir.join(format::segment_file_name(first_position));
+    let io_err = |e| StoreError::io(format!("creating segment {}", path.display()), e);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_err)?;
+    let header = SegmentHeader {
+        first_position,
+        prev_hash,
+    };
+    file.write_all_at(&header.encode(), 0).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    segment::sync_dir(dir).map_err(io_err)?;
+    Ok(Segment::new(first_position, path, file, Vec::new()))
+}
+
+fn open_segment_file(path: &Path, mode: Mode) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(mode == Mode::Writer)
+        .open(path)
+        .map_err(|e| StoreError::io(format!("opening segment {}", path.display()), e))
+}
+
+/// Rebuilds the memory indexes from the segment files.
+fn load(dir: &Path, mode: Mode, options: &LogOptions) -> Result<Loaded, StoreError> {
+    let mut files = segment::list_segments(dir)?;
+    drop_unfinished_segment(dir, mode, &mut files)?;
+    if mode == Mode::Writer {
+        remove_temp_files(dir);
+    }
+    let mut loaded = Loaded {
+        segments: Vec::new(),
+        streams: DashMap::new(),
+        ids: HashMap::new(),
+        last_position: 0,
+        last_hash: GENESIS_HASH,
+        last_recorded_at: Timestamp(i64::MIN),
+        active_len: SEGMENT_HEADER_LEN as u64,
+        torn_bytes: 0,
+    };
+    if files.is_empty() {
+        if mode == Mode::Writer {
+            let segment = create_segment(dir, 1, GENESIS_HASH)?;
+            loaded.segments.push(Arc::new(segment));
+        }
+        return Ok(loaded);
+    }
+    let count = files.len();
+    for (i, (first, path)) in files.into_iter().enumerate() {
+        let is_last = i + 1 == count;
+        if first != loaded.last_position + 1 {
+            return Err(StoreError::Corrupt {
+                segment: path,
+                offset: 0,
+                position: Some(loaded.last_position + 1),
+                reason: format!(
+                    "segment file starts at position {first}, expected {}",
+                    loaded.last_position + 1
+                ),
+            });
+        }
+        let indexed = if is_last {
+            None
+        } else {
+            SegmentIndex::load(dir, first)
+        };
+        match indexed {
+            Some(index) if index_matches_file(&path, &index) => {
+                load_indexed(&mut loaded, &path, index, mode, options)?;
+            }
+            _ => load_scanned(&mut loaded, dir, &path, mode, is_last)?,
+        }
+    }
+    Ok(loaded)
+}
+
+/// A crash while starting a new segment can leave the last file without a
+/// whole header (and so without records): that file is dropped.
+fn drop_unfinished_segment(
+    dir: &Path,
+    mode: Mode,
+    files: &mut Vec<(Position, PathBuf)>,
+) -> Result<(), StoreError> {
+    let Some((_, path)) = files.last() else {
+        return Ok(());
+    };
+    let len = fs::metadata(path)
+        .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?
+        .len();
+    if len >= SEGMENT_HEADER_LEN as u64 {
+        return Ok(());
+    }
+    let path = path.clone();
+    if mode == Mode::Writer {
+        tracing::warn!(segment = %path.display(), "removing a segment whose creation was interrupted");
+        fs::remove_file(&path)
+            .and_then(|()| segment::sync_dir(dir))
+            .map_err(|e| StoreError::io(format!("removing {}", path.display()), e))?;
+    }
+    files.pop();
+    Ok(())
+}
+
+fn remove_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A sealed segment's file is exactly as long as its index says (a
+/// longer file means the index is stale: the segment was appended to after
+/// the index was written).
+fn index_matches_file(path: &Path, index: &SegmentIndex) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.len() == index.data_end)
+}
+
+fn load_indexed(
+    loaded: &mut Loaded,
+    path: &Path,
+    index: SegmentIndex,
+    mode: Mode,
+    options: &LogOptions,
+) -> Result<(), StoreError> {
+    let file = open_segment_file(path, mode)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        segment: path.to_owned(),
+        offset: 0,
+        position: Some(index.first_position),
+        reason,
+    };
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+    let header = SegmentHeader::decode(&header).map_err(corrupt)?;
+    if header.first_position != index.first_position || header.prev_hash != loaded.last_hash {
+        return Err(corrupt(
+            "segment header does not link to the previous segment's last record".into(),
+        ));
+    }
+    if options.verify_checksums_on_open {
+        let data = SegmentData::read(path)?;
+        segment::verify_against_index(&data, &index)?;
+    }
+    let mut position = index.first_position;
+    for r in &index.records {
+        let stream = &index.streams[r.stream as usize];
+        push_position(&loaded.streams, stream, position);
+        if mode == Mode::Writer {
+            loaded.ids.insert(r.event_id, position);
+        }
+        position += 1;
+    }
+    let ends = index.records.iter().map(|r| r.end).collect();
+    loaded.last_position = position - 1;
+    loaded.last_hash = index.last_hash;
+    loaded.last_recorded_at = Timestamp(index.last_recorded_at);
+    loaded.active_len = index.data_end;
+    loaded.segments.push(Arc::new(Segment::new(
+        index.first_position,
+        path.to_owned(),
+        file,
+        ends,
+    )));
+    Ok(())
+}
+
+fn push_position(
+    streams: &DashMap<StreamId, Vec<Position>>,
+    stream: &StreamId,
+    position: Position,
+) {
+    if let Some(mut positions) = streams.get_mut(stream) {
+        positions.push(position);
+        return;
+    }
+    streams.insert(stream.clone(), vec![position]);
+}
+
+fn load_scanned(
+    loaded: &mut Loaded,
+    dir: &Path,
+    path: &Path,
+    mode: Mode,
+    is_last: bool,
+) -> Result<(), StoreError> {
+    let data = SegmentData::read(path)?;
+    let checks = ScanChecks {
+        first_position: loaded.last_position + 1,
+        prev_hash: loaded.last_hash,
+        verify_chain: true,
+        is_last,
+    };
+    let streams = &loaded.streams;
+    let ids = &mut loaded.ids;
+    let (index, end) = SegmentIndex::build_with(&data, checks, |r| {
+        let env = &r.body.envelope;
+        let stream = StreamId::new(crate::event::ShopId(env.shop), env.stream);
+        let version = {
+            let mut positions = streams.entry(stream.clone()).or_default();
+            positions.push(r.body.position);
+            positions.len() as u64
+        };
+        if version != env.version {
+            return Err(StoreError::Corrupt {
+                segment: data.path.clone(),
+                offset: r.offset as u64,
+                position: Some(r.body.position),
+                reason: format!(
+                    "record says version {} of stream {stream}, expected {version}",
+                    env.version
+                ),
+            });
+        }
+        if mode == Mode::Writer {
+            ids.insert(env.event_id, r.body.position);
+        }
+        Ok(())
+    })?;
+    if end.records > 0 {
+        loaded.last_recorded_at = Timestamp(index.last_recorded_at);
+    }
+    loaded.last_position = end.next_position - 1;
+    loaded.last_hash = end.last_hash;
+    loaded.active_len = end.data_end as u64;
+    let file_len = data.bytes.len() as u64;
+    drop(data);
+    if end.torn {
+        loaded.torn_bytes = file_len - end.data_end as u64;
+    }
+    let file = open_segment_file(path, mode)?;
+    if mode == Mode::Writer {
+        if end.torn {
+            file.set_len(end.data_end as u64)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| {
+                    StoreError::io(format!("cutting torn tail of {}", path.display()), e)
+                })?;
+        }
+        if is_last {
+            // The segment is active again: an index left from an earlier
+            // seal would go stale with the next append.
+            let stale = dir.join(format::index_file_name(index.first_position));
+            if stale.exists() {
+                fs::remove_file(&stale)
+                    .map_err(|e| StoreError::io(format!("removing {}", stale.display()), e))?;
+            }
+        } else if let Err(e) = index.store(dir) {
+            tracing::warn!(segment = %path.display(), error = %e, "could not write segment index");
+        }
+    }
+    let ends = index.records.iter().map(|r| r.end).collect();
+    loaded.segments.push(Arc::new(Segment::new(
+        index.first_position,
+        path.to_owned(),
+        file,
+        ends,
+    )));
+    Ok(())
+}
