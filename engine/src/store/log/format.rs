@@ -201,28 +201,20 @@ pub fn read_frame(data: &[u8], offset: usize) -> Frame<'_> {
     }
 }
 
-/// The parts of a record body.
-#[derive(Debug)]
-pub struct Body<'a> {
-    pub prev_hash: Hash,
-    pub position: Position,
-    pub envelope: Envelope<'a>,
-}
-
-/// Splits and decodes a body whose checksum already held.
-pub fn decode_body(body: &[u8]) -> Result<Body<'_>, String> {
-    if body.len() < BODY_PREFIX_LEN {
-        return Err(format!("record body of {} bytes is too short", body.len()));
-    }
+/// The chain link and position at the start of a body (whose length the
+/// frame reader has checked).
+pub fn decode_prefix(body: &[u8]) -> (Hash, Position) {
     let prev_hash: Hash = body[0..HASH_LEN].try_into().expect("32 bytes");
     let position = u64::from_le_bytes(body[HASH_LEN..BODY_PREFIX_LEN].try_into().expect("8 bytes"));
-    let envelope: Envelope<'_> = rmp_serde::from_slice(&body[BODY_PREFIX_LEN..])
-        .map_err(|e| format!("envelope does not decode: {e}"))?;
-    Ok(Body {
-        prev_hash,
-        position,
-        envelope,
-    })
+    (prev_hash, position)
+}
+
+/// Decodes the envelope that follows the prefix of a body.
+pub fn decode_envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
+    let bytes = body
+        .get(BODY_PREFIX_LEN..)
+        .ok_or_else(|| format!("record body of {} bytes is too short", body.len()))?;
+    rmp_serde::from_slice(bytes).map_err(|e| format!("envelope does not decode: {e}"))
 }
 
 /// The position stored in a body, without decoding the envelope.
@@ -290,11 +282,10 @@ mod tests {
         };
         assert_eq!(next, buf.len());
         assert_eq!(hash, hash_body(body));
-        let decoded = decode_body(body).unwrap();
-        assert_eq!(decoded.position, 1);
-        assert_eq!(decoded.prev_hash, GENESIS_HASH);
-        assert_eq!(decoded.envelope.payload, b"hello");
-        assert_eq!(decoded.envelope.stream, "order-1");
+        assert_eq!(decode_prefix(body), (GENESIS_HASH, 1));
+        let envelope = decode_envelope(body).unwrap();
+        assert_eq!(envelope.payload, b"hello");
+        assert_eq!(envelope.stream, "order-1");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub mod format;
 pub mod segment;
+pub mod verify;
 mod writer;
 
 use std::collections::HashMap;
@@ -334,14 +335,14 @@ impl LogStore {
             if next != (record_end - start) as usize {
                 return Err(corrupt("record length disagrees with the index".into()));
             }
-            let decoded = format::decode_body(body).map_err(&corrupt)?;
-            if decoded.position != position {
+            let (_, stored_position) = format::decode_prefix(body);
+            if stored_position != position {
                 return Err(corrupt(format!(
-                    "record holds position {}, expected {position}",
-                    decoded.position
+                    "record holds position {stored_position}, expected {position}"
                 )));
             }
-            events.push(decoded.envelope.to_recorded(position).map_err(corrupt)?);
+            let envelope = format::decode_envelope(body).map_err(&corrupt)?;
+            events.push(envelope.to_recorded(position).map_err(corrupt)?);
             offset = next;
         }
         Ok(events)
@@ -666,18 +667,18 @@ fn load_scanned(
     let streams = &loaded.streams;
     let ids = &mut loaded.ids;
     let (index, end) = SegmentIndex::build_with(&data, checks, |r| {
-        let env = &r.body.envelope;
+        let env = r.envelope()?;
         let stream = StreamId::new(crate::event::ShopId(env.shop), env.stream);
         let version = {
             let mut positions = streams.entry(stream.clone()).or_default();
-            positions.push(r.body.position);
+            positions.push(r.position);
             positions.len() as u64
         };
         if version != env.version {
             return Err(StoreError::Corrupt {
                 segment: data.path.clone(),
                 offset: r.offset as u64,
-                position: Some(r.body.position),
+                position: Some(r.position),
                 reason: format!(
                     "record says version {} of stream {stream}, expected {version}",
                     env.version
@@ -685,7 +686,7 @@ fn load_scanned(
             });
         }
         if mode == Mode::Writer {
-            ids.insert(env.event_id, r.body.position);
+            ids.insert(env.event_id, r.position);
         }
         Ok(())
     })?;

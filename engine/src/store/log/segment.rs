@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use super::format::{
-    self, BODY_PREFIX_LEN, Body, FRAME_HEADER_LEN, Frame, HASH_LEN, Hash, SEGMENT_HEADER_LEN,
+    self, BODY_PREFIX_LEN, Envelope, FRAME_HEADER_LEN, Frame, HASH_LEN, Hash, SEGMENT_HEADER_LEN,
     SegmentHeader,
 };
 use crate::event::{Position, ShopId, StreamId};
@@ -60,16 +60,36 @@ impl SegmentData {
     }
 }
 
-/// One record met while scanning.
+/// One record met while scanning. Its envelope is decoded on demand, so a
+/// scan that only checks checksums and the chain decodes nothing.
 #[derive(Debug)]
 pub struct ScannedRecord<'a> {
+    pub segment: &'a Path,
     /// Offset of the record's frame in the segment.
     pub offset: usize,
     /// Offset just past the record.
     pub end: usize,
-    pub body: Body<'a>,
+    pub position: Position,
+    pub prev_hash: Hash,
     /// The raw body (what the hash covers).
     pub raw: &'a [u8],
+}
+
+impl<'a> ScannedRecord<'a> {
+    /// Decodes the record's envelope.
+    pub fn envelope(&self) -> Result<Envelope<'a>, StoreError> {
+        format::decode_envelope(self.raw).map_err(|reason| self.corrupt(reason))
+    }
+
+    /// A corruption error at this record.
+    pub fn corrupt(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            segment: self.segment.to_owned(),
+            offset: self.offset as u64,
+            position: Some(self.position),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// How a scan ended.
@@ -134,20 +154,16 @@ pub fn scan<'a>(
         match format::read_frame(data, offset) {
             Frame::End => break false,
             Frame::Record { body: raw, next } => {
-                let body =
-                    format::decode_body(raw).map_err(|r| seg.corrupt(offset, position, r))?;
-                if body.position != position {
+                let (stored_prev, stored_position) = format::decode_prefix(raw);
+                if stored_position != position {
                     return Err(seg.corrupt(
                         offset,
                         position,
-                        format!(
-                            "record holds position {}, expected {position}",
-                            body.position
-                        ),
+                        format!("record holds position {stored_position}, expected {position}"),
                     ));
                 }
                 if checks.verify_chain {
-                    if body.prev_hash != prev_hash {
+                    if stored_prev != prev_hash {
                         return Err(seg.corrupt(
                             offset,
                             position,
@@ -157,9 +173,11 @@ pub fn scan<'a>(
                     prev_hash = format::hash_body(raw);
                 }
                 let record = ScannedRecord {
+                    segment: &seg.path,
                     offset,
                     end: next,
-                    body,
+                    position,
+                    prev_hash: stored_prev,
                     raw,
                 };
                 visit(&record)?;
@@ -269,7 +287,7 @@ impl SegmentIndex {
         let mut records = Vec::new();
         let mut last_recorded_at = 0;
         let end = scan(seg, checks, |r| {
-            let env = &r.body.envelope;
+            let env = r.envelope()?;
             let key = (env.shop, env.stream);
             let stream = *local.entry(key).or_insert_with(|| {
                 streams.push(StreamId::new(ShopId(env.shop), env.stream));
