@@ -1,5 +1,5 @@
-//! The conformance suite against the `log` backend, twice: with default
-//! options, and with tiny segments so that nearly every case crosses
+//! The conformance suite against the `log` backend, twice: with 4 MiB
+//! (preallocated) segments, and with tiny segments so that nearly every case crosses
 //! segment boundaries.
 
 use std::sync::Arc;
@@ -9,7 +9,11 @@ use kedai_engine::store::log::{LogOptions, LogStore};
 
 async fn fresh() -> Subject {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = LogStore::open(dir.path()).expect("open log");
+    let options = LogOptions {
+        segment_bytes_max: 4 << 20,
+        ..LogOptions::default()
+    };
+    let store = LogStore::open_with(dir.path(), options).expect("open log");
     Subject::new(Arc::new(store), dir)
 }
 

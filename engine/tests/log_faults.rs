@@ -84,6 +84,18 @@ fn copy_dir(from: &Path) -> tempfile::TempDir {
     to
 }
 
+/// One-MiB segments: preallocating them costs little per test.
+fn options() -> LogOptions {
+    LogOptions {
+        segment_bytes_max: 1 << 20,
+        ..LogOptions::default()
+    }
+}
+
+fn open(dir: &Path) -> Result<LogStore, StoreError> {
+    LogStore::open_with(dir, options())
+}
+
 fn small_segments() -> LogOptions {
     LogOptions {
         segment_bytes_max: 2048,
@@ -150,13 +162,16 @@ async fn reopen_restores_everything_and_idempotency_is_permanent() {
 async fn a_torn_tail_is_cut_at_every_byte_of_the_last_record() {
     let template = tempfile::tempdir().unwrap();
     {
-        let store = LogStore::open(template.path()).unwrap();
+        let store = open(template.path()).unwrap();
         append_n(&store, 0, 5).await;
     }
     let seg = segments(template.path()).remove(0);
     let whole = fs::read(&seg).unwrap();
     let last_start = *record_offsets(&seg).last().unwrap();
-    for cut in last_start..whole.len() {
+    let Frame::Record { next: last_end, .. } = format::read_frame(&whole, last_start) else {
+        panic!("no last record");
+    };
+    for cut in last_start..last_end {
         for zero_fill in [false, true] {
             let copy = copy_dir(template.path());
             let target = copy.path().join(seg.file_name().unwrap());
@@ -175,7 +190,7 @@ async fn a_torn_tail_is_cut_at_every_byte_of_the_last_record() {
                 "read-only open changes nothing"
             );
 
-            let store = LogStore::open(copy.path()).unwrap();
+            let store = open(copy.path()).unwrap();
             assert_eq!(
                 store.last_position().await.unwrap(),
                 4,
@@ -194,7 +209,7 @@ async fn a_torn_tail_is_cut_at_every_byte_of_the_last_record() {
 async fn a_flipped_bit_in_an_old_record_stops_the_open() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         append_n(&store, 0, 10).await;
     }
     let seg = segments(dir.path()).remove(0);
@@ -205,7 +220,7 @@ async fn a_flipped_bit_in_an_old_record_stops_the_open() {
         let mut bytes = fs::read(&target).unwrap();
         bytes[byte] ^= 0x04;
         fs::write(&target, &bytes).unwrap();
-        expect_corrupt(LogStore::open(copy.path()), &target, 3);
+        expect_corrupt(open(copy.path()), &target, 3);
         expect_corrupt(LogStore::open_read_only(copy.path()), &target, 3);
         let verified = verify(copy.path(), None, |_| {});
         assert!(
@@ -340,9 +355,9 @@ async fn lost_sidecar_indexes_are_rebuilt() {
 #[tokio::test]
 async fn a_second_writer_is_refused_until_the_first_closes() {
     let dir = tempfile::tempdir().unwrap();
-    let first = LogStore::open(dir.path()).unwrap();
+    let first = open(dir.path()).unwrap();
     append_n(&first, 0, 2).await;
-    let second = LogStore::open(dir.path());
+    let second = open(dir.path());
     assert!(
         matches!(second, Err(StoreError::Locked { .. })),
         "{second:?}"
@@ -354,7 +369,7 @@ async fn a_second_writer_is_refused_until_the_first_closes() {
         Err(StoreError::ReadOnly)
     ));
     drop(first);
-    let again = LogStore::open(dir.path()).expect("lock released on close");
+    let again = open(dir.path()).expect("lock released on close");
     assert_eq!(again.last_position().await.unwrap(), 2);
 }
 
@@ -435,7 +450,7 @@ async fn a_failing_write_or_sync_fails_the_append_and_the_log_stays_usable() {
         acknowledged
     );
     drop(store);
-    let store = LogStore::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     let reopened = read_everything(&store).await;
     assert_eq!(
         reopened.iter().map(|e| e.event_id).collect::<Vec<_>>(),
@@ -446,4 +461,76 @@ async fn a_failing_write_or_sync_fails_the_append_and_the_log_stays_usable() {
     }
     drop(store);
     assert_eq!(verify(dir.path(), None, |_| {}).unwrap().events, 7);
+}
+
+/// Regression guard for the pipelined writer: a failed fsync while other
+/// batches are written behind it must fail exactly those batches, and the
+/// log must continue from the last durable record with nothing of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_under_concurrent_load_lose_exactly_the_failed_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    faults.fail_sync.store(5, Ordering::SeqCst);
+    faults.partial_write.store(30, Ordering::SeqCst);
+    let options = LogOptions {
+        faults: Some(faults.clone()),
+        segment_bytes_max: 64 << 10,
+        ..LogOptions::default()
+    };
+    let store = Arc::new(LogStore::open_with(dir.path(), options).unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut failed = 0;
+            for i in 0..40 {
+                let mut req = request(t * 1000 + i);
+                req.streams[0].stream = stream(&format!("task-{t}"));
+                let id = req.streams[0].events[0].event_id;
+                match store.append(req).await {
+                    Ok(_) => acknowledged.push(id),
+                    Err(StoreError::Unavailable(_)) => failed += 1,
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            (acknowledged, failed)
+        }));
+    }
+    let mut acknowledged = std::collections::HashSet::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (ids, f) = t.await.unwrap();
+        acknowledged.extend(ids);
+        failed += f;
+    }
+    assert!(failed > 0, "the injected faults failed some appends");
+    let check = |all: Vec<kedai_engine::RecordedEvent>| {
+        let recorded: std::collections::HashSet<Uuid> = all.iter().map(|e| e.event_id).collect();
+        assert_eq!(recorded, acknowledged, "exactly the acknowledged events");
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(e.position, i as u64 + 1);
+        }
+        for t in 0..16 {
+            let versions: Vec<u64> = all
+                .iter()
+                .filter(|e| *e.stream.name == format!("task-{t}"))
+                .map(|e| e.version)
+                .collect();
+            assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+        }
+    };
+    check(read_everything(&*store).await);
+    drop(store);
+    let store = LogStore::open_with(dir.path(), options_small()).unwrap();
+    check(read_everything(&store).await);
+    drop(store);
+    verify(dir.path(), None, |_| {}).unwrap();
+}
+
+fn options_small() -> LogOptions {
+    LogOptions {
+        segment_bytes_max: 64 << 10,
+        ..LogOptions::default()
+    }
 }

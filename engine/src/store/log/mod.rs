@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -61,6 +61,11 @@ pub struct LogOptions {
     /// Check the checksum of every record of sealed segments on open (the
     /// last segment is always checked).
     pub verify_checksums_on_open: bool,
+    /// Fill each new segment with zeros before it is used, so appends
+    /// overwrite allocated blocks and every fsync is cheaper. The next
+    /// segment is prepared in the background; the first one of a new log
+    /// when it is created.
+    pub preallocate: bool,
     /// Faults to inject into writes and syncs (tests only).
     pub faults: Option<Arc<dyn FaultInjector>>,
 }
@@ -68,11 +73,12 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
-            segment_bytes_max: 128 << 20,
+            segment_bytes_max: 64 << 20,
             batch_events_max: 16_384,
             batch_bytes_max: 8 << 20,
             queue_requests_max: 4_096,
             verify_checksums_on_open: true,
+            preallocate: true,
             faults: None,
         }
     }
@@ -134,8 +140,29 @@ pub(crate) struct Shared {
     /// Last position that is durable and fully indexed.
     durable: AtomicU64,
     head: watch::Sender<Position>,
+    /// Where the durable log ends (the syncer keeps it; the writer resets
+    /// to it after a failed fsync).
+    durable_end: Mutex<writer::LogEnd>,
     /// Set when the writer can no longer write safely.
     failure: Mutex<Option<String>>,
+    stats: StatCounters,
+}
+
+/// Counters the writer keeps (for benches and metrics).
+#[derive(Debug, Default)]
+struct StatCounters {
+    batches: AtomicU64,
+    events: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// What the writer has done since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogStats {
+    /// Batches written, each with one fsync.
+    pub batches: u64,
+    pub events: u64,
+    pub bytes: u64,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -174,6 +201,9 @@ struct Loaded {
     last_recorded_at: Timestamp,
     /// Offset just past the last record of the last segment.
     active_len: u64,
+    /// Length of the last segment's file (more than `active_len` when it
+    /// was preallocated).
+    active_file_len: u64,
     /// Bytes of torn tail cut off (or, read-only, ignored).
     torn_bytes: u64,
 }
@@ -208,21 +238,27 @@ impl LogStore {
                 "cut off a torn tail left by a crash"
             );
         }
+        let end = writer::LogEnd {
+            last_position: loaded.last_position,
+            last_hash: loaded.last_hash,
+            last_recorded_at: loaded.last_recorded_at,
+            active_len: loaded.active_len,
+        };
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             segments: RwLock::new(loaded.segments),
             streams: loaded.streams,
             durable: AtomicU64::new(loaded.last_position),
             head: watch::channel(loaded.last_position).0,
+            durable_end: Mutex::new(end),
             failure: Mutex::new(None),
+            stats: StatCounters::default(),
         });
         let (tx, rx) = mpsc::channel(options.queue_requests_max);
         let state = writer::WriterState {
             ids: loaded.ids,
-            last_position: loaded.last_position,
-            last_hash: loaded.last_hash,
-            last_recorded_at: loaded.last_recorded_at,
-            active_len: loaded.active_len,
+            end,
+            file_len: loaded.active_file_len,
         };
         let handle = writer::spawn(Arc::clone(&shared), options, lock, state, rx)?;
         Ok(LogStore {
@@ -256,7 +292,14 @@ impl LogStore {
             streams: loaded.streams,
             durable: AtomicU64::new(loaded.last_position),
             head: watch::channel(loaded.last_position).0,
+            durable_end: Mutex::new(writer::LogEnd {
+                last_position: loaded.last_position,
+                last_hash: loaded.last_hash,
+                last_recorded_at: loaded.last_recorded_at,
+                active_len: loaded.active_len,
+            }),
             failure: Mutex::new(None),
+            stats: StatCounters::default(),
         });
         Ok(LogStore {
             shared,
@@ -268,6 +311,16 @@ impl LogStore {
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// What the writer has done since open.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.shared.stats;
+        LogStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// Number of segment files.
@@ -456,30 +509,84 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
     }
 }
 
-/// Creates the segment whose first record will be at `first_position`:
-/// header written and synced, directory entry synced.
-pub(crate) fn create_segment(
-    dir: &Path,
-    first_position: Position,
-    prev_hash: Hash,
-) -> Result<Segment, StoreError> {
-    let path = dir.join(format::segment_file_name(first_position));
-    let io_err = |e| StoreError::io(format!("creating segment {}", path.display()), e);
+/// Name of the zero-filled file prepared in advance to become the next
+/// segment.
+pub const PREALLOC_FILE_NAME: &str = "next-segment.prealloc";
+
+/// Writes a file of `size` zero bytes and syncs it. Overwriting blocks that
+/// are already allocated and written makes each later `fdatasync` cheaper
+/// than growing the file (no block allocation or size change to journal).
+pub(crate) fn prepare_segment_file(path: &Path, size: u64) -> io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    const ALIGN: usize = 4096;
     let file = OpenOptions::new()
-        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&path)
-        .map_err(io_err)?;
+        .open(path)?;
+    // The bulk is written with O_DIRECT where the file system allows it:
+    // zeros need not pass through (and be copied into) the page cache.
+    let direct = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok();
+    let mut zeros = vec![0u8; CHUNK + ALIGN];
+    let skew = (ALIGN - zeros.as_ptr() as usize % ALIGN) % ALIGN;
+    let zeros = &mut zeros[skew..skew + CHUNK];
+    let aligned_size = if direct.is_some() {
+        size - size % ALIGN as u64
+    } else {
+        0
+    };
+    let mut at = 0u64;
+    while at < size {
+        let n = (size - at).min(CHUNK as u64) as usize;
+        match &direct {
+            Some(direct) if at + n as u64 <= aligned_size && n.is_multiple_of(ALIGN) => {
+                direct.write_all_at(&zeros[..n], at)?
+            }
+            _ => file.write_all_at(&zeros[..n], at)?,
+        }
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
+/// Makes the segment whose first record will be at `first_position`, from
+/// a prepared zero-filled file if one is given, else as a new file: header
+/// written and synced, directory entry synced. Returns it with its file
+/// length.
+pub(crate) fn install_segment(
+    dir: &Path,
+    first_position: Position,
+    prev_hash: Hash,
+    prepared: Option<&Path>,
+) -> Result<(Segment, u64), StoreError> {
+    let path = dir.join(format::segment_file_name(first_position));
+    let io_err = |e| StoreError::io(format!("creating segment {}", path.display()), e);
+    let file = match prepared {
+        Some(prepared) => OpenOptions::new().read(true).write(true).open(prepared),
+        None => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path),
+    }
+    .map_err(io_err)?;
     let header = SegmentHeader {
         first_position,
         prev_hash,
     };
     file.write_all_at(&header.encode(), 0).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
+    if let Some(prepared) = prepared {
+        fs::rename(prepared, &path).map_err(io_err)?;
+    }
     segment::sync_dir(dir).map_err(io_err)?;
-    Ok(Segment::new(first_position, path, file, Vec::new()))
+    let len = file.metadata().map_err(io_err)?.len();
+    Ok((Segment::new(first_position, path, file, Vec::new()), len))
 }
 
 fn open_segment_file(path: &Path, mode: Mode) -> Result<File, StoreError> {
@@ -505,11 +612,20 @@ fn load(dir: &Path, mode: Mode, options: &LogOptions) -> Result<Loaded, StoreErr
         last_hash: GENESIS_HASH,
         last_recorded_at: Timestamp(i64::MIN),
         active_len: SEGMENT_HEADER_LEN as u64,
+        active_file_len: SEGMENT_HEADER_LEN as u64,
         torn_bytes: 0,
     };
     if files.is_empty() {
         if mode == Mode::Writer {
-            let segment = create_segment(dir, 1, GENESIS_HASH)?;
+            let prepared = dir.join(PREALLOC_FILE_NAME);
+            let prepared = options.preallocate.then(|| {
+                prepare_segment_file(&prepared, options.segment_bytes_max)
+                    .map(|()| prepared)
+                    .map_err(|e| StoreError::io("preparing the first segment", e))
+            });
+            let prepared = prepared.transpose()?;
+            let (segment, len) = install_segment(dir, 1, GENESIS_HASH, prepared.as_deref())?;
+            loaded.active_file_len = len;
             loaded.segments.push(Arc::new(segment));
         }
         return Ok(loaded);
@@ -575,7 +691,9 @@ fn remove_temp_files(dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") || name == PREALLOC_FILE_NAME {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -697,18 +815,27 @@ fn load_scanned(
     loaded.last_hash = end.last_hash;
     loaded.active_len = end.data_end as u64;
     let file_len = data.bytes.len() as u64;
+    // Torn bytes run from the end of the last whole record to the last
+    // non-zero byte (what follows is preallocated space).
+    let garbage_end = data
+        .bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
+    let garbage_end = garbage_end.max(end.data_end) as u64;
     drop(data);
     if end.torn {
-        loaded.torn_bytes = file_len - end.data_end as u64;
+        loaded.torn_bytes = garbage_end - end.data_end as u64;
     }
+    loaded.active_file_len = file_len;
     let file = open_segment_file(path, mode)?;
     if mode == Mode::Writer {
+        let io_err = |e| StoreError::io(format!("repairing {}", path.display()), e);
         if end.torn {
-            file.set_len(end.data_end as u64)
+            let zeros = vec![0u8; (garbage_end - end.data_end as u64) as usize];
+            file.write_all_at(&zeros, end.data_end as u64)
                 .and_then(|()| file.sync_all())
-                .map_err(|e| {
-                    StoreError::io(format!("cutting torn tail of {}", path.display()), e)
-                })?;
+                .map_err(io_err)?;
         }
         if is_last {
             // The segment is active again: an index left from an earlier
@@ -718,8 +845,17 @@ fn load_scanned(
                 fs::remove_file(&stale)
                     .map_err(|e| StoreError::io(format!("removing {}", stale.display()), e))?;
             }
-        } else if let Err(e) = index.store(dir) {
-            tracing::warn!(segment = %path.display(), error = %e, "could not write segment index");
+        } else {
+            // A sealed segment is cut to its records before its index is
+            // written (the index's length check relies on it).
+            if file_len > end.data_end as u64 {
+                file.set_len(end.data_end as u64)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_err)?;
+            }
+            if let Err(e) = index.store(dir) {
+                tracing::warn!(segment = %path.display(), error = %e, "could not write segment index");
+            }
         }
     }
     let ends = index.records.iter().map(|r| r.end).collect();

@@ -1,22 +1,30 @@
-//! The log's single writer thread: group commit.
+//! The log's writer and syncer threads: pipelined group commit.
 //!
-//! It takes the first queued append, drains whatever else is queued (up to
-//! the batch limits), checks each append against the state the earlier
-//! appends of the batch leave (so one batch may append to a stream many
-//! times), encodes all records into one buffer, writes it with one call,
-//! `fdatasync`s once, publishes the new records to readers and only then
-//! answers every append of the batch.
+//! The writer thread takes every append queued on the channel (up to the
+//! batch limits), checks each against the state the appends before it
+//! leave (so one batch may append to a stream many times), encodes their
+//! records into one buffer and writes it with one call. It does not wait
+//! for the disk: it hands the written batch to the syncer and goes on with
+//! the next appends.
 //!
-//! If a write or sync fails, the segment is cut back to where the batch
-//! began and synced, every append of the batch fails, and the writer goes
-//! on: nothing of a failed batch is visible or acknowledged. If even that
-//! repair fails, the store refuses further appends until it is reopened.
+//! The syncer thread takes every batch written since its last fsync, runs
+//! one `fdatasync` for all of them, then publishes them to readers in order
+//! and answers their appends. So each fsync carries everything that arrived
+//! while the previous one ran, and encoding overlaps syncing.
+//!
+//! Failures: a failed write is undone at once (the region is put back to
+//! zeros, or cut off) and only its batch fails. A failed fsync fails every
+//! batch not yet durable, including ones written after it; the writer then
+//! undoes everything past the last durable record and resets its state to
+//! it before writing again. Nothing of a failed batch is ever visible or
+//! acknowledged. If an undo itself fails, the store refuses further appends
+//! until it is reopened.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
@@ -24,9 +32,16 @@ use uuid::Uuid;
 
 use super::format::{self, Envelope, Hash, SEGMENT_HEADER_LEN};
 use super::segment::{ScanChecks, SegmentData, SegmentIndex};
-use super::{LogOptions, Segment, Shared, WriteFault, create_segment, read_lock, write_lock};
+use super::{
+    LogOptions, PREALLOC_FILE_NAME, Segment, Shared, WriteFault, install_segment,
+    prepare_segment_file, read_lock, write_lock,
+};
 use crate::event::{Position, StreamId, Timestamp};
 use crate::store::{AppendOutcome, AppendRequest, AppendStatus, StoreError};
+
+/// Most written batches that may wait for the syncer before the writer
+/// waits too.
+const UNSYNCED_BATCHES_MAX: usize = 256;
 
 /// An append waiting for the writer.
 #[derive(Debug)]
@@ -35,11 +50,12 @@ pub(super) struct Pending {
     pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
-/// What the writer carries from one batch to the next.
-#[derive(Debug)]
-pub(super) struct WriterState {
-    /// Every recorded event id and its position.
-    pub ids: HashMap<Uuid, Position>,
+type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+
+/// Where the log ends: after the last durable record, or after the last
+/// written one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LogEnd {
     pub last_position: Position,
     pub last_hash: Hash,
     pub last_recorded_at: Timestamp,
@@ -47,14 +63,60 @@ pub(super) struct WriterState {
     pub active_len: u64,
 }
 
-struct Writer {
-    shared: Arc<Shared>,
-    options: LogOptions,
-    /// Held for the writer's lifetime: the directory lock.
-    _lock: File,
-    state: WriterState,
-    active: Arc<Segment>,
-    buf: Vec<u8>,
+/// What the writer starts from.
+#[derive(Debug)]
+pub(super) struct WriterState {
+    /// Every recorded event id and its position.
+    pub ids: HashMap<Uuid, Position>,
+    pub end: LogEnd,
+    /// Length of the active segment's file when it was opened or made:
+    /// up to there it is preallocated.
+    pub file_len: u64,
+}
+
+/// A batch written to the page cache, waiting for its fsync.
+struct Written {
+    epoch: u64,
+    segment: Arc<Segment>,
+    /// Per record: its stream and its end offset in the segment.
+    records: Vec<(StreamId, u32)>,
+    answers: Vec<(Reply, AppendOutcome)>,
+    end: LogEnd,
+    bytes: u64,
+}
+
+/// A failed fsync, for the writer to recover from.
+struct SyncFailure {
+    /// Batches of this epoch and earlier are lost.
+    epoch: u64,
+    reason: String,
+    durable: LogEnd,
+}
+
+#[derive(Default)]
+struct Queue {
+    batches: VecDeque<Written>,
+    /// The syncer holds batches it took and has not finished.
+    syncing: bool,
+    /// The writer has stopped; the syncer finishes what is queued and ends.
+    closing: bool,
+    failure: Option<SyncFailure>,
+}
+
+/// The hand-over between writer and syncer.
+#[derive(Default)]
+struct Pipeline {
+    queue: Mutex<Queue>,
+    /// Signalled when batches are queued or closing is set.
+    to_syncer: Condvar,
+    /// Signalled when the syncer takes or finishes batches.
+    to_writer: Condvar,
+}
+
+impl Pipeline {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub(super) fn spawn(
@@ -68,21 +130,66 @@ pub(super) fn spawn(
         .last()
         .cloned()
         .expect("a writable log has an active segment");
+    let pipeline = Arc::new(Pipeline::default());
+    let syncer = Syncer {
+        shared: Arc::clone(&shared),
+        options: options.clone(),
+        pipeline: Arc::clone(&pipeline),
+        failed_epoch: None,
+    };
+    let syncer = std::thread::Builder::new()
+        .name("kedai-log-sync".into())
+        .spawn(move || syncer.run())
+        .map_err(|e| StoreError::io("starting the log syncer thread", e))?;
     let writer = Writer {
         shared,
         options,
         _lock: lock,
-        state,
+        ids: state.ids,
+        end: state.end,
+        prealloc_len: state.file_len,
+        versions: HashMap::new(),
+        inflight_ids: VecDeque::new(),
+        epoch: 0,
         active,
         buf: Vec::with_capacity(1 << 20),
+        prepared: None,
+        pipeline,
     };
     std::thread::Builder::new()
         .name("kedai-log-writer".into())
-        .spawn(move || writer.run(rx))
+        .spawn(move || writer.run(rx, syncer))
         .map_err(|e| StoreError::io("starting the log writer thread", e))
 }
 
-/// The records a batch adds, before they are durable.
+struct Writer {
+    shared: Arc<Shared>,
+    options: LogOptions,
+    /// Held for the writer's lifetime: the directory lock.
+    _lock: File,
+    /// Every event id written (durable or not yet) and its position.
+    ids: HashMap<Uuid, Position>,
+    /// The end of what has been written.
+    end: LogEnd,
+    /// Up to here the active segment's file is preallocated.
+    prealloc_len: u64,
+    /// Versions of streams written by batches that may not be durable yet,
+    /// with the position of their last such record. Durable versions are
+    /// in the shared stream index.
+    versions: HashMap<StreamId, (u64, Position)>,
+    /// Event ids of batches that may not be durable yet (to forget them if
+    /// their fsync fails), with each batch's last position.
+    inflight_ids: VecDeque<(Position, Vec<Uuid>)>,
+    /// Incremented each time the writer recovers from a failed fsync.
+    epoch: u64,
+    active: Arc<Segment>,
+    buf: Vec<u8>,
+    /// The zero-filled file being prepared to become the next segment.
+    prepared: Option<JoinHandle<std::io::Result<()>>>,
+    pipeline: Arc<Pipeline>,
+}
+
+/// The records one batch adds, before they are written.
 #[derive(Default)]
 struct Batch {
     /// Stream versions as the batch leaves them.
@@ -91,94 +198,86 @@ struct Batch {
     ids: HashMap<Uuid, Position>,
     /// Per record: its stream and its end offset within the buffer.
     records: Vec<(StreamId, u32)>,
-    /// Appends to answer once the batch is durable.
-    answers: Vec<(
-        oneshot::Sender<Result<AppendOutcome, StoreError>>,
-        AppendOutcome,
-    )>,
-    last_position: Position,
-    last_hash: Hash,
-    last_recorded_at: Timestamp,
+    answers: Vec<(Reply, AppendOutcome)>,
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Pending>, syncer: JoinHandle<()>) {
         while let Some(first) = rx.blocking_recv() {
             let mut pending = vec![first];
             let mut events = pending[0].request.event_count();
             let mut bytes = payload_bytes(&pending[0].request);
             while events < self.options.batch_events_max && bytes < self.options.batch_bytes_max {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        events += p.request.event_count();
-                        bytes += payload_bytes(&p.request);
-                        pending.push(p);
-                    }
-                    Err(_) => break,
-                }
+                let Ok(p) = rx.try_recv() else { break };
+                events += p.request.event_count();
+                bytes += payload_bytes(&p.request);
+                pending.push(p);
             }
             self.process(pending);
         }
+        self.pipeline.lock().closing = true;
+        self.pipeline.to_syncer.notify_all();
+        let _ = syncer.join();
     }
 
     fn process(&mut self, pending: Vec<Pending>) {
+        self.recover_from_sync_failure();
         if let Some(reason) = self.failure() {
             for p in pending {
                 let _ = p.reply.send(Err(StoreError::Unavailable(reason.clone())));
             }
             return;
         }
+        self.forget_durable();
         self.buf.clear();
-        let mut batch = Batch {
-            last_position: self.state.last_position,
-            last_hash: self.state.last_hash,
-            last_recorded_at: self.state.last_recorded_at,
-            ..Batch::default()
-        };
+        let mut batch = Batch::default();
+        let mut end = self.end;
         for p in pending {
-            match self.admit(&p.request, &mut batch) {
+            match self.admit(&p.request, &mut batch, &mut end) {
                 Ok(outcome) => batch.answers.push((p.reply, outcome)),
                 Err(e) => {
                     let _ = p.reply.send(Err(e));
                 }
             }
         }
-        if batch.records.is_empty() {
-            // Only retries of appends already durable: nothing to write.
-            for (reply, outcome) in batch.answers {
-                let _ = reply.send(Ok(outcome));
-            }
+        if batch.answers.is_empty() {
             return;
         }
-        match self.make_durable() {
-            Ok(base) => self.publish(batch, base),
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::error!(error = %reason, "log append failed; batch discarded");
-                for (reply, _) in batch.answers {
-                    let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+        let mut base = 0;
+        if !batch.records.is_empty() {
+            match self.write(&batch, end.active_len) {
+                Ok(at) => {
+                    base = at;
+                    end.active_len = at + self.buf.len() as u64;
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::error!(error = %reason, "log write failed; batch discarded");
+                    for (reply, _) in batch.answers {
+                        let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+                    }
+                    return;
                 }
             }
         }
+        self.commit(batch, end, base);
     }
 
     /// Checks one append against the state so far and encodes its records
-    /// into the buffer.
+    /// into the buffer. The request was validated by
+    /// [`EventStore::append`](crate::store::EventStore::append).
     fn admit(
         &mut self,
         request: &AppendRequest,
         batch: &mut Batch,
+        end: &mut LogEnd,
     ) -> Result<AppendOutcome, StoreError> {
-        request.validate()?;
         if let Some(outcome) = self.already_recorded(request, batch)? {
             return Ok(outcome);
         }
         let mut versions = Vec::with_capacity(request.streams.len());
         for s in &request.streams {
-            let actual = match batch.versions.get(&s.stream) {
-                Some(&v) => v,
-                None => self.durable_version(&s.stream),
-            };
+            let actual = self.version(&s.stream, batch);
             if !s.expected.admits(actual) {
                 return Err(StoreError::WrongExpectedVersion {
                     stream: s.stream.clone(),
@@ -188,13 +287,13 @@ impl Writer {
             }
             versions.push(actual);
         }
-        let recorded_at = request.recorded_at.max(batch.last_recorded_at);
-        batch.last_recorded_at = recorded_at;
-        let first_position = batch.last_position + 1;
+        let recorded_at = request.recorded_at.max(end.last_recorded_at);
+        end.last_recorded_at = recorded_at;
+        let first_position = end.last_position + 1;
         for (s, mut version) in request.streams.iter().zip(versions) {
             for e in &s.events {
                 version += 1;
-                batch.last_position += 1;
+                end.last_position += 1;
                 let envelope = Envelope {
                     shop: s.stream.shop.0,
                     stream: &s.stream.name,
@@ -209,62 +308,67 @@ impl Writer {
                     schema_version: e.schema_version,
                     payload: &e.payload,
                 };
-                batch.last_hash = format::encode_record(
+                end.last_hash = format::encode_record(
                     &mut self.buf,
-                    &batch.last_hash,
-                    batch.last_position,
+                    &end.last_hash,
+                    end.last_position,
                     &envelope,
                 );
                 batch
                     .records
                     .push((s.stream.clone(), self.buf.len() as u32));
-                batch.ids.insert(e.event_id, batch.last_position);
+                batch.ids.insert(e.event_id, end.last_position);
             }
             batch.versions.insert(s.stream.clone(), version);
         }
         Ok(AppendOutcome {
             status: AppendStatus::Recorded,
             first_position,
-            last_position: batch.last_position,
+            last_position: end.last_position,
         })
     }
 
-    fn durable_version(&self, stream: &StreamId) -> u64 {
+    /// The stream's version after everything written so far.
+    fn version(&self, stream: &StreamId, batch: &Batch) -> u64 {
+        if let Some(&v) = batch.versions.get(stream) {
+            return v;
+        }
+        if let Some(&(v, _)) = self.versions.get(stream) {
+            return v;
+        }
         self.shared
             .streams
             .get(stream)
             .map_or(0, |p| p.len() as u64)
     }
 
-    /// `Some` when every event id of the request is recorded (durably or
-    /// earlier in this batch); an error when only some are.
+    /// `Some` when every event id of the request is recorded (or written
+    /// earlier); an error when only some are.
     fn already_recorded(
         &self,
         request: &AppendRequest,
         batch: &Batch,
     ) -> Result<Option<AppendOutcome>, StoreError> {
         let mut range: Option<(Position, Position)> = None;
-        let mut first_missing = None;
+        let mut missing = false;
         let mut first_found = None;
         for id in request.event_ids() {
-            match self.state.ids.get(&id).or_else(|| batch.ids.get(&id)) {
+            match self.ids.get(&id).or_else(|| batch.ids.get(&id)) {
                 Some(&p) => {
                     first_found.get_or_insert(id);
                     let (lo, hi) = range.unwrap_or((p, p));
                     range = Some((lo.min(p), hi.max(p)));
                 }
-                None => {
-                    first_missing.get_or_insert(id);
-                }
+                None => missing = true,
             }
         }
-        match (range, first_missing, first_found) {
-            (Some((first_position, last_position)), None, _) => Ok(Some(AppendOutcome {
+        match (range, missing, first_found) {
+            (Some((first_position, last_position)), false, _) => Ok(Some(AppendOutcome {
                 status: AppendStatus::AlreadyRecorded,
                 first_position,
                 last_position,
             })),
-            (Some(_), Some(_), Some(event_id)) => Err(StoreError::PartlyRecorded { event_id }),
+            (Some(_), true, Some(event_id)) => Err(StoreError::PartlyRecorded { event_id }),
             _ => Ok(None),
         }
     }
@@ -277,68 +381,312 @@ impl Writer {
             .clone()
     }
 
-    /// Writes the buffer and syncs it; returns the offset it was written
-    /// at. On failure the segment is cut back to where it was.
-    fn make_durable(&mut self) -> Result<u64, StoreError> {
+    fn set_failure(&self, reason: String) {
+        tracing::error!(error = %reason, "the log refuses appends until it is reopened");
+        *self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Writes the buffer (rolling to a new segment first if it would not
+    /// fit); returns the offset it was written at. A failed write is undone.
+    fn write(&mut self, batch: &Batch, active_len: u64) -> Result<u64, StoreError> {
         let len = self.buf.len() as u64;
-        if self.state.active_len + len > self.options.segment_bytes_max
-            && self.state.active_len > SEGMENT_HEADER_LEN as u64
-        {
+        let mut base = active_len;
+        if base + len > self.options.segment_bytes_max && base > SEGMENT_HEADER_LEN as u64 {
             self.roll()?;
+            base = SEGMENT_HEADER_LEN as u64;
         }
-        let base = self.state.active_len;
+        debug_assert_eq!(batch.records.last().map(|r| u64::from(r.1)), Some(len));
         let file = &self.active.file;
-        let path = &self.active.path;
-        let result = write_and_sync(file, &self.buf, base, &self.options);
-        if let Err(e) = result {
-            let repair = file.set_len(base).and_then(|()| file.sync_all());
-            if let Err(repair_error) = repair {
-                let reason = format!(
-                    "could not cut {} back to {base} bytes after a failed write ({e}): {repair_error}; reopen the store",
-                    path.display()
-                );
-                *self
-                    .shared
-                    .failure
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        if let Err(e) = write_all(file, &self.buf, base, &self.options) {
+            if let Err(undo) = undo(file, base, base + len, self.prealloc_len) {
+                self.set_failure(format!(
+                    "could not undo a failed write to {} ({e}): {undo}",
+                    self.active.path.display()
+                ));
             }
             return Err(StoreError::io(
-                format!("appending to {}", path.display()),
+                format!("appending to {}", self.active.path.display()),
                 e,
             ));
+        }
+        if base + len > self.options.segment_bytes_max / 2 {
+            self.prepare_next_segment();
         }
         Ok(base)
     }
 
-    /// Seals the active segment and starts a new one.
+    /// Takes a written batch into the writer's state and hands it to the
+    /// syncer.
+    fn commit(&mut self, batch: Batch, end: LogEnd, base: u64) {
+        for (stream, version) in batch.versions {
+            self.versions.insert(stream, (version, end.last_position));
+        }
+        let ids: Vec<Uuid> = batch.ids.keys().copied().collect();
+        self.ids.extend(batch.ids);
+        if !ids.is_empty() {
+            self.inflight_ids.push_back((end.last_position, ids));
+        }
+        self.end = end;
+        let records = batch
+            .records
+            .into_iter()
+            .map(|(stream, rel)| (stream, (base + u64::from(rel)) as u32))
+            .collect();
+        let written = Written {
+            epoch: self.epoch,
+            segment: Arc::clone(&self.active),
+            records,
+            answers: batch.answers,
+            end,
+            bytes: self.buf.len() as u64,
+        };
+        let mut queue = self.pipeline.lock();
+        while queue.batches.len() >= UNSYNCED_BATCHES_MAX {
+            queue = self
+                .pipeline
+                .to_writer
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        queue.batches.push_back(written);
+        drop(queue);
+        self.pipeline.to_syncer.notify_one();
+    }
+
+    /// Drops bookkeeping of batches that are durable now.
+    fn forget_durable(&mut self) {
+        let durable = self.shared.durable.load(Ordering::Acquire);
+        while self
+            .inflight_ids
+            .front()
+            .is_some_and(|(last, _)| *last <= durable)
+        {
+            self.inflight_ids.pop_front();
+        }
+        if self.versions.len() > 4096 {
+            self.versions.retain(|_, (_, last)| *last > durable);
+        }
+    }
+
+    /// Waits until the syncer has finished everything written so far.
+    fn wait_until_synced(&self) {
+        let mut queue = self.pipeline.lock();
+        while !queue.batches.is_empty() || queue.syncing {
+            queue = self
+                .pipeline
+                .to_writer
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// After a failed fsync: undo everything written past the last durable
+    /// record and continue from there.
+    fn recover_from_sync_failure(&mut self) {
+        let failure = {
+            let mut queue = self.pipeline.lock();
+            match &queue.failure {
+                Some(f) if f.epoch == self.epoch => queue.failure.take(),
+                _ => None,
+            }
+        };
+        let Some(failure) = failure else { return };
+        // Batches still queued belong to the failed epoch: let the syncer
+        // fail them before the region they were written to is reused.
+        self.wait_until_synced();
+        let durable = failure.durable;
+        tracing::warn!(reason = %failure.reason, position = durable.last_position, "fsync failed; undoing what was not durable");
+        if let Err(e) = undo(
+            &self.active.file,
+            durable.active_len,
+            self.end.active_len,
+            self.prealloc_len,
+        ) {
+            self.set_failure(format!(
+                "could not undo writes after a failed fsync of {} ({}): {e}",
+                self.active.path.display(),
+                failure.reason
+            ));
+        }
+        while let Some((last, ids)) = self.inflight_ids.pop_back() {
+            if last <= durable.last_position {
+                self.inflight_ids.push_back((last, ids));
+                break;
+            }
+            for id in ids {
+                self.ids.remove(&id);
+            }
+        }
+        self.versions.clear();
+        self.end = durable;
+        self.epoch += 1;
+    }
+
+    /// Seals the active segment and starts a new one, from the prepared
+    /// zero-filled file when it is ready. Waits until the active segment is
+    /// durable first, so that a sealed segment never changes and failures
+    /// only ever concern the active one.
     fn roll(&mut self) -> Result<(), StoreError> {
-        let first = self.state.last_position + 1;
-        let segment = Arc::new(create_segment(
-            &self.shared.dir,
-            first,
-            self.state.last_hash,
-        )?);
+        self.wait_until_synced();
+        if self.pipeline.lock().failure.is_some() {
+            return Err(StoreError::Unavailable(
+                "an earlier write was not made durable; retry".into(),
+            ));
+        }
+        let first = self.end.last_position + 1;
+        let dir = self.shared.dir.clone();
+        let prepared = match self.prepared.take() {
+            Some(handle) if handle.is_finished() => match handle.join() {
+                Ok(Ok(())) => Some(dir.join(PREALLOC_FILE_NAME)),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not prepare the next segment; creating it unfilled");
+                    None
+                }
+                Err(_) => None,
+            },
+            still_running => {
+                self.prepared = still_running;
+                None
+            }
+        };
+        let (segment, file_len) =
+            install_segment(&dir, first, self.end.last_hash, prepared.as_deref())?;
+        let segment = Arc::new(segment);
         write_lock(&self.shared.segments).push(Arc::clone(&segment));
         let sealed = std::mem::replace(&mut self.active, segment);
-        self.state.active_len = SEGMENT_HEADER_LEN as u64;
+        self.end.active_len = SEGMENT_HEADER_LEN as u64;
+        // Nothing of the new segment is durable yet: a failed fsync from
+        // here on is undone from its first record.
+        self.shared
+            .durable_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .active_len = SEGMENT_HEADER_LEN as u64;
+        self.prealloc_len = file_len;
         seal_in_background(Arc::clone(&self.shared), sealed);
         Ok(())
     }
 
-    /// Makes a durable batch visible to readers and answers its appends.
-    fn publish(&mut self, batch: Batch, base: u64) {
-        {
-            let mut ends = write_lock(&self.active.ends);
-            ends.extend(
-                batch
-                    .records
-                    .iter()
-                    .map(|&(_, end)| (base + u64::from(end)) as u32),
-            );
+    /// Starts filling the next segment's file with zeros in the background
+    /// (once the active segment is half full), unless that is already under
+    /// way or turned off.
+    fn prepare_next_segment(&mut self) {
+        if !self.options.preallocate || self.prepared.is_some() {
+            return;
         }
-        let mut position = self.state.last_position;
-        for (stream, _) in &batch.records {
+        let path = self.shared.dir.join(PREALLOC_FILE_NAME);
+        let size = self.options.segment_bytes_max;
+        let spawned = std::thread::Builder::new()
+            .name("kedai-log-prealloc".into())
+            .spawn(move || prepare_segment_file(&path, size));
+        match spawned {
+            Ok(handle) => self.prepared = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "could not start preparing the next segment"),
+        }
+    }
+}
+
+struct Syncer {
+    shared: Arc<Shared>,
+    options: LogOptions,
+    pipeline: Arc<Pipeline>,
+    /// Batches of this epoch and earlier are failed without syncing.
+    failed_epoch: Option<u64>,
+}
+
+impl Syncer {
+    fn run(mut self) {
+        loop {
+            let taken: Vec<Written> = {
+                let mut queue = self.pipeline.lock();
+                while queue.batches.is_empty() && !queue.closing {
+                    queue = self
+                        .pipeline
+                        .to_syncer
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                if queue.batches.is_empty() {
+                    return;
+                }
+                queue.syncing = true;
+                queue.batches.drain(..).collect()
+            };
+            self.pipeline.to_writer.notify_all();
+            self.sync_and_publish(taken);
+            self.pipeline.lock().syncing = false;
+            self.pipeline.to_writer.notify_all();
+        }
+    }
+
+    fn sync_and_publish(&mut self, taken: Vec<Written>) {
+        let (lost, live): (Vec<Written>, Vec<Written>) = taken
+            .into_iter()
+            .partition(|w| self.failed_epoch.is_some_and(|e| w.epoch <= e));
+        for w in lost {
+            fail(w, "an earlier write was not made durable; retry");
+        }
+        if live.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sync(&live) {
+            let reason = format!("fsync of {} failed: {e}", live[0].segment.path.display());
+            let epoch = live.last().expect("not empty").epoch;
+            self.failed_epoch = Some(epoch);
+            let durable = self.durable_end();
+            for w in live {
+                fail(w, &reason);
+            }
+            self.pipeline.lock().failure = Some(SyncFailure {
+                epoch,
+                reason,
+                durable,
+            });
+            return;
+        }
+        for w in live {
+            self.publish(w);
+        }
+    }
+
+    /// One fsync per segment the batches were written to (one, but for a
+    /// batch that rolled to a new segment).
+    fn sync(&self, batches: &[Written]) -> std::io::Result<()> {
+        if batches.iter().all(|w| w.bytes == 0) {
+            return Ok(());
+        }
+        let mut synced: Vec<&Arc<Segment>> = Vec::new();
+        for w in batches.iter().filter(|w| w.bytes > 0) {
+            if synced.iter().any(|s| Arc::ptr_eq(s, &w.segment)) {
+                continue;
+            }
+            if let Some(faults) = &self.options.faults {
+                faults.before_sync()?;
+            }
+            w.segment.file.sync_data()?;
+            synced.push(&w.segment);
+        }
+        Ok(())
+    }
+
+    /// The end of the durable log, as published last.
+    fn durable_end(&self) -> LogEnd {
+        *self
+            .shared
+            .durable_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes a durable batch visible to readers and answers its appends.
+    fn publish(&mut self, w: Written) {
+        write_lock(&w.segment.ends).extend(w.records.iter().map(|&(_, end)| end));
+        let mut position = w.end.last_position - w.records.len() as u64;
+        for (stream, _) in &w.records {
             position += 1;
             match self.shared.streams.get_mut(stream) {
                 Some(mut positions) => positions.push(position),
@@ -347,19 +695,32 @@ impl Writer {
                 }
             }
         }
-        assert_eq!(position, batch.last_position);
-        self.state.ids.extend(batch.ids);
-        self.state.last_position = batch.last_position;
-        self.state.last_hash = batch.last_hash;
-        self.state.last_recorded_at = batch.last_recorded_at;
-        self.state.active_len = base + self.buf.len() as u64;
-        self.shared
-            .durable
-            .store(batch.last_position, Ordering::Release);
-        self.shared.head.send_replace(batch.last_position);
-        for (reply, outcome) in batch.answers {
+        *self
+            .shared
+            .durable_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = w.end;
+        let stats = &self.shared.stats;
+        if !w.records.is_empty() {
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats
+                .events
+                .fetch_add(w.records.len() as u64, Ordering::Relaxed);
+            stats.bytes.fetch_add(w.bytes, Ordering::Relaxed);
+            self.shared
+                .durable
+                .store(w.end.last_position, Ordering::Release);
+            self.shared.head.send_replace(w.end.last_position);
+        }
+        for (reply, outcome) in w.answers {
             let _ = reply.send(Ok(outcome));
         }
+    }
+}
+
+fn fail(w: Written, reason: &str) {
+    for (reply, _) in w.answers {
+        let _ = reply.send(Err(StoreError::Unavailable(reason.to_owned())));
     }
 }
 
@@ -372,12 +733,21 @@ fn payload_bytes(request: &AppendRequest) -> usize {
         .sum()
 }
 
-fn write_and_sync(
-    file: &File,
-    buf: &[u8],
-    offset: u64,
-    options: &LogOptions,
-) -> std::io::Result<()> {
+/// Puts `from..to` of a segment back as it was before it was written:
+/// zeros where the file was preallocated, cut off beyond that; then syncs.
+fn undo(file: &File, from: u64, to: u64, prealloc_len: u64) -> std::io::Result<()> {
+    if from < prealloc_len && from < to {
+        let n = to.min(prealloc_len) - from;
+        file.write_all_at(&vec![0u8; n as usize], from)?;
+    }
+    let keep = from.max(prealloc_len);
+    if file.metadata()?.len() > keep {
+        file.set_len(keep)?;
+    }
+    file.sync_all()
+}
+
+fn write_all(file: &File, buf: &[u8], offset: u64, options: &LogOptions) -> std::io::Result<()> {
     if let Some(faults) = &options.faults {
         match faults.before_write(buf.len()) {
             WriteFault::None => {}
@@ -388,16 +758,12 @@ fn write_and_sync(
             }
         }
     }
-    file.write_all_at(buf, offset)?;
-    if let Some(faults) = &options.faults {
-        faults.before_sync()?;
-    }
-    file.sync_data()
+    file.write_all_at(buf, offset)
 }
 
-/// Writes a sealed segment's sidecar index from a thread of its own, so the
-/// writer does not wait for it. A missing index only makes the next open
-/// scan that segment.
+/// Writes a sealed (and durable) segment's sidecar index from a thread of
+/// its own, so the writer does not wait for it. A missing index only makes
+/// the next open scan that segment.
 fn seal_in_background(shared: Arc<Shared>, sealed: Arc<Segment>) {
     let spawned = std::thread::Builder::new()
         .name("kedai-log-seal".into())
@@ -410,6 +776,13 @@ fn seal_in_background(shared: Arc<Shared>, sealed: Arc<Segment>) {
                     is_last: false,
                 };
                 let (index, _) = SegmentIndex::build(&data, checks)?;
+                // Cut the preallocated zeros after the last record: a
+                // sealed segment is exactly as long as its index says.
+                sealed
+                    .file
+                    .set_len(index.data_end)
+                    .and_then(|()| sealed.file.sync_all())
+                    .map_err(|e| StoreError::io("cutting a sealed segment", e))?;
                 index
                     .store(&shared.dir)
                     .map_err(|e| StoreError::io("writing segment index", e))
