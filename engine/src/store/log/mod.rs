@@ -28,7 +28,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -41,6 +41,12 @@ use self::format::{Frame, GENESIS_HASH, Hash, SEGMENT_HEADER_LEN, SegmentHeader}
 use self::segment::{ScanChecks, SegmentData, SegmentIndex};
 use super::{AppendOutcome, AppendRequest, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId, Timestamp};
+
+/// Positions of each stream's events. foldhash: these maps are rebuilt
+/// with millions of entries on every open.
+pub(crate) type StreamIndex = DashMap<StreamId, Vec<Position>, foldhash::fast::RandomState>;
+/// Position of every recorded event id.
+pub(crate) type IdIndex = HashMap<Uuid, Position, foldhash::fast::RandomState>;
 
 /// Name of the lock file a writer holds in the log directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -136,7 +142,7 @@ pub(crate) struct Shared {
     segments: RwLock<Vec<Arc<Segment>>>,
     /// Positions of each stream's durable events (and, briefly, of events
     /// being published: readers filter by `durable`).
-    streams: DashMap<StreamId, Vec<Position>>,
+    streams: StreamIndex,
     /// Last position that is durable and fully indexed.
     durable: AtomicU64,
     head: watch::Sender<Position>,
@@ -194,8 +200,8 @@ impl fmt::Debug for LogStore {
 /// What opening found, before the store starts serving.
 struct Loaded {
     segments: Vec<Arc<Segment>>,
-    streams: DashMap<StreamId, Vec<Position>>,
-    ids: HashMap<Uuid, Position>,
+    streams: StreamIndex,
+    ids: IdIndex,
     last_position: Position,
     last_hash: Hash,
     last_recorded_at: Timestamp,
@@ -606,8 +612,8 @@ fn load(dir: &Path, mode: Mode, options: &LogOptions) -> Result<Loaded, StoreErr
     }
     let mut loaded = Loaded {
         segments: Vec::new(),
-        streams: DashMap::new(),
-        ids: HashMap::new(),
+        streams: StreamIndex::default(),
+        ids: IdIndex::default(),
         last_position: 0,
         last_hash: GENESIS_HASH,
         last_recorded_at: Timestamp(i64::MIN),
@@ -631,6 +637,25 @@ fn load(dir: &Path, mode: Mode, options: &LogOptions) -> Result<Loaded, StoreErr
         return Ok(loaded);
     }
     let count = files.len();
+    // Sidecar indexes of the sealed segments, where they are sound.
+    let indexes: Vec<Option<SegmentIndex>> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (first, path))| {
+            (i + 1 < count)
+                .then(|| SegmentIndex::load(dir, *first))
+                .flatten()
+                .filter(|index| index_matches_file(path, index))
+        })
+        .collect();
+    if options.verify_checksums_on_open {
+        verify_indexed_segments(&files, &indexes)?;
+    }
+    if mode == Mode::Writer {
+        let indexed: usize = indexes.iter().flatten().map(|i| i.records.len()).sum();
+        loaded.ids.reserve(indexed);
+    }
+    let indexed_prefix = indexes.iter().take_while(|i| i.is_some()).count();
     for (i, (first, path)) in files.into_iter().enumerate() {
         let is_last = i + 1 == count;
         if first != loaded.last_position + 1 {
@@ -644,19 +669,94 @@ fn load(dir: &Path, mode: Mode, options: &LogOptions) -> Result<Loaded, StoreErr
                 ),
             });
         }
-        let indexed = if is_last {
-            None
-        } else {
-            SegmentIndex::load(dir, first)
-        };
-        match indexed {
-            Some(index) if index_matches_file(&path, &index) => {
-                load_indexed(&mut loaded, &path, index, mode, options)?;
+        match &indexes[i] {
+            Some(index) if i < indexed_prefix => load_indexed(&mut loaded, &path, index, mode)?,
+            _ => {
+                if i == indexed_prefix {
+                    index_sealed(&mut loaded, &indexes[..i], mode);
+                }
+                load_scanned(&mut loaded, dir, &path, mode, is_last)?;
             }
-            _ => load_scanned(&mut loaded, dir, &path, mode, is_last)?,
         }
     }
+    if indexed_prefix == count {
+        index_sealed(&mut loaded, &indexes, mode);
+    }
     Ok(loaded)
+}
+
+/// Indexes the streams and event ids of sealed segments from their sidecar
+/// indexes: event ids on one thread, streams on another. Each segment's
+/// records are grouped by stream first, so the shared stream map is touched
+/// once per stream and segment, not once per record.
+fn index_sealed(loaded: &mut Loaded, indexes: &[Option<SegmentIndex>], mode: Mode) {
+    let indexes: Vec<&SegmentIndex> = indexes.iter().flatten().collect();
+    let streams = &loaded.streams;
+    let ids = &mut loaded.ids;
+    std::thread::scope(|scope| {
+        if mode == Mode::Writer {
+            let indexes = &indexes;
+            scope.spawn(move || {
+                for index in indexes {
+                    for (position, r) in (index.first_position..).zip(&index.records) {
+                        ids.insert(r.event_id, position);
+                    }
+                }
+            });
+        }
+        for index in &indexes {
+            let mut by_stream: Vec<Vec<Position>> = vec![Vec::new(); index.streams.len()];
+            for (position, r) in (index.first_position..).zip(&index.records) {
+                by_stream[r.stream as usize].push(position);
+            }
+            for (stream, positions) in index.streams.iter().zip(by_stream) {
+                match streams.get_mut(stream) {
+                    Some(mut existing) => existing.extend(positions),
+                    None => {
+                        streams.insert(stream.clone(), positions);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Checks every record's checksum in the segments that have a sidecar
+/// index, on all cores; the error reported is the one of the earliest
+/// segment.
+fn verify_indexed_segments(
+    files: &[(Position, PathBuf)],
+    indexes: &[Option<SegmentIndex>],
+) -> Result<(), StoreError> {
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let errors: Mutex<Vec<(usize, StoreError)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(files.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, index)) = files.get(i).map(|f| (&f.1, &indexes[i])) else {
+                        return;
+                    };
+                    let Some(index) = index else { continue };
+                    let checked = SegmentData::read(path)
+                        .and_then(|data| segment::verify_against_index(&data, index));
+                    if let Err(e) = checked {
+                        errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    match errors.into_iter().min_by_key(|(i, _)| *i) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// A crash while starting a new segment can leave the last file without a
@@ -706,12 +806,14 @@ fn index_matches_file(path: &Path, index: &SegmentIndex) -> bool {
     fs::metadata(path).is_ok_and(|m| m.len() == index.data_end)
 }
 
+/// Takes a sealed segment with a sound sidecar index: its header is checked
+/// and its record offsets taken; its streams and event ids are indexed
+/// later by [`index_sealed`], for all such segments at once.
 fn load_indexed(
     loaded: &mut Loaded,
     path: &Path,
-    index: SegmentIndex,
+    index: &SegmentIndex,
     mode: Mode,
-    options: &LogOptions,
 ) -> Result<(), StoreError> {
     let file = open_segment_file(path, mode)?;
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -729,21 +831,8 @@ fn load_indexed(
             "segment header does not link to the previous segment's last record".into(),
         ));
     }
-    if options.verify_checksums_on_open {
-        let data = SegmentData::read(path)?;
-        segment::verify_against_index(&data, &index)?;
-    }
-    let mut position = index.first_position;
-    for r in &index.records {
-        let stream = &index.streams[r.stream as usize];
-        push_position(&loaded.streams, stream, position);
-        if mode == Mode::Writer {
-            loaded.ids.insert(r.event_id, position);
-        }
-        position += 1;
-    }
     let ends = index.records.iter().map(|r| r.end).collect();
-    loaded.last_position = position - 1;
+    loaded.last_position = index.first_position + index.records.len() as u64 - 1;
     loaded.last_hash = index.last_hash;
     loaded.last_recorded_at = Timestamp(index.last_recorded_at);
     loaded.active_len = index.data_end;
@@ -754,18 +843,6 @@ fn load_indexed(
         ends,
     )));
     Ok(())
-}
-
-fn push_position(
-    streams: &DashMap<StreamId, Vec<Position>>,
-    stream: &StreamId,
-    position: Position,
-) {
-    if let Some(mut positions) = streams.get_mut(stream) {
-        positions.push(position);
-        return;
-    }
-    streams.insert(stream.clone(), vec![position]);
 }
 
 fn load_scanned(

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::format::{self, Envelope, Hash, SEGMENT_HEADER_LEN};
 use super::segment::{ScanChecks, SegmentData, SegmentIndex};
 use super::{
-    LogOptions, PREALLOC_FILE_NAME, Segment, Shared, WriteFault, install_segment,
+    IdIndex, LogOptions, PREALLOC_FILE_NAME, Segment, Shared, WriteFault, install_segment,
     prepare_segment_file, read_lock, write_lock,
 };
 use crate::event::{Position, StreamId, Timestamp};
@@ -67,7 +67,7 @@ pub(super) struct LogEnd {
 #[derive(Debug)]
 pub(super) struct WriterState {
     /// Every recorded event id and its position.
-    pub ids: HashMap<Uuid, Position>,
+    pub ids: IdIndex,
     pub end: LogEnd,
     /// Length of the active segment's file when it was opened or made:
     /// up to there it is preallocated.
@@ -168,7 +168,7 @@ struct Writer {
     /// Held for the writer's lifetime: the directory lock.
     _lock: File,
     /// Every event id written (durable or not yet) and its position.
-    ids: HashMap<Uuid, Position>,
+    ids: IdIndex,
     /// The end of what has been written.
     end: LogEnd,
     /// Up to here the active segment's file is preallocated.
@@ -195,7 +195,7 @@ struct Batch {
     /// Stream versions as the batch leaves them.
     versions: HashMap<StreamId, u64>,
     /// Event ids the batch records.
-    ids: HashMap<Uuid, Position>,
+    ids: IdIndex,
     /// Per record: its stream and its end offset within the buffer.
     records: Vec<(StreamId, u32)>,
     answers: Vec<(Reply, AppendOutcome)>,
