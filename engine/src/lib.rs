@@ -6,7 +6,9 @@
 //!   is addressed by (shop, stream, position).
 //! - [`store`]: the `EventStore` interface, its backends (`memory`, `log`)
 //!   and the conformance suite every backend passes.
+//! - [`domain`]: the business rules as pure decisions and events.
 
+pub mod domain;
 pub mod event;
 pub mod store;
 

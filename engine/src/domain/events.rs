@@ -1,0 +1,454 @@
+//! Every domain event, past tense, and their encoding.
+//!
+//! Each event is a struct; [`DomainEvent`] is the closed set of them. In the
+//! log an event is its type name (`OrderPlaced`) in the envelope and its
+//! struct as a MessagePack map (field names kept, so fields can be added
+//! later with defaults) in the payload. Readers skip types they do not know
+//! ([`DomainEvent::decode`] answers `None`), so old readers survive new
+//! events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{CustomerCategory, Prices, ProductKind, VariationSpec, WholesaleTier};
+use super::ids::{CustomerId, OrderId, PaymentId, ProductId, Sku, TransferId, WarehouseId};
+use super::money::{BasisPoints, Currency, Money};
+use super::order::{AppliedCost, Channel, CustomerSnapshot, PaymentMethod, PlacedLine, Shipping, Totals};
+use super::stock::RemovalReason;
+use crate::event::Timestamp;
+
+/// Schema version of every event type defined here.
+pub const SCHEMA_VERSION: u16 = 1;
+
+macro_rules! domain_events {
+    ($($name:ident),* $(,)?) => {
+        /// Every event the domain records.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum DomainEvent {
+            $($name($name),)*
+        }
+
+        impl DomainEvent {
+            /// The type name stored in the envelope.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(DomainEvent::$name(_) => stringify!($name),)*
+                }
+            }
+
+            /// The payload bytes (a MessagePack map).
+            pub fn encode(&self) -> Vec<u8> {
+                match self {
+                    $(DomainEvent::$name(e) => rmp_serde::to_vec_named(e),)*
+                }
+                .expect("domain events always encode")
+            }
+
+            /// Decodes a payload of the given type; `Ok(None)` for a type
+            /// this build does not know.
+            pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<DomainEvent>, DecodeError> {
+                let event = match event_type {
+                    $(stringify!($name) => DomainEvent::$name(
+                        rmp_serde::from_slice(payload).map_err(|e| DecodeError {
+                            event_type: event_type.to_owned(),
+                            reason: e.to_string(),
+                        })?,
+                    ),)*
+                    _ => return Ok(None),
+                };
+                Ok(Some(event))
+            }
+
+            /// Every event type name this build knows.
+            pub const TYPES: &'static [&'static str] = &[$(stringify!($name),)*];
+        }
+
+        $(
+            impl From<$name> for DomainEvent {
+                fn from(e: $name) -> DomainEvent {
+                    DomainEvent::$name(e)
+                }
+            }
+        )*
+    };
+}
+
+/// A payload that does not decode as its type says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event of type {event_type} does not decode: {reason}")]
+pub struct DecodeError {
+    pub event_type: String,
+    pub reason: String,
+}
+
+domain_events! {
+    ShopCreated,
+    ShopSettingsChanged,
+    WarehouseAdded,
+    DefaultWarehouseSet,
+    ProductCreated,
+    VariationAdded,
+    PricesChanged,
+    CostChanged,
+    WholesaleTiersSet,
+    SupplierStockSet,
+    SkuClaimed,
+    CustomerRegistered,
+    CustomerUpdated,
+    StockReceived,
+    StockRemoved,
+    StockTransferredOut,
+    StockTransferredIn,
+    StockCounted,
+    StockReserved,
+    StockReleased,
+    StockShipped,
+    StockRestocked,
+    OrderPlaced,
+    OrderPaymentRecorded,
+    OrderProcessing,
+    OrderPacked,
+    OrderReadyForPickup,
+    OrderShipped,
+    OrderDelivered,
+    OrderCompleted,
+    OrderCancelled,
+    OrderReturnStarted,
+    OrderReturnReceived,
+    OrderLost,
+    OrderRefunded,
+}
+
+// ---------------------------------------------------------------- shop
+
+/// A shop was opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopCreated {
+    pub name: String,
+    pub currency: Currency,
+    /// IANA time zone name for reports, e.g. `Asia/Jakarta`.
+    pub time_zone: String,
+    /// Offset of that zone from UTC in minutes (420 for Asia/Jakarta):
+    /// Indonesia and Malaysia keep no daylight saving time.
+    pub utc_offset_minutes: i32,
+    pub settings: ShopSettings,
+}
+
+/// Settings a shop owner can change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopSettings {
+    /// Smallest withdrawal (Ngorder: Rp50.000).
+    pub withdrawal_min: Money,
+    /// Fee charged per withdrawal.
+    pub withdrawal_fee: Money,
+    /// COD fee on (subtotal + shipping), Komship: 2.8%.
+    pub cod_fee_rate: BasisPoints,
+    /// Courier cashback on shipping cost, per courier code (`JNE`: 25%).
+    pub courier_cashback: BTreeMap<String, BasisPoints>,
+    /// A checkout not completed within this many minutes is abandoned.
+    pub checkout_abandon_minutes: u32,
+    /// Stock at or below this is "low" in the low-stock list.
+    pub low_stock_threshold: i64,
+}
+
+/// The shop's settings were replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopSettingsChanged {
+    pub settings: ShopSettings,
+}
+
+// ----------------------------------------------------------- warehouses
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarehouseAdded {
+    pub warehouse_id: WarehouseId,
+    pub name: String,
+    pub city: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultWarehouseSet {
+    pub warehouse_id: WarehouseId,
+}
+
+// -------------------------------------------------------------- catalog
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductCreated {
+    pub product_id: ProductId,
+    pub name: String,
+    pub category: Option<String>,
+    pub kind: ProductKind,
+    /// Lead time of a preorder product, in days.
+    pub preorder_days: Option<u32>,
+    pub variations: Vec<VariationSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariationAdded {
+    pub product_id: ProductId,
+    pub variation: VariationSpec,
+}
+
+/// New selling prices for one SKU, from this moment on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricesChanged {
+    pub product_id: ProductId,
+    pub sku: Sku,
+    pub prices: Prices,
+}
+
+/// A new cost price (`price_buy`) for one SKU, from this moment on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostChanged {
+    pub product_id: ProductId,
+    pub sku: Sku,
+    pub cost: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WholesaleTiersSet {
+    pub product_id: ProductId,
+    pub sku: Sku,
+    pub tiers: Vec<WholesaleTier>,
+}
+
+/// Whether the supplier has a SKU of a product of type `R` in stock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupplierStockSet {
+    pub product_id: ProductId,
+    pub sku: Sku,
+    pub in_stock: bool,
+}
+
+/// A SKU now belongs to a product (the first event of a `sku-` stream).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuClaimed {
+    pub sku: Sku,
+    pub product_id: ProductId,
+}
+
+// ------------------------------------------------------------ customers
+
+/// Contact and address details of a customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerDetails {
+    pub name: String,
+    /// Normalised: country code first, digits only (`628212345678`).
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub district: Option<String>,
+    pub city: Option<String>,
+    pub province: Option<String>,
+    pub postal_code: Option<String>,
+    pub category: CustomerCategory,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRegistered {
+    pub customer_id: CustomerId,
+    pub details: CustomerDetails,
+}
+
+/// A customer's details were replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerUpdated {
+    pub customer_id: CustomerId,
+    pub details: CustomerDetails,
+}
+
+// ---------------------------------------------------------------- stock
+
+/// Goods arrived in a warehouse (Ngorder ADD).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReceived {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub quantity: i64,
+    pub note: String,
+}
+
+/// Goods left a warehouse other than by an order (Ngorder SUB).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockRemoved {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub quantity: i64,
+    pub reason: RemovalReason,
+    pub note: String,
+}
+
+/// The sending half of a transfer (recorded atomically with the other).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockTransferredOut {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub to_warehouse_id: WarehouseId,
+    pub transfer_id: TransferId,
+    pub quantity: i64,
+    pub note: String,
+}
+
+/// The receiving half of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockTransferredIn {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub from_warehouse_id: WarehouseId,
+    pub transfer_id: TransferId,
+    pub quantity: i64,
+    pub note: String,
+}
+
+/// An absolute count (Ngorder "sync stock"); `delta` is counted minus the
+/// on-hand quantity before the count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockCounted {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub counted: i64,
+    pub delta: i64,
+    pub note: String,
+}
+
+/// Stock held for an order (placed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReserved {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub order_id: OrderId,
+    pub quantity: i64,
+}
+
+/// A reservation let go (order cancelled).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReleased {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub order_id: OrderId,
+    pub quantity: i64,
+}
+
+/// Reserved goods left with the courier: on hand and reserved both fall.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockShipped {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub order_id: OrderId,
+    pub quantity: i64,
+}
+
+/// A returned parcel's goods are back on the shelf.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockRestocked {
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub order_id: OrderId,
+    pub quantity: i64,
+}
+
+// --------------------------------------------------------------- orders
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order_id: OrderId,
+    pub channel: Channel,
+    /// Sales channel within the shop (Ngorder "order source").
+    pub order_source: Option<String>,
+    /// Who the order is from (a reseller or dropshipper shown on the label,
+    /// or the buyer); their category sets the prices.
+    pub sender: CustomerSnapshot,
+    /// Who receives the parcel.
+    pub receiver: CustomerSnapshot,
+    pub lines: Vec<PlacedLine>,
+    pub shipping: Shipping,
+    pub cod: bool,
+    pub costs: Vec<AppliedCost>,
+    pub totals: Totals,
+    pub note: Option<String>,
+    pub placed_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaymentRecorded {
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
+    pub amount: Money,
+    pub method: PaymentMethod,
+    pub bank_account: Option<String>,
+    pub paid_at: Timestamp,
+    /// Paid so far, this payment included.
+    pub paid_total: Money,
+    pub remaining: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderProcessing {
+    pub order_id: OrderId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPacked {
+    pub order_id: OrderId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReadyForPickup {
+    pub order_id: OrderId,
+}
+
+/// The parcel is with the courier; `awb` is the air waybill (resi).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderShipped {
+    pub order_id: OrderId,
+    pub awb: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDelivered {
+    pub order_id: OrderId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCompleted {
+    pub order_id: OrderId,
+}
+
+/// Cancelled before shipping: reservations are released (in the same
+/// append) and what was paid becomes refundable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub order_id: OrderId,
+    pub reason: String,
+    pub refundable: Money,
+}
+
+/// The parcel is on its way back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReturnStarted {
+    pub order_id: OrderId,
+    pub reason: String,
+}
+
+/// The returned parcel arrived; its goods are restocked in the same append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReturnReceived {
+    pub order_id: OrderId,
+}
+
+/// The courier lost the parcel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLost {
+    pub order_id: OrderId,
+    pub note: String,
+}
+
+/// Money paid for the order was given back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRefunded {
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub note: String,
+}

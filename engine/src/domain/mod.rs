@@ -1,0 +1,40 @@
+//! The business: pure decisions and their events. No I/O, no clock, no
+//! randomness: time and actor come in a [`Context`], ids in the commands, so
+//! the same state and command always give the same events.
+//!
+//! Layout:
+//! - [`money`]: money, basis points, currencies; the rounding rule.
+//! - [`ids`]: entity ids, SKUs, and the stream each aggregate lives in.
+//! - [`events`]: every domain event and its encoding.
+//! - [`rejection`]: typed rejections and field errors.
+//! - [`catalog`]: shop, warehouses, products and SKUs, customers.
+//! - [`stock`]: stock per SKU and warehouse, and its moves.
+//! - [`order`]: placing orders (prices, totals, allocation), payments,
+//!   the lifecycle.
+//!
+//! Each aggregate is a state with `evolve(&mut self, &DomainEvent)` and
+//! decision functions `(state, command, inputs, context) -> events or a
+//! Rejection`. The command engine (`crate::command`) loads states, calls the
+//! decisions and appends their events.
+
+pub mod catalog;
+pub mod events;
+pub mod ids;
+pub mod money;
+pub mod order;
+pub mod rejection;
+pub mod stock;
+
+use crate::event::{Actor, Timestamp};
+
+pub use events::DomainEvent;
+pub use rejection::{FieldError, Rejection};
+
+/// What a decision may know besides state and command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The moment the command is decided.
+    pub now: Timestamp,
+    /// Who asked.
+    pub actor: Actor,
+}
