@@ -16,5 +16,6 @@ pub use event::{
     Actor, ExpectedVersion, NewEvent, Position, RecordedEvent, Role, ShopId, StreamId, Timestamp,
 };
 pub use store::{
-    AppendOutcome, AppendRequest, AppendStatus, EventStore, StoreError, StreamAppend, Subscription,
+    AppendOutcome, AppendRequest, AppendStatus, AppendTicket, EventStore, StoreError, StreamAppend,
+    Subscription,
 };

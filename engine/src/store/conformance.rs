@@ -64,7 +64,8 @@ macro_rules! conformance_suite {
             subscription_catches_up_then_follows,
             concurrent_appenders_lose_nothing,
             optimistic_writers_on_one_stream_serialise,
-            head_follows_appends
+            head_follows_appends,
+            submitted_appends_chain_without_waiting
         );
     };
     (@cases $make:path; $($case:ident),*) => {
@@ -623,4 +624,28 @@ pub async fn head_follows_appends(store: Arc<dyn EventStore>) {
         .expect("head moved in time")
         .expect("store open");
     assert_eq!(store.last_position().await.unwrap(), 4);
+}
+
+pub async fn submitted_appends_chain_without_waiting(store: Arc<dyn EventStore>) {
+    let s = stream("hot-sku");
+    let mut tickets = Vec::new();
+    for version in 0..50u64 {
+        let request =
+            AppendRequest::single(s.clone(), ExpectedVersion::Exact(version), at(0), events(1));
+        tickets.push(store.submit(request).await.expect("queued"));
+    }
+    let stale = AppendRequest::single(s.clone(), ExpectedVersion::Exact(10), at(0), events(1));
+    let stale = store.submit(stale).await.expect("queued");
+    for (i, ticket) in tickets.into_iter().enumerate() {
+        let outcome = ticket
+            .outcome()
+            .await
+            .expect("each append sees the one submitted before it");
+        assert_eq!(outcome.last_position, i as u64 + 1);
+    }
+    assert!(matches!(
+        stale.outcome().await,
+        Err(StoreError::WrongExpectedVersion { actual: 50, .. })
+    ));
+    assert_eq!(store.stream_version(&s).await.unwrap(), 50);
 }

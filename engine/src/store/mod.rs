@@ -259,6 +259,50 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
     /// A watch of the last position readers may read; it changes after
     /// every append. Subscriptions wait on it.
     fn head(&self) -> watch::Receiver<Position>;
+
+    /// Starts an append and returns once it is queued: any append submitted
+    /// after this returns (by any caller) is checked against the state this
+    /// one leaves. The ticket gives the outcome once it is known (durable,
+    /// for durable backends).
+    ///
+    /// This lets the command engine decide the next command on a stream
+    /// while the previous one waits for its fsync, so that many commands on
+    /// one stream share one fsync. The default runs the whole append.
+    async fn submit(&self, request: AppendRequest) -> Result<AppendTicket, StoreError> {
+        Ok(AppendTicket::ready(self.append(request).await))
+    }
+}
+
+/// The pending outcome of a submitted append.
+#[derive(Debug)]
+pub struct AppendTicket(TicketInner);
+
+#[derive(Debug)]
+enum TicketInner {
+    Ready(Result<AppendOutcome, StoreError>),
+    Waiting(tokio::sync::oneshot::Receiver<Result<AppendOutcome, StoreError>>),
+}
+
+impl AppendTicket {
+    /// A ticket whose outcome is already known.
+    pub fn ready(outcome: Result<AppendOutcome, StoreError>) -> Self {
+        AppendTicket(TicketInner::Ready(outcome))
+    }
+
+    /// A ticket answered through a channel.
+    pub fn waiting(rx: tokio::sync::oneshot::Receiver<Result<AppendOutcome, StoreError>>) -> Self {
+        AppendTicket(TicketInner::Waiting(rx))
+    }
+
+    /// Waits for the outcome.
+    pub async fn outcome(self) -> Result<AppendOutcome, StoreError> {
+        match self.0 {
+            TicketInner::Ready(outcome) => outcome,
+            TicketInner::Waiting(rx) => rx.await.map_err(|_| {
+                StoreError::Unavailable("the store stopped before answering".into())
+            })?,
+        }
+    }
 }
 
 /// Follows `store` from just after `after`: catch up, then live.

@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use self::format::{Frame, GENESIS_HASH, Hash, SEGMENT_HEADER_LEN, SegmentHeader};
 use self::segment::{ScanChecks, SegmentData, SegmentIndex};
-use super::{AppendOutcome, AppendRequest, EventStore, READ_EVENTS_MAX, StoreError};
+use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId, Timestamp};
 
 /// Positions of each stream's events. foldhash: these maps are rebuilt
@@ -424,6 +424,10 @@ impl Drop for LogStore {
 #[async_trait]
 impl EventStore for LogStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.submit(request).await?.outcome().await
+    }
+
+    async fn submit(&self, request: AppendRequest) -> Result<AppendTicket, StoreError> {
         let Some(tx) = &self.tx else {
             return Err(StoreError::ReadOnly);
         };
@@ -432,9 +436,7 @@ impl EventStore for LogStore {
         tx.send(writer::Pending { request, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the log writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the log writer has stopped".into()))?
+        Ok(AppendTicket::waiting(answer))
     }
 
     async fn read_stream(
