@@ -18,6 +18,7 @@
 pub mod conformance;
 pub mod log;
 pub mod memory;
+pub mod postgres;
 pub mod subscription;
 
 use std::collections::HashSet;

@@ -136,17 +136,38 @@ pub fn encode_record(
 ) -> Hash {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    let hash = encode_body(buf, prev_hash, position, envelope);
+    let body = &buf[start + FRAME_HEADER_LEN..];
+    let len_bytes = (body.len() as u32).to_le_bytes();
+    let crc = body_checksum(body);
+    buf[start..start + 4].copy_from_slice(&len_bytes);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    hash
+}
+
+/// Appends one record body (prev_hash, position, envelope; no frame
+/// header) to `buf` and returns its hash. The `postgres` backend stores
+/// exactly these bytes, so one verifier checks both backends.
+pub fn encode_body(
+    buf: &mut Vec<u8>,
+    prev_hash: &Hash,
+    position: Position,
+    envelope: &Envelope<'_>,
+) -> Hash {
+    let start = buf.len();
     buf.extend_from_slice(prev_hash);
     buf.extend_from_slice(&position.to_le_bytes());
     rmp_serde::encode::write(buf, envelope).expect("encoding to a Vec cannot fail");
-    let body_len = buf.len() - start - FRAME_HEADER_LEN;
+    let body_len = buf.len() - start;
     assert!(body_len <= BODY_LEN_MAX, "record body of {body_len} bytes");
-    let len_bytes = (body_len as u32).to_le_bytes();
-    let mut crc = crc32c::crc32c(&len_bytes);
-    crc = crc32c::crc32c_append(crc, &buf[start + FRAME_HEADER_LEN..]);
-    buf[start..start + 4].copy_from_slice(&len_bytes);
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    *blake3::hash(&buf[start + FRAME_HEADER_LEN..]).as_bytes()
+    hash_body(&buf[start..])
+}
+
+/// The checksum a record's frame carries: CRC32C over the body length
+/// (u32, little-endian) followed by the body.
+pub fn body_checksum(body: &[u8]) -> u32 {
+    let len_bytes = (body.len() as u32).to_le_bytes();
+    crc32c::crc32c_append(crc32c::crc32c(&len_bytes), body)
 }
 
 /// What lies at an offset of a segment.
@@ -286,6 +307,18 @@ mod tests {
         let envelope = decode_envelope(body).unwrap();
         assert_eq!(envelope.payload, b"hello");
         assert_eq!(envelope.stream, "order-1");
+    }
+
+    #[test]
+    fn a_body_alone_is_the_record_without_its_frame() {
+        let mut record = Vec::new();
+        let record_hash = encode_record(&mut record, &[9; 32], 5, &envelope(b"hello"));
+        let mut body = Vec::new();
+        let body_hash = encode_body(&mut body, &[9; 32], 5, &envelope(b"hello"));
+        assert_eq!(body_hash, record_hash);
+        assert_eq!(&record[FRAME_HEADER_LEN..], &body[..]);
+        assert_eq!(record[0..4], (body.len() as u32).to_le_bytes());
+        assert_eq!(record[4..8], body_checksum(&body).to_le_bytes());
     }
 
     #[test]

@@ -1,0 +1,512 @@
+//! The PostgreSQL writer task: group commit over one connection.
+//!
+//! Appends arrive over a bounded channel. The task takes every append
+//! queued (up to the batch limits) and applies them in one transaction, in
+//! two pipelined round trips:
+//!
+//! 1. `BEGIN`; lock the head row (`SELECT ... FOR UPDATE`), which waits for
+//!    any other node's append transaction to end; look up which of the
+//!    batch's event ids are recorded, and the version of each stream it
+//!    touches. These statements run after the lock is granted, each with a
+//!    fresh snapshot (read committed), so they see everything committed
+//!    before.
+//! 2. Decide every append in Rust, in queue order, against the state the
+//!    appends before it leave: idempotent retries, expected versions,
+//!    positions from the head, `recorded_at = max(request, previous)`,
+//!    record bodies chained by hash. A rejected append writes nothing, so
+//!    it cannot abort the others. Then one prepared statement inserts every
+//!    row (`INSERT ... SELECT FROM unnest(arrays)`), moves the head and
+//!    sends `NOTIFY` with the new last position; `COMMIT` follows it.
+//!
+//! Only after the commit returns are the appends answered and the head
+//! watch moved. A failed batch fails every append in it with
+//! [`StoreError::Unavailable`]; if the commit's outcome is unknown (the
+//! connection broke during it), a retry of the same append is safe: its
+//! ids decide, and it answers `AlreadyRecorded` if the commit went
+//! through. A broken connection is replaced on the next batch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, Row, Statement};
+use uuid::Uuid;
+
+use super::rows::{self, Head};
+use super::{NOTIFY_CHANNEL, PgOptions, Shared, connect_client, corrupt, db_error};
+use crate::event::{Position, ShopId, StreamId};
+use crate::store::log::format::{self, Envelope};
+use crate::store::{AppendOutcome, AppendRequest, AppendStatus, StoreError};
+
+/// An append waiting for the writer.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub request: AppendRequest,
+    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+const LOCK_HEAD: &str =
+    "SELECT last_position, last_hash, last_recorded_at FROM log_head WHERE singleton FOR UPDATE";
+
+const FIND_IDS: &str = "SELECT event_id, position FROM events WHERE event_id = ANY($1::uuid[])";
+
+const STREAM_VERSIONS: &str = "SELECT s.shop_id, s.stream, \
+       (SELECT coalesce(max(e.version), 0) FROM events e \
+         WHERE e.shop_id = s.shop_id AND e.stream = s.stream)::int8 \
+     FROM unnest($1::uuid[], $2::text[]) AS s(shop_id, stream)";
+
+fn write_sql() -> String {
+    format!(
+        "WITH written AS ( \
+           INSERT INTO events (position, shop_id, stream, version, event_id, body, crc32c) \
+           SELECT * FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::uuid[], \
+                                $6::bytea[], $7::int8[])), \
+         head AS ( \
+           UPDATE log_head SET last_position = $8::int8, last_hash = $9::bytea, \
+                               last_recorded_at = $10::int8 \
+            WHERE singleton) \
+         SELECT pg_notify('{NOTIFY_CHANNEL}', ($8::int8)::text)"
+    )
+}
+
+/// The writer's connection and its prepared statements.
+pub(super) struct Connection {
+    client: Client,
+    lock: Statement,
+    ids: Statement,
+    versions: Statement,
+    write: Statement,
+}
+
+impl Connection {
+    pub(super) async fn prepare(client: Client) -> Result<Connection, StoreError> {
+        let err = |e: tokio_postgres::Error| db_error("preparing the writer's statements", &e);
+        let lock = client.prepare(LOCK_HEAD).await.map_err(err)?;
+        let ids = client.prepare(FIND_IDS).await.map_err(err)?;
+        let versions = client.prepare(STREAM_VERSIONS).await.map_err(err)?;
+        let write = client.prepare(&write_sql()).await.map_err(err)?;
+        Ok(Connection {
+            client,
+            lock,
+            ids,
+            versions,
+            write,
+        })
+    }
+}
+
+/// Starts the writer task; it ends when every sender is gone and the
+/// queue is drained.
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    config: Config,
+    connection: Connection,
+    options: PgOptions,
+    rx: mpsc::Receiver<Pending>,
+) {
+    let writer = Writer {
+        shared,
+        config,
+        connection: Some(connection),
+        options,
+    };
+    tokio::spawn(writer.run(rx));
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    config: Config,
+    /// `None` after the connection broke, until the next batch reconnects.
+    connection: Option<Connection>,
+    options: PgOptions,
+}
+
+/// What a committed batch did.
+struct Applied {
+    /// One per pending append, in order.
+    outcomes: Vec<Result<AppendOutcome, StoreError>>,
+    /// The new head, when the batch wrote events.
+    last_position: Option<Position>,
+    events: u64,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        while let Some(first) = rx.recv().await {
+            let mut events = first.request.event_count();
+            let mut bytes = payload_bytes(&first.request);
+            let mut pending = vec![first];
+            while events < self.options.batch_events_max && bytes < self.options.batch_bytes_max {
+                let Ok(p) = rx.try_recv() else { break };
+                events += p.request.event_count();
+                bytes += payload_bytes(&p.request);
+                pending.push(p);
+            }
+            self.process(pending).await;
+        }
+    }
+
+    async fn process(&mut self, pending: Vec<Pending>) {
+        match self.apply(&pending).await {
+            Ok(applied) => {
+                if let Some(last) = applied.last_position {
+                    self.shared.advance(last);
+                    let stats = &self.shared.stats;
+                    let recorded = applied
+                        .outcomes
+                        .iter()
+                        .filter(|o| matches!(o, Ok(o) if o.status == AppendStatus::Recorded))
+                        .count();
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                    stats.appends.fetch_add(recorded as u64, Ordering::Relaxed);
+                    stats.events.fetch_add(applied.events, Ordering::Relaxed);
+                }
+                for (p, outcome) in pending.into_iter().zip(applied.outcomes) {
+                    let _ = p.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, appends = pending.len(), "PostgreSQL append batch failed");
+                for p in pending {
+                    let _ = p.reply.send(Err(copy_error(&e)));
+                }
+            }
+        }
+    }
+
+    /// The connection, reconnecting if it broke.
+    async fn connection(&mut self) -> Result<&Connection, StoreError> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.client.is_closed())
+        {
+            tracing::warn!("the PostgreSQL writer's connection closed; reconnecting");
+            self.connection = None;
+        }
+        if self.connection.is_none() {
+            let client = connect_client(&self.config).await?;
+            self.connection = Some(Connection::prepare(client).await?);
+        }
+        Ok(self.connection.as_ref().expect("connected above"))
+    }
+
+    async fn apply(&mut self, pending: &[Pending]) -> Result<Applied, StoreError> {
+        let c = self.connection().await?;
+        let keys = Keys::of(pending);
+        // Round trip 1. `biased` polls in order, so the statements are
+        // sent in this order and the lookups run after the lock is held.
+        let id_params: [&(dyn ToSql + Sync); 1] = [&keys.ids];
+        let stream_params: [&(dyn ToSql + Sync); 2] = [&keys.shops, &keys.names];
+        let (begin, head, known, versions) = tokio::join!(
+            biased;
+            c.client.batch_execute("BEGIN"),
+            c.client.query_one(&c.lock, &[]),
+            c.client.query(&c.ids, &id_params),
+            c.client.query(&c.versions, &stream_params),
+        );
+        let looked_up = begin
+            .map_err(|e| db_error("starting an append transaction", &e))
+            .and_then(|()| head.map_err(|e| db_error("locking the log head", &e)))
+            .and_then(|head| {
+                let known = known.map_err(|e| db_error("looking up event ids", &e))?;
+                let versions = versions.map_err(|e| db_error("reading stream versions", &e))?;
+                Batch::new(&head, &known, &versions)
+            });
+        let mut batch = match looked_up {
+            Ok(batch) => batch,
+            Err(e) => {
+                rollback_quietly(&c.client).await;
+                return Err(e);
+            }
+        };
+        let outcomes: Vec<_> = pending.iter().map(|p| batch.admit(&p.request)).collect();
+        if batch.rows.positions.is_empty() {
+            // Nothing to write: end the transaction to release the lock.
+            c.client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| db_error("ending an append transaction", &e))?;
+            return Ok(Applied {
+                outcomes,
+                last_position: None,
+                events: 0,
+            });
+        }
+        let end = batch.end;
+        let rows = &batch.rows;
+        let bodies = rows.bodies();
+        let last_position = to_sql_int(end.last_position);
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &rows.positions,
+            &rows.shops,
+            &rows.streams,
+            &rows.versions,
+            &rows.event_ids,
+            &bodies,
+            &rows.crcs,
+            &last_position,
+            &&end.last_hash[..],
+            &end.last_recorded_at,
+        ];
+        // Round trip 2: write, then commit. If the write fails, the
+        // server turns the COMMIT into a rollback.
+        let (write, commit) = tokio::join!(
+            biased;
+            c.client.execute(&c.write, &params),
+            c.client.batch_execute("COMMIT"),
+        );
+        if let Err(e) = write {
+            rollback_quietly(&c.client).await;
+            return Err(db_error("writing an append batch", &e));
+        }
+        commit.map_err(|e| {
+            db_error(
+                "committing an append batch (its outcome is unknown; retrying the same appends is safe)",
+                &e,
+            )
+        })?;
+        Ok(Applied {
+            outcomes,
+            last_position: Some(end.last_position),
+            events: rows.positions.len() as u64,
+        })
+    }
+}
+
+/// Every event id and stream of a batch, for the lookups.
+struct Keys<'a> {
+    ids: Vec<Uuid>,
+    shops: Vec<Uuid>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    fn of(pending: &'a [Pending]) -> Self {
+        let mut ids = Vec::new();
+        let mut seen = HashSet::new();
+        let (mut shops, mut names) = (Vec::new(), Vec::new());
+        for p in pending {
+            ids.extend(p.request.event_ids());
+            for s in &p.request.streams {
+                if seen.insert(&s.stream) {
+                    shops.push(s.stream.shop.0);
+                    names.push(&*s.stream.name);
+                }
+            }
+        }
+        Keys { ids, shops, names }
+    }
+}
+
+/// The state a batch decides against, and the rows it will write.
+struct Batch<'a> {
+    /// The head as the appends admitted so far leave it.
+    end: Head,
+    /// Position of every event id the batch mentions that is recorded,
+    /// in the database or earlier in the batch.
+    ids: HashMap<Uuid, Position>,
+    /// Version of every stream the batch touches.
+    versions: HashMap<StreamId, u64>,
+    rows: Rows<'a>,
+}
+
+/// Column arrays for the multi-row insert.
+#[derive(Default)]
+struct Rows<'a> {
+    positions: Vec<i64>,
+    shops: Vec<Uuid>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    crcs: Vec<i64>,
+    /// Every body, back to back; `ends` says where each one ends.
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Rows<'_> {
+    fn bodies(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let body = &self.buf[start..end];
+                start = end;
+                body
+            })
+            .collect()
+    }
+}
+
+impl<'a> Batch<'a> {
+    fn new(head: &Row, known: &[Row], versions: &[Row]) -> Result<Self, StoreError> {
+        let end = rows::decode_head(head)?;
+        let mut ids = HashMap::with_capacity(known.len());
+        for row in known {
+            let id: Uuid = row.get(0);
+            let position: i64 = row.get(1);
+            let position = Position::try_from(position)
+                .map_err(|_| corrupt(None, format!("event {id} at position {position}")))?;
+            ids.insert(id, position);
+        }
+        let mut stream_versions = HashMap::with_capacity(versions.len());
+        for row in versions {
+            let shop: Uuid = row.get(0);
+            let name: &str = row.get(1);
+            let version: i64 = row.get(2);
+            let stream = StreamId::new(ShopId(shop), name);
+            let version = u64::try_from(version)
+                .map_err(|_| corrupt(None, format!("stream {stream} at version {version}")))?;
+            stream_versions.insert(stream, version);
+        }
+        Ok(Batch {
+            end,
+            ids,
+            versions: stream_versions,
+            rows: Rows::default(),
+        })
+    }
+
+    /// Decides one append against the state so far and, if it records
+    /// events, encodes their rows. The request was validated by
+    /// [`EventStore::append`](crate::store::EventStore::append).
+    fn admit(&mut self, request: &'a AppendRequest) -> Result<AppendOutcome, StoreError> {
+        if let Some(outcome) = self.already_recorded(request)? {
+            return Ok(outcome);
+        }
+        let mut versions = Vec::with_capacity(request.streams.len());
+        for s in &request.streams {
+            let actual = self.versions.get(&s.stream).copied().unwrap_or(0);
+            if !s.expected.admits(actual) {
+                return Err(StoreError::WrongExpectedVersion {
+                    stream: s.stream.clone(),
+                    expected: s.expected,
+                    actual,
+                });
+            }
+            versions.push(actual);
+        }
+        let end = &mut self.end;
+        let recorded_at = request.recorded_at.0.max(end.last_recorded_at);
+        end.last_recorded_at = recorded_at;
+        let first_position = end.last_position + 1;
+        for (s, mut version) in request.streams.iter().zip(versions) {
+            for e in &s.events {
+                version += 1;
+                end.last_position += 1;
+                let envelope = Envelope {
+                    shop: s.stream.shop.0,
+                    stream: &s.stream.name,
+                    version,
+                    event_id: e.event_id,
+                    recorded_at,
+                    role: e.actor.role.code(),
+                    actor: &e.actor.id,
+                    correlation_id: e.correlation_id,
+                    causation_id: e.causation_id,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    payload: &e.payload,
+                };
+                let rows = &mut self.rows;
+                let start = rows.buf.len();
+                end.last_hash = format::encode_body(
+                    &mut rows.buf,
+                    &end.last_hash,
+                    end.last_position,
+                    &envelope,
+                );
+                rows.crcs
+                    .push(i64::from(format::body_checksum(&rows.buf[start..])));
+                rows.ends.push(rows.buf.len());
+                rows.positions.push(to_sql_int(end.last_position));
+                rows.shops.push(s.stream.shop.0);
+                rows.streams.push(&s.stream.name);
+                rows.versions.push(to_sql_int(version));
+                rows.event_ids.push(e.event_id);
+                self.ids.insert(e.event_id, end.last_position);
+            }
+            self.versions.insert(s.stream.clone(), version);
+        }
+        Ok(AppendOutcome {
+            status: AppendStatus::Recorded,
+            first_position,
+            last_position: end.last_position,
+        })
+    }
+
+    /// `Some` when every event id of the request is recorded; an error
+    /// when only some are.
+    fn already_recorded(
+        &self,
+        request: &AppendRequest,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let mut range: Option<(Position, Position)> = None;
+        let mut missing = false;
+        let mut first_found = None;
+        for id in request.event_ids() {
+            match self.ids.get(&id) {
+                Some(&p) => {
+                    first_found.get_or_insert(id);
+                    let (lo, hi) = range.unwrap_or((p, p));
+                    range = Some((lo.min(p), hi.max(p)));
+                }
+                None => missing = true,
+            }
+        }
+        match (range, missing, first_found) {
+            (Some((first_position, last_position)), false, _) => Ok(Some(AppendOutcome {
+                status: AppendStatus::AlreadyRecorded,
+                first_position,
+                last_position,
+            })),
+            (Some(_), true, Some(event_id)) => Err(StoreError::PartlyRecorded { event_id }),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Positions and versions as PostgreSQL `bigint`s. They count events, so
+/// they cannot reach 2^63.
+fn to_sql_int(n: u64) -> i64 {
+    i64::try_from(n).expect("positions and versions fit in a bigint")
+}
+
+/// Ends a failed transaction; errors are ignored because the connection
+/// is replaced if it is broken.
+async fn rollback_quietly(client: &Client) {
+    if let Err(e) = client.batch_execute("ROLLBACK").await {
+        tracing::debug!(error = %e, "rollback after a failed batch");
+    }
+}
+
+/// The same error for each append of a failed batch.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(reason) => StoreError::Unavailable(reason.clone()),
+        StoreError::Corrupt {
+            segment,
+            offset,
+            position,
+            reason,
+        } => StoreError::Corrupt {
+            segment: segment.clone(),
+            offset: *offset,
+            position: *position,
+            reason: reason.clone(),
+        },
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn payload_bytes(request: &AppendRequest) -> usize {
+    request
+        .streams
+        .iter()
+        .flat_map(|s| &s.events)
+        .map(|e| e.payload.len())
+        .sum()
+}
