@@ -7,7 +7,9 @@
 //! - [`store`]: the `EventStore` interface, its backends (`memory`, `log`)
 //!   and the conformance suite every backend passes.
 //! - [`domain`]: the business rules as pure decisions and events.
+//! - [`command`]: the command engine: load, decide, append, retry.
 
+pub mod command;
 pub mod domain;
 pub mod event;
 pub mod store;

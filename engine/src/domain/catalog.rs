@@ -81,17 +81,37 @@ impl ShopSettings {
 
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut c = Check::new();
-        c.that(!self.withdrawal_min.is_negative(), "settings.withdrawal_min", "must not be negative")
-            .that(!self.withdrawal_fee.is_negative(), "settings.withdrawal_fee", "must not be negative")
-            .that(self.cod_fee_rate.0 <= 10_000, "settings.cod_fee_rate", "must be at most 10000 basis points")
-            .that(
-                (1..=10_080).contains(&self.checkout_abandon_minutes),
-                "settings.checkout_abandon_minutes",
-                "must be between 1 and 10080 (a week)",
-            )
-            .that(self.low_stock_threshold >= 0, "settings.low_stock_threshold", "must not be negative");
+        c.that(
+            !self.withdrawal_min.is_negative(),
+            "settings.withdrawal_min",
+            "must not be negative",
+        )
+        .that(
+            !self.withdrawal_fee.is_negative(),
+            "settings.withdrawal_fee",
+            "must not be negative",
+        )
+        .that(
+            self.cod_fee_rate.0 <= 10_000,
+            "settings.cod_fee_rate",
+            "must be at most 10000 basis points",
+        )
+        .that(
+            (1..=10_080).contains(&self.checkout_abandon_minutes),
+            "settings.checkout_abandon_minutes",
+            "must be between 1 and 10080 (a week)",
+        )
+        .that(
+            self.low_stock_threshold >= 0,
+            "settings.low_stock_threshold",
+            "must not be negative",
+        );
         for (courier, rate) in &self.courier_cashback {
-            c.that(rate.0 <= 10_000, format!("settings.courier_cashback.{courier}"), "must be at most 10000 basis points");
+            c.that(
+                rate.0 <= 10_000,
+                format!("settings.courier_cashback.{courier}"),
+                "must be at most 10000 basis points",
+            );
         }
         c.finish()
     }
@@ -120,7 +140,11 @@ impl CreateShop {
         let settings = self.settings.validate();
         let mut errors = c.finish().err().unwrap_or_default();
         errors.extend(settings.err().unwrap_or_default());
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -140,11 +164,19 @@ pub fn create_shop(shop: &Shop, cmd: &CreateShop) -> Result<Vec<DomainEvent>, Re
     ])
 }
 
-pub fn change_settings(shop: &Shop, settings: &ShopSettings) -> Result<Vec<DomainEvent>, Rejection> {
+pub fn change_settings(
+    shop: &Shop,
+    settings: &ShopSettings,
+) -> Result<Vec<DomainEvent>, Rejection> {
     if shop.created.is_none() {
         return Err(Rejection::UnknownShop);
     }
-    Ok(vec![ShopSettingsChanged { settings: settings.clone() }.into()])
+    Ok(vec![
+        ShopSettingsChanged {
+            settings: settings.clone(),
+        }
+        .into(),
+    ])
 }
 
 // ----------------------------------------------------------- warehouses
@@ -182,7 +214,8 @@ impl Warehouses {
     }
 
     pub fn require(&self, id: WarehouseId) -> Result<&Warehouse, Rejection> {
-        self.get(id).ok_or(Rejection::UnknownWarehouse { warehouse_id: id })
+        self.get(id)
+            .ok_or(Rejection::UnknownWarehouse { warehouse_id: id })
     }
 }
 
@@ -205,29 +238,48 @@ impl AddWarehouse {
 }
 
 /// The first warehouse becomes the default.
-pub fn add_warehouse(state: &Warehouses, cmd: &AddWarehouse) -> Result<Vec<DomainEvent>, Rejection> {
+pub fn add_warehouse(
+    state: &Warehouses,
+    cmd: &AddWarehouse,
+) -> Result<Vec<DomainEvent>, Rejection> {
     if state.get(cmd.warehouse_id).is_some() {
-        return Err(Rejection::WarehouseExists { warehouse_id: cmd.warehouse_id });
+        return Err(Rejection::WarehouseExists {
+            warehouse_id: cmd.warehouse_id,
+        });
     }
     let name = cmd.name.trim();
     if state.list.iter().any(|w| w.name.eq_ignore_ascii_case(name)) {
-        return Err(Rejection::WarehouseNameTaken { name: name.to_owned() });
+        return Err(Rejection::WarehouseNameTaken {
+            name: name.to_owned(),
+        });
     }
     let mut events: Vec<DomainEvent> = vec![
         WarehouseAdded {
             warehouse_id: cmd.warehouse_id,
             name: name.to_owned(),
-            city: cmd.city.as_ref().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()),
+            city: cmd
+                .city
+                .as_ref()
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty()),
         }
         .into(),
     ];
     if state.default.is_none() {
-        events.push(DefaultWarehouseSet { warehouse_id: cmd.warehouse_id }.into());
+        events.push(
+            DefaultWarehouseSet {
+                warehouse_id: cmd.warehouse_id,
+            }
+            .into(),
+        );
     }
     Ok(events)
 }
 
-pub fn set_default_warehouse(state: &Warehouses, warehouse_id: WarehouseId) -> Result<Vec<DomainEvent>, Rejection> {
+pub fn set_default_warehouse(
+    state: &Warehouses,
+    warehouse_id: WarehouseId,
+) -> Result<Vec<DomainEvent>, Rejection> {
     state.require(warehouse_id)?;
     if state.default == Some(warehouse_id) {
         return Ok(Vec::new());
@@ -282,7 +334,10 @@ pub enum CustomerCategory {
 impl CustomerCategory {
     /// Whether wholesale tiers apply to this category.
     pub fn has_wholesale_access(self) -> bool {
-        !matches!(self, CustomerCategory::Reseller | CustomerCategory::Dropshipper)
+        !matches!(
+            self,
+            CustomerCategory::Reseller | CustomerCategory::Dropshipper
+        )
     }
 
     pub fn code(self) -> &'static str {
@@ -345,7 +400,11 @@ impl Prices {
         ];
         for (name, value) in all {
             if let Some(v) = value {
-                c.that(!v.is_negative(), format!("{field}.{name}"), "must not be negative");
+                c.that(
+                    !v.is_negative(),
+                    format!("{field}.{name}"),
+                    "must not be negative",
+                );
             }
         }
     }
@@ -366,11 +425,27 @@ fn check_tiers(tiers: &[WholesaleTier], c: &mut Check, field: &str) {
     for (i, t) in tiers.iter().enumerate() {
         let f = format!("{field}[{i}]");
         c.that(t.from >= 2, format!("{f}.from"), "must be at least 2");
-        c.that(t.to.is_none_or(|to| to >= t.from), format!("{f}.to"), "must not be below from");
-        c.that(!t.price.is_negative(), format!("{f}.price"), "must not be negative");
+        c.that(
+            t.to.is_none_or(|to| to >= t.from),
+            format!("{f}.to"),
+            "must not be below from",
+        );
+        c.that(
+            !t.price.is_negative(),
+            format!("{f}.price"),
+            "must not be negative",
+        );
         match last_to {
-            Some(prev) => c.that(t.from > prev, format!("{f}.from"), "tiers must be in order and must not overlap"),
-            None => c.that(false, format!("{f}.from"), "follows a tier without an upper bound"),
+            Some(prev) => c.that(
+                t.from > prev,
+                format!("{f}.from"),
+                "tiers must be in order and must not overlap",
+            ),
+            None => c.that(
+                false,
+                format!("{f}.from"),
+                "follows a tier without an upper bound",
+            ),
         };
         last_to = t.to;
     }
@@ -394,11 +469,27 @@ pub struct VariationSpec {
 impl VariationSpec {
     fn check(&self, c: &mut Check, field: &str) {
         self.prices.check(c, &format!("{field}.prices"));
-        c.that(!self.cost.is_negative(), format!("{field}.cost"), "must not be negative");
-        c.that(self.options.len() <= 10, format!("{field}.options"), "at most 10 options");
+        c.that(
+            !self.cost.is_negative(),
+            format!("{field}.cost"),
+            "must not be negative",
+        );
+        c.that(
+            self.options.len() <= 10,
+            format!("{field}.options"),
+            "at most 10 options",
+        );
         for (k, v) in &self.options {
-            c.that(!k.trim().is_empty() && k.len() <= 50, format!("{field}.options"), "option names are 1 to 50 characters");
-            c.that(v.len() <= 100, format!("{field}.options.{k}"), "must be at most 100 characters");
+            c.that(
+                !k.trim().is_empty() && k.len() <= 50,
+                format!("{field}.options"),
+                "option names are 1 to 50 characters",
+            );
+            c.that(
+                v.len() <= 100,
+                format!("{field}.options.{k}"),
+                "must be at most 100 characters",
+            );
         }
         check_tiers(&self.wholesale, c, &format!("{field}.wholesale"));
     }
@@ -411,13 +502,19 @@ impl VariationSpec {
         }
         self.wholesale
             .iter()
-            .find(|t| quantity >= i64::from(t.from) && t.to.is_none_or(|to| quantity <= i64::from(to)))
+            .find(|t| {
+                quantity >= i64::from(t.from) && t.to.is_none_or(|to| quantity <= i64::from(to))
+            })
             .map_or(base, |t| t.price)
     }
 
     /// A label such as `M / merah` from the option values.
     pub fn label(&self) -> String {
-        self.options.values().cloned().collect::<Vec<_>>().join(" / ")
+        self.options
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" / ")
     }
 }
 
@@ -462,7 +559,11 @@ impl Product {
     }
 
     pub fn variation(&self, sku: &Sku) -> Option<&VariationSpec> {
-        self.created.as_ref()?.variations.iter().find(|v| &v.sku == sku)
+        self.created
+            .as_ref()?
+            .variations
+            .iter()
+            .find(|v| &v.sku == sku)
     }
 }
 
@@ -497,24 +598,44 @@ impl CreateProduct {
         if let Some(cat) = &self.category {
             c.text(cat, "category", false, NAME_LEN_MAX);
         }
-        c.that(!self.variations.is_empty(), "variations", "a product needs at least one variation")
-            .that(self.variations.len() <= VARIATIONS_MAX, "variations", format!("at most {VARIATIONS_MAX}"));
+        c.that(
+            !self.variations.is_empty(),
+            "variations",
+            "a product needs at least one variation",
+        )
+        .that(
+            self.variations.len() <= VARIATIONS_MAX,
+            "variations",
+            format!("at most {VARIATIONS_MAX}"),
+        );
         match (self.kind, self.preorder_days) {
             (ProductKind::Preorder, Some(d)) => {
-                c.that((1..=PREORDER_DAYS_MAX).contains(&d), "preorder_days", format!("must be 1 to {PREORDER_DAYS_MAX}"));
+                c.that(
+                    (1..=PREORDER_DAYS_MAX).contains(&d),
+                    "preorder_days",
+                    format!("must be 1 to {PREORDER_DAYS_MAX}"),
+                );
             }
             (ProductKind::Preorder, None) => {
                 c.that(false, "preorder_days", "required for a preorder product");
             }
             (_, Some(_)) => {
-                c.that(false, "preorder_days", "only for preorder products (kind PO)");
+                c.that(
+                    false,
+                    "preorder_days",
+                    "only for preorder products (kind PO)",
+                );
             }
             (_, None) => {}
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, v) in self.variations.iter().enumerate() {
             v.check(&mut c, &format!("variations[{i}]"));
-            c.that(seen.insert(&v.sku), format!("variations[{i}].sku"), "appears twice in this product");
+            c.that(
+                seen.insert(&v.sku),
+                format!("variations[{i}].sku"),
+                "appears twice in this product",
+            );
         }
         c.finish()
     }
@@ -530,7 +651,9 @@ pub fn create_product(
     cmd: &CreateProduct,
 ) -> Result<Vec<DomainEvent>, Rejection> {
     if product.created.is_some() {
-        return Err(Rejection::ProductExists { product_id: cmd.product_id });
+        return Err(Rejection::ProductExists {
+            product_id: cmd.product_id,
+        });
     }
     if let Some((sku, _)) = owners.iter().find(|(_, o)| o.product_id.is_some()) {
         return Err(Rejection::SkuTaken { sku: sku.clone() });
@@ -539,7 +662,11 @@ pub fn create_product(
         ProductCreated {
             product_id: cmd.product_id,
             name: cmd.name.trim().to_owned(),
-            category: cmd.category.as_ref().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()),
+            category: cmd
+                .category
+                .as_ref()
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty()),
             kind: cmd.kind,
             preorder_days: cmd.preorder_days,
             variations: cmd.variations.clone(),
@@ -551,7 +678,16 @@ pub fn create_product(
 /// The events for the `sku-` streams of a new product or variation.
 pub fn claim_skus(product_id: ProductId, skus: &[Sku]) -> Vec<(Sku, DomainEvent)> {
     skus.iter()
-        .map(|sku| (sku.clone(), SkuClaimed { sku: sku.clone(), product_id }.into()))
+        .map(|sku| {
+            (
+                sku.clone(),
+                SkuClaimed {
+                    sku: sku.clone(),
+                    product_id,
+                }
+                .into(),
+            )
+        })
         .collect()
 }
 
@@ -609,17 +745,43 @@ pub fn change_product(
         if owner.product_id.is_some() || p.variations.iter().any(|v| v.sku == variation.sku) {
             return Err(Rejection::SkuTaken { sku });
         }
-        return Ok(vec![VariationAdded { product_id, variation: variation.clone() }.into()]);
+        return Ok(vec![
+            VariationAdded {
+                product_id,
+                variation: variation.clone(),
+            }
+            .into(),
+        ]);
     }
     if product.variation(&sku).is_none() {
         return Err(Rejection::UnknownSku { sku });
     }
     let event: DomainEvent = match change.clone() {
         ProductChange::AddVariation { .. } => unreachable!("handled above"),
-        ProductChange::SetPrices { prices, .. } => PricesChanged { product_id, sku, prices }.into(),
-        ProductChange::SetCost { cost, .. } => CostChanged { product_id, sku, cost }.into(),
-        ProductChange::SetWholesale { tiers, .. } => WholesaleTiersSet { product_id, sku, tiers }.into(),
-        ProductChange::SetSupplierStock { in_stock, .. } => SupplierStockSet { product_id, sku, in_stock }.into(),
+        ProductChange::SetPrices { prices, .. } => PricesChanged {
+            product_id,
+            sku,
+            prices,
+        }
+        .into(),
+        ProductChange::SetCost { cost, .. } => CostChanged {
+            product_id,
+            sku,
+            cost,
+        }
+        .into(),
+        ProductChange::SetWholesale { tiers, .. } => WholesaleTiersSet {
+            product_id,
+            sku,
+            tiers,
+        }
+        .into(),
+        ProductChange::SetSupplierStock { in_stock, .. } => SupplierStockSet {
+            product_id,
+            sku,
+            in_stock,
+        }
+        .into(),
     };
     Ok(vec![event])
 }
@@ -659,10 +821,18 @@ impl CustomerDetails {
             }
         }
         if let Some(email) = &self.email {
-            c.that(email.len() <= 254 && email.contains('@') && !email.contains(char::is_whitespace), "email", "is not an email address");
+            c.that(
+                email.len() <= 254 && email.contains('@') && !email.contains(char::is_whitespace),
+                "email",
+                "is not an email address",
+            );
         }
         if let Some(code) = &self.postal_code {
-            c.that(!code.is_empty() && code.len() <= 10 && code.chars().all(|ch| ch.is_ascii_digit()), "postal_code", "must be up to 10 digits");
+            c.that(
+                !code.is_empty() && code.len() <= 10 && code.chars().all(|ch| ch.is_ascii_digit()),
+                "postal_code",
+                "must be up to 10 digits",
+            );
         }
         if let Some(phone) = &self.phone {
             match normalize_phone(phone, currency) {
@@ -701,10 +871,14 @@ pub fn normalize_phone(raw: &str, currency: Currency) -> Result<String, String> 
     } else if currency == Currency::Idr && digits.starts_with('8') {
         format!("62{digits}")
     } else {
-        return Err(format!("{raw:?} has no country code; write it as 62... or 60..."));
+        return Err(format!(
+            "{raw:?} has no country code; write it as 62... or 60..."
+        ));
     };
     if !(10..=15).contains(&normalized.len()) {
-        return Err(format!("{raw:?} is not a phone number (10 to 15 digits with the country code)"));
+        return Err(format!(
+            "{raw:?} is not a phone number (10 to 15 digits with the country code)"
+        ));
     }
     Ok(normalized)
 }
@@ -717,7 +891,13 @@ pub fn register_customer(
     if customer.details.is_some() {
         return Err(Rejection::CustomerExists { customer_id });
     }
-    Ok(vec![CustomerRegistered { customer_id, details }.into()])
+    Ok(vec![
+        CustomerRegistered {
+            customer_id,
+            details,
+        }
+        .into(),
+    ])
 }
 
 pub fn update_customer(
@@ -731,7 +911,13 @@ pub fn update_customer(
     if customer.details.as_ref() == Some(&details) {
         return Ok(Vec::new());
     }
-    Ok(vec![CustomerUpdated { customer_id, details }.into()])
+    Ok(vec![
+        CustomerUpdated {
+            customer_id,
+            details,
+        }
+        .into(),
+    ])
 }
 
 #[cfg(test)]
@@ -752,7 +938,11 @@ mod tests {
                 price3: None,
             },
             cost: Money(price / 2),
-            wholesale: vec![WholesaleTier { from: 10, to: Some(49), price: Money(price - 5_000) }],
+            wholesale: vec![WholesaleTier {
+                from: 10,
+                to: Some(49),
+                price: Money(price - 5_000),
+            }],
             in_stock: true,
         }
     }
@@ -762,20 +952,51 @@ mod tests {
         let v = variation("KAOS-M", 50_000);
         assert_eq!(v.unit_price(CustomerCategory::Customer, 1), Money(50_000));
         assert_eq!(v.unit_price(CustomerCategory::Reseller, 1), Money(40_000));
-        assert_eq!(v.unit_price(CustomerCategory::Dropshipper, 1), Money(45_000));
+        assert_eq!(
+            v.unit_price(CustomerCategory::Dropshipper, 1),
+            Money(45_000)
+        );
         assert_eq!(v.unit_price(CustomerCategory::Custom1, 1), Money(49_000));
-        assert_eq!(v.unit_price(CustomerCategory::Custom2, 1), Money(50_000), "no price2: retail");
-        assert_eq!(v.unit_price(CustomerCategory::Customer, 10), Money(45_000), "wholesale tier");
-        assert_eq!(v.unit_price(CustomerCategory::Customer, 50), Money(50_000), "above the tier");
-        assert_eq!(v.unit_price(CustomerCategory::Reseller, 10), Money(40_000), "resellers: no wholesale");
+        assert_eq!(
+            v.unit_price(CustomerCategory::Custom2, 1),
+            Money(50_000),
+            "no price2: retail"
+        );
+        assert_eq!(
+            v.unit_price(CustomerCategory::Customer, 10),
+            Money(45_000),
+            "wholesale tier"
+        );
+        assert_eq!(
+            v.unit_price(CustomerCategory::Customer, 50),
+            Money(50_000),
+            "above the tier"
+        );
+        assert_eq!(
+            v.unit_price(CustomerCategory::Reseller, 10),
+            Money(40_000),
+            "resellers: no wholesale"
+        );
     }
 
     #[test]
     fn phones_are_normalised() {
-        assert_eq!(normalize_phone("0812-3456-7890", Currency::Idr).unwrap(), "6281234567890");
-        assert_eq!(normalize_phone("+62 812 3456 7890", Currency::Idr).unwrap(), "6281234567890");
-        assert_eq!(normalize_phone("81234567890", Currency::Idr).unwrap(), "6281234567890");
-        assert_eq!(normalize_phone("012-345 6789", Currency::Myr).unwrap(), "60123456789");
+        assert_eq!(
+            normalize_phone("0812-3456-7890", Currency::Idr).unwrap(),
+            "6281234567890"
+        );
+        assert_eq!(
+            normalize_phone("+62 812 3456 7890", Currency::Idr).unwrap(),
+            "6281234567890"
+        );
+        assert_eq!(
+            normalize_phone("81234567890", Currency::Idr).unwrap(),
+            "6281234567890"
+        );
+        assert_eq!(
+            normalize_phone("012-345 6789", Currency::Myr).unwrap(),
+            "60123456789"
+        );
         assert!(normalize_phone("12345", Currency::Idr).is_err());
         assert!(normalize_phone("0812abc", Currency::Idr).is_err());
     }
@@ -783,14 +1004,29 @@ mod tests {
     #[test]
     fn the_first_warehouse_becomes_the_default_and_names_are_unique() {
         let mut state = Warehouses::default();
-        let malang = AddWarehouse { warehouse_id: WarehouseId(uuid::Uuid::from_u128(1)), name: "Gudang Malang".into(), city: None };
+        let malang = AddWarehouse {
+            warehouse_id: WarehouseId(uuid::Uuid::from_u128(1)),
+            name: "Gudang Malang".into(),
+            city: None,
+        };
         let events = add_warehouse(&state, &malang).unwrap();
         assert_eq!(events.len(), 2);
         events.iter().for_each(|e| state.evolve(e));
         assert_eq!(state.default, Some(malang.warehouse_id));
-        let again = AddWarehouse { warehouse_id: WarehouseId(uuid::Uuid::from_u128(2)), name: "gudang malang".into(), city: None };
-        assert!(matches!(add_warehouse(&state, &again), Err(Rejection::WarehouseNameTaken { .. })));
-        let surabaya = AddWarehouse { warehouse_id: WarehouseId(uuid::Uuid::from_u128(3)), name: "Gudang Surabaya".into(), city: Some("Surabaya".into()) };
+        let again = AddWarehouse {
+            warehouse_id: WarehouseId(uuid::Uuid::from_u128(2)),
+            name: "gudang malang".into(),
+            city: None,
+        };
+        assert!(matches!(
+            add_warehouse(&state, &again),
+            Err(Rejection::WarehouseNameTaken { .. })
+        ));
+        let surabaya = AddWarehouse {
+            warehouse_id: WarehouseId(uuid::Uuid::from_u128(3)),
+            name: "Gudang Surabaya".into(),
+            city: Some("Surabaya".into()),
+        };
         let events = add_warehouse(&state, &surabaya).unwrap();
         assert_eq!(events.len(), 1, "the default stays");
     }

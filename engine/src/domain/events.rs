@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{CustomerCategory, Prices, ProductKind, VariationSpec, WholesaleTier};
 use super::ids::{CustomerId, OrderId, PaymentId, ProductId, Sku, TransferId, WarehouseId};
 use super::money::{BasisPoints, Currency, Money};
-use super::order::{AppliedCost, Channel, CustomerSnapshot, PaymentMethod, PlacedLine, Shipping, Totals};
+use super::order::{
+    AppliedCost, Channel, CustomerSnapshot, PaymentMethod, PlacedLine, Shipping, Totals,
+};
 use super::stock::RemovalReason;
 use crate::event::Timestamp;
 

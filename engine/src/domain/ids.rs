@@ -166,7 +166,10 @@ mod tests {
         assert!(Sku::parse("").is_err());
         assert!(Sku::parse("KAOS M").unwrap_err().contains("' '"));
         assert!(Sku::parse(&"X".repeat(65)).is_err());
-        assert!(Sku::parse("KAOS@1").is_err(), "'@' separates SKU and warehouse in stream names");
+        assert!(
+            Sku::parse("KAOS@1").is_err(),
+            "'@' separates SKU and warehouse in stream names"
+        );
     }
 
     #[test]

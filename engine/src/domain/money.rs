@@ -14,7 +14,9 @@ use std::ops::{Add, Neg, Sub};
 use serde::{Deserialize, Serialize};
 
 /// An amount of money in the shop currency's minor unit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Money(pub i64);
 
@@ -83,7 +85,9 @@ impl fmt::Display for Money {
 }
 
 /// A rate in basis points: 10,000 is 100%, 280 is 2.8%.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct BasisPoints(pub u32);
 
@@ -99,7 +103,11 @@ impl BasisPoints {
     pub fn apply(self, amount: Money) -> Money {
         let product = i128::from(amount.0) * i128::from(self.0);
         let (q, r) = (product / 10_000, product % 10_000);
-        let rounded = if r.abs() * 2 >= 10_000 { q + product.signum() } else { q };
+        let rounded = if r.abs() * 2 >= 10_000 {
+            q + product.signum()
+        } else {
+            q
+        };
         Money(i64::try_from(rounded).expect("money overflow"))
     }
 }

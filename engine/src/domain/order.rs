@@ -22,7 +22,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::catalog::{Customer, CustomerCategory, NAME_LEN_MAX, NOTE_LEN_MAX, ProductKind, VariationSpec, Warehouses};
+use super::catalog::{
+    Customer, CustomerCategory, NAME_LEN_MAX, NOTE_LEN_MAX, ProductKind, VariationSpec, Warehouses,
+};
 use super::events::*;
 use super::ids::{CustomerId, OrderId, PaymentId, ProductId, Sku, WarehouseId};
 use super::money::{BasisPoints, Money};
@@ -102,10 +104,18 @@ impl Amount {
     fn check(self, c: &mut Check, field: &str) {
         match self {
             Amount::Nominal { nominal } => {
-                c.that((0..=AMOUNT_MAX).contains(&nominal.0), format!("{field}.nominal"), "must be 0 or more");
+                c.that(
+                    (0..=AMOUNT_MAX).contains(&nominal.0),
+                    format!("{field}.nominal"),
+                    "must be 0 or more",
+                );
             }
             Amount::Percentage { percentage_bp } => {
-                c.that(percentage_bp.0 <= 10_000, format!("{field}.percentage_bp"), "must be at most 10000 (100%)");
+                c.that(
+                    percentage_bp.0 <= 10_000,
+                    format!("{field}.percentage_bp"),
+                    "must be at most 10000 (100%)",
+                );
             }
         }
     }
@@ -270,7 +280,13 @@ impl OrderStatus {
         match (self, payment) {
             (OrderStatus::Cancelled, _) => "CANCELED",
             (OrderStatus::Delivered | OrderStatus::Completed, _) => "DELIVERED",
-            (OrderStatus::Shipped | OrderStatus::Returning | OrderStatus::Returned | OrderStatus::Lost, _) => "ON PROCESS",
+            (
+                OrderStatus::Shipped
+                | OrderStatus::Returning
+                | OrderStatus::Returned
+                | OrderStatus::Lost,
+                _,
+            ) => "ON PROCESS",
             (_, PaymentStatus::Unpaid) => "UNPAID",
             _ => "NO AWB",
         }
@@ -365,7 +381,11 @@ impl Order {
             .placed
             .iter()
             .flat_map(|p| &p.lines)
-            .flat_map(|l| l.allocations.iter().map(|a| (l.sku.clone(), a.warehouse_id)))
+            .flat_map(|l| {
+                l.allocations
+                    .iter()
+                    .map(|a| (l.sku.clone(), a.warehouse_id))
+            })
             .collect();
         keys.sort();
         keys.dedup();
@@ -427,12 +447,28 @@ pub struct PlaceOrder {
 impl PlaceOrder {
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut c = Check::new();
-        c.that(!self.lines.is_empty(), "lines", "an order needs at least one line")
-            .that(self.lines.len() <= LINES_MAX, "lines", format!("at most {LINES_MAX} lines"))
-            .that(self.costs.len() <= COSTS_MAX, "costs", format!("at most {COSTS_MAX} costs"))
-            .text(&self.shipping.courier, "shipping.courier", true, 50)
-            .text(&self.shipping.service, "shipping.service", false, 50)
-            .that((0..=AMOUNT_MAX).contains(&self.shipping.cost.0), "shipping.cost", "must be 0 or more");
+        c.that(
+            !self.lines.is_empty(),
+            "lines",
+            "an order needs at least one line",
+        )
+        .that(
+            self.lines.len() <= LINES_MAX,
+            "lines",
+            format!("at most {LINES_MAX} lines"),
+        )
+        .that(
+            self.costs.len() <= COSTS_MAX,
+            "costs",
+            format!("at most {COSTS_MAX} costs"),
+        )
+        .text(&self.shipping.courier, "shipping.courier", true, 50)
+        .text(&self.shipping.service, "shipping.service", false, 50)
+        .that(
+            (0..=AMOUNT_MAX).contains(&self.shipping.cost.0),
+            "shipping.cost",
+            "must be 0 or more",
+        );
         if let Some(source) = &self.order_source {
             c.text(source, "order_source", false, NAME_LEN_MAX);
         }
@@ -440,9 +476,17 @@ impl PlaceOrder {
             c.text(note, "note", false, NOTE_LEN_MAX);
         }
         for (i, line) in self.lines.iter().enumerate() {
-            c.that((1..=QUANTITY_MAX).contains(&line.quantity), format!("lines[{i}].quantity"), format!("must be 1 to {QUANTITY_MAX}"));
+            c.that(
+                (1..=QUANTITY_MAX).contains(&line.quantity),
+                format!("lines[{i}].quantity"),
+                format!("must be 1 to {QUANTITY_MAX}"),
+            );
             if let Some(p) = line.unit_price {
-                c.that((0..=AMOUNT_MAX).contains(&p.0), format!("lines[{i}].unit_price"), "must be 0 or more");
+                c.that(
+                    (0..=AMOUNT_MAX).contains(&p.0),
+                    format!("lines[{i}].unit_price"),
+                    "must be 0 or more",
+                );
             }
             if let Some(d) = line.discount {
                 d.check(&mut c, &format!("lines[{i}].discount"));
@@ -476,7 +520,7 @@ pub struct OrderInputs<'a> {
     pub warehouses: &'a Warehouses,
     /// Every (SKU, warehouse) item of the order's tracked SKUs, for every
     /// warehouse a line may take goods from.
-    pub stock: &'a BTreeMap<(Sku, WarehouseId), StockItem>,
+    pub stock: &'a BTreeMap<(Sku, WarehouseId), &'a StockItem>,
 }
 
 /// The events of a placed order: the order's own, and a reservation per
@@ -488,7 +532,10 @@ pub struct Placement {
 }
 
 fn snapshot(id: CustomerId, customer: &Customer) -> Result<CustomerSnapshot, Rejection> {
-    let d = customer.details.as_ref().ok_or(Rejection::UnknownCustomer { customer_id: id })?;
+    let d = customer
+        .details
+        .as_ref()
+        .ok_or(Rejection::UnknownCustomer { customer_id: id })?;
     Ok(CustomerSnapshot {
         customer_id: id,
         name: d.name.clone(),
@@ -508,9 +555,16 @@ fn snapshot(id: CustomerId, customer: &Customer) -> Result<CustomerSnapshot, Rej
 /// the warehouse with the most available, splitting if it must. If any
 /// tracked SKU is short, the whole order is refused, naming every SKU
 /// short.
-pub fn place_order(order: &Order, cmd: &PlaceOrder, inputs: &OrderInputs<'_>, ctx: &Context) -> Result<Placement, Rejection> {
+pub fn place_order(
+    order: &Order,
+    cmd: &PlaceOrder,
+    inputs: &OrderInputs<'_>,
+    ctx: &Context,
+) -> Result<Placement, Rejection> {
     if order.placed.is_some() {
-        return Err(Rejection::OrderExists { order_id: cmd.order_id });
+        return Err(Rejection::OrderExists {
+            order_id: cmd.order_id,
+        });
     }
     let sender = snapshot(cmd.sender_id, inputs.sender)?;
     let receiver = snapshot(cmd.receiver_id.unwrap_or(cmd.sender_id), inputs.receiver)?;
@@ -518,10 +572,17 @@ pub fn place_order(order: &Order, cmd: &PlaceOrder, inputs: &OrderInputs<'_>, ct
     let mut shortages: Vec<Shortage> = Vec::new();
     let mut lines = Vec::with_capacity(cmd.lines.len());
     for input in &cmd.lines {
-        let entry = inputs.catalog.get(&input.sku).ok_or_else(|| Rejection::UnknownSku { sku: input.sku.clone() })?;
+        let entry = inputs
+            .catalog
+            .get(&input.sku)
+            .ok_or_else(|| Rejection::UnknownSku {
+                sku: input.sku.clone(),
+            })?;
         let v = entry.variation;
         if entry.kind == ProductKind::Supplier && !v.in_stock {
-            return Err(Rejection::SupplierOutOfStock { sku: input.sku.clone() });
+            return Err(Rejection::SupplierOutOfStock {
+                sku: input.sku.clone(),
+            });
         }
         let allocations = if entry.kind.is_tracked() {
             match allocate(input, entry.kind, inputs, &mut taken)? {
@@ -534,11 +595,19 @@ pub fn place_order(order: &Order, cmd: &PlaceOrder, inputs: &OrderInputs<'_>, ct
         } else {
             Vec::new()
         };
-        let unit_price = input.unit_price.unwrap_or_else(|| v.unit_price(sender.category, input.quantity));
-        let gross = unit_price.checked_mul(input.quantity).expect("bounded by validation");
+        let unit_price = input
+            .unit_price
+            .unwrap_or_else(|| v.unit_price(sender.category, input.quantity));
+        let gross = unit_price
+            .checked_mul(input.quantity)
+            .expect("bounded by validation");
         let discount_amount = input.discount.map_or(Money::ZERO, |d| d.of(gross));
         if discount_amount > gross {
-            return Err(Rejection::DiscountExceedsLine { sku: input.sku.clone(), discount: discount_amount, line: gross });
+            return Err(Rejection::DiscountExceedsLine {
+                sku: input.sku.clone(),
+                discount: discount_amount,
+                line: gross,
+            });
         }
         lines.push(PlacedLine {
             sku: input.sku.clone(),
@@ -562,32 +631,54 @@ pub fn place_order(order: &Order, cmd: &PlaceOrder, inputs: &OrderInputs<'_>, ct
     }
     let (costs, totals) = totals(&lines, &cmd.costs, cmd.shipping.cost);
     if totals.total.is_negative() {
-        return Err(Rejection::TotalBelowZero { total: totals.total });
+        return Err(Rejection::TotalBelowZero {
+            total: totals.total,
+        });
     }
     let reservations = lines
         .iter()
         .flat_map(|l| l.allocations.iter().map(move |a| (l, a)))
         .map(|(l, a)| {
             let key = (l.sku.clone(), a.warehouse_id);
-            let event = StockReserved { sku: l.sku.clone(), warehouse_id: a.warehouse_id, order_id: cmd.order_id, quantity: a.quantity };
+            let event = StockReserved {
+                sku: l.sku.clone(),
+                warehouse_id: a.warehouse_id,
+                order_id: cmd.order_id,
+                quantity: a.quantity,
+            };
             (key, event.into())
         })
         .collect();
     let placed = OrderPlaced {
         order_id: cmd.order_id,
         channel: cmd.channel,
-        order_source: cmd.order_source.as_ref().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
+        order_source: cmd
+            .order_source
+            .as_ref()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
         sender,
         receiver,
         lines,
-        shipping: Shipping { courier: cmd.shipping.courier.trim().to_uppercase(), service: cmd.shipping.service.trim().to_uppercase(), cost: cmd.shipping.cost },
+        shipping: Shipping {
+            courier: cmd.shipping.courier.trim().to_uppercase(),
+            service: cmd.shipping.service.trim().to_uppercase(),
+            cost: cmd.shipping.cost,
+        },
         cod: cmd.cod,
         costs,
         totals,
-        note: cmd.note.as_ref().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+        note: cmd
+            .note
+            .as_ref()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty()),
         placed_at: ctx.now,
     };
-    Ok(Placement { order: placed.into(), reservations })
+    Ok(Placement {
+        order: placed.into(),
+        reservations,
+    })
 }
 
 /// Where one line's goods come from. `Err(Rejection)` for an unknown
@@ -601,22 +692,41 @@ fn allocate(
     let empty = StockItem::default();
     let available = |w: WarehouseId, taken: &BTreeMap<(Sku, WarehouseId), i64>| {
         let key = (line.sku.clone(), w);
-        inputs.stock.get(&key).unwrap_or(&empty).available() - taken.get(&key).copied().unwrap_or(0)
+        inputs
+            .stock
+            .get(&key)
+            .copied()
+            .unwrap_or(&empty)
+            .available()
+            - taken.get(&key).copied().unwrap_or(0)
     };
     let preorder = kind == ProductKind::Preorder;
     if let Some(w) = line.warehouse_id {
         inputs.warehouses.require(w)?;
         let have = available(w, taken);
         if !preorder && have < line.quantity {
-            return Ok(Err(Shortage { sku: line.sku.clone(), warehouse_id: Some(w), requested: line.quantity, available: have.max(0) }));
+            return Ok(Err(Shortage {
+                sku: line.sku.clone(),
+                warehouse_id: Some(w),
+                requested: line.quantity,
+                available: have.max(0),
+            }));
         }
         *taken.entry((line.sku.clone(), w)).or_default() += line.quantity;
-        return Ok(Ok(vec![Allocation { warehouse_id: w, quantity: line.quantity }]));
+        return Ok(Ok(vec![Allocation {
+            warehouse_id: w,
+            quantity: line.quantity,
+        }]));
     }
     let default = inputs.warehouses.default.ok_or(Rejection::NoWarehouse)?;
     // Default first, then most available; ties by id, so the decision is
     // the same every time.
-    let mut candidates: Vec<(WarehouseId, i64)> = inputs.warehouses.list.iter().map(|w| (w.id, available(w.id, taken))).collect();
+    let mut candidates: Vec<(WarehouseId, i64)> = inputs
+        .warehouses
+        .list
+        .iter()
+        .map(|w| (w.id, available(w.id, taken)))
+        .collect();
     candidates.sort_by_key(|&(w, have)| (w != default, std::cmp::Reverse(have), w));
     let mut remaining = line.quantity;
     let mut allocations = Vec::new();
@@ -626,19 +736,30 @@ fn allocate(
         }
         let take = remaining.min((*have).max(0));
         if take > 0 {
-            allocations.push(Allocation { warehouse_id: *w, quantity: take });
+            allocations.push(Allocation {
+                warehouse_id: *w,
+                quantity: take,
+            });
             remaining -= take;
         }
     }
     if remaining > 0 {
         if !preorder {
             let total: i64 = candidates.iter().map(|(_, have)| (*have).max(0)).sum();
-            return Ok(Err(Shortage { sku: line.sku.clone(), warehouse_id: None, requested: line.quantity, available: total }));
+            return Ok(Err(Shortage {
+                sku: line.sku.clone(),
+                warehouse_id: None,
+                requested: line.quantity,
+                available: total,
+            }));
         }
         // A preorder sells what is not here yet from the default warehouse.
         match allocations.iter_mut().find(|a| a.warehouse_id == default) {
             Some(a) => a.quantity += remaining,
-            None => allocations.push(Allocation { warehouse_id: default, quantity: remaining }),
+            None => allocations.push(Allocation {
+                warehouse_id: default,
+                quantity: remaining,
+            }),
         }
     }
     for a in &allocations {
@@ -648,19 +769,54 @@ fn allocate(
 }
 
 /// Works out order costs and totals (see the module docs for the formula).
-pub fn totals(lines: &[PlacedLine], costs: &[OrderCost], shipping: Money) -> (Vec<AppliedCost>, Totals) {
-    let gross: Money = lines.iter().map(|l| l.unit_price.checked_mul(l.quantity).expect("bounded")).sum();
+pub fn totals(
+    lines: &[PlacedLine],
+    costs: &[OrderCost],
+    shipping: Money,
+) -> (Vec<AppliedCost>, Totals) {
+    let gross: Money = lines
+        .iter()
+        .map(|l| l.unit_price.checked_mul(l.quantity).expect("bounded"))
+        .sum();
     let line_discounts: Money = lines.iter().map(|l| l.discount_amount).sum();
     let subtotal: Money = lines.iter().map(|l| l.line_total).sum();
-    let cost_of_goods: Money = lines.iter().map(|l| l.unit_cost.checked_mul(l.quantity).expect("bounded")).sum();
+    let cost_of_goods: Money = lines
+        .iter()
+        .map(|l| l.unit_cost.checked_mul(l.quantity).expect("bounded"))
+        .sum();
     let applied: Vec<AppliedCost> = costs
         .iter()
-        .map(|c| AppliedCost { name: c.name.trim().to_owned(), category: c.category, amount: c.amount, value: c.amount.of(subtotal) })
+        .map(|c| AppliedCost {
+            name: c.name.trim().to_owned(),
+            category: c.category,
+            amount: c.amount,
+            value: c.amount.of(subtotal),
+        })
         .collect();
-    let sum = |category| applied.iter().filter(|c| c.category == category).map(|c| c.value).sum::<Money>();
-    let (order_discounts, other_costs, insurance) = (sum(CostCategory::Discount), sum(CostCategory::OtherCost), sum(CostCategory::Insurance));
+    let sum = |category| {
+        applied
+            .iter()
+            .filter(|c| c.category == category)
+            .map(|c| c.value)
+            .sum::<Money>()
+    };
+    let (order_discounts, other_costs, insurance) = (
+        sum(CostCategory::Discount),
+        sum(CostCategory::OtherCost),
+        sum(CostCategory::Insurance),
+    );
     let total = subtotal + shipping + other_costs + insurance - order_discounts;
-    let totals = Totals { gross, line_discounts, subtotal, order_discounts, other_costs, insurance, shipping, total, cost_of_goods };
+    let totals = Totals {
+        gross,
+        line_discounts,
+        subtotal,
+        order_discounts,
+        other_costs,
+        insurance,
+        shipping,
+        total,
+        cost_of_goods,
+    };
     (applied, totals)
 }
 
@@ -681,7 +837,11 @@ pub struct PayOrder {
 impl PayOrder {
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut c = Check::new();
-        c.that((1..=AMOUNT_MAX).contains(&self.amount.0), "amount", "must be more than 0");
+        c.that(
+            (1..=AMOUNT_MAX).contains(&self.amount.0),
+            "amount",
+            "must be more than 0",
+        );
         if let Some(b) = &self.bank_account {
             c.text(b, "bank_account", false, NAME_LEN_MAX);
         }
@@ -694,13 +854,25 @@ fn require(order: &Order, order_id: OrderId) -> Result<OrderStatus, Rejection> {
 }
 
 fn illegal(order_id: OrderId, action: &'static str, status: OrderStatus) -> Rejection {
-    Rejection::IllegalTransition { order_id, action, status }
+    Rejection::IllegalTransition {
+        order_id,
+        action,
+        status,
+    }
 }
 
 /// Records a payment (an installment or the rest), Ngorder's rules.
-pub fn pay(order: &Order, order_id: OrderId, cmd: &PayOrder, ctx: &Context) -> Result<Vec<DomainEvent>, Rejection> {
+pub fn pay(
+    order: &Order,
+    order_id: OrderId,
+    cmd: &PayOrder,
+    ctx: &Context,
+) -> Result<Vec<DomainEvent>, Rejection> {
     let status = require(order, order_id)?;
-    if matches!(status, OrderStatus::Cancelled | OrderStatus::Returned | OrderStatus::Lost) {
+    if matches!(
+        status,
+        OrderStatus::Cancelled | OrderStatus::Returned | OrderStatus::Lost
+    ) {
         return Err(illegal(order_id, "pay", status));
     }
     let remaining = order.remaining();
@@ -708,7 +880,10 @@ pub fn pay(order: &Order, order_id: OrderId, cmd: &PayOrder, ctx: &Context) -> R
         return Err(Rejection::OrderAlreadyPaid { order_id });
     }
     if cmd.amount > remaining {
-        return Err(Rejection::AmountExceedsRemaining { order_id, remaining });
+        return Err(Rejection::AmountExceedsRemaining {
+            order_id,
+            remaining,
+        });
     }
     let paid_total = order.paid_total + cmd.amount;
     Ok(vec![
@@ -727,16 +902,34 @@ pub fn pay(order: &Order, order_id: OrderId, cmd: &PayOrder, ctx: &Context) -> R
 }
 
 /// Gives back money paid for a cancelled, returned or lost order.
-pub fn refund(order: &Order, order_id: OrderId, amount: Money, note: &str) -> Result<Vec<DomainEvent>, Rejection> {
+pub fn refund(
+    order: &Order,
+    order_id: OrderId,
+    amount: Money,
+    note: &str,
+) -> Result<Vec<DomainEvent>, Rejection> {
     let status = require(order, order_id)?;
-    if !matches!(status, OrderStatus::Cancelled | OrderStatus::Returned | OrderStatus::Lost) {
+    if !matches!(
+        status,
+        OrderStatus::Cancelled | OrderStatus::Returned | OrderStatus::Lost
+    ) {
         return Err(illegal(order_id, "refund", status));
     }
     let refundable = order.paid_total - order.refunded_total;
     if amount > refundable || !amount.is_positive() {
-        return Err(Rejection::RefundExceedsRefundable { order_id, refundable });
+        return Err(Rejection::RefundExceedsRefundable {
+            order_id,
+            refundable,
+        });
     }
-    Ok(vec![OrderRefunded { order_id, amount, note: note.trim().to_owned() }.into()])
+    Ok(vec![
+        OrderRefunded {
+            order_id,
+            amount,
+            note: note.trim().to_owned(),
+        }
+        .into(),
+    ])
 }
 
 // ------------------------------------------------------------ lifecycle
@@ -748,7 +941,9 @@ pub enum Transition {
     Process,
     Pack,
     Ready,
-    Ship { awb: String },
+    Ship {
+        awb: String,
+    },
     Deliver,
     Complete,
     Cancel {
@@ -801,7 +996,10 @@ impl Transition {
 
     /// Whether deciding it needs the order's stock items.
     pub fn touches_stock(&self) -> bool {
-        matches!(self, Transition::Ship { .. } | Transition::Cancel { .. } | Transition::ReceiveReturn)
+        matches!(
+            self,
+            Transition::Ship { .. } | Transition::Cancel { .. } | Transition::ReceiveReturn
+        )
     }
 
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -835,14 +1033,14 @@ pub fn transition(
     order: &Order,
     order_id: OrderId,
     cmd: &Transition,
-    stock: &BTreeMap<(Sku, WarehouseId), StockItem>,
+    stock: &BTreeMap<(Sku, WarehouseId), &StockItem>,
 ) -> Result<TransitionEvents, Rejection> {
     let status = require(order, order_id)?;
     if !cmd.allowed_from().contains(&status) {
         return Err(illegal(order_id, cmd.name(), status));
     }
     let empty = StockItem::default();
-    let item = |key: &(Sku, WarehouseId)| stock.get(key).unwrap_or(&empty);
+    let item = |key: &(Sku, WarehouseId)| stock.get(key).copied().unwrap_or(&empty);
     let mut out = TransitionEvents::default();
     match cmd {
         Transition::Process => out.order.push(OrderProcessing { order_id }.into()),
@@ -862,7 +1060,13 @@ pub fn transition(
             if !shortages.is_empty() {
                 return Err(Rejection::InsufficientStock { shortages });
             }
-            out.order.push(OrderShipped { order_id, awb: awb.trim().to_owned() }.into());
+            out.order.push(
+                OrderShipped {
+                    order_id,
+                    awb: awb.trim().to_owned(),
+                }
+                .into(),
+            );
         }
         Transition::Cancel { reason } => {
             for key in order.stock_keys() {
@@ -871,22 +1075,47 @@ pub fn transition(
                 }
             }
             let refundable = order.paid_total - order.refunded_total;
-            out.order.push(OrderCancelled { order_id, reason: reason.trim().to_owned(), refundable }.into());
+            out.order.push(
+                OrderCancelled {
+                    order_id,
+                    reason: reason.trim().to_owned(),
+                    refundable,
+                }
+                .into(),
+            );
         }
         Transition::StartReturn { reason } => {
-            out.order.push(OrderReturnStarted { order_id, reason: reason.trim().to_owned() }.into());
+            out.order.push(
+                OrderReturnStarted {
+                    order_id,
+                    reason: reason.trim().to_owned(),
+                }
+                .into(),
+            );
         }
         Transition::ReceiveReturn => {
             let placed = order.placed.as_ref().expect("a returning order was placed");
             for line in &placed.lines {
                 for a in &line.allocations {
-                    let e = StockRestocked { sku: line.sku.clone(), warehouse_id: a.warehouse_id, order_id, quantity: a.quantity };
-                    out.stock.push(((line.sku.clone(), a.warehouse_id), e.into()));
+                    let e = StockRestocked {
+                        sku: line.sku.clone(),
+                        warehouse_id: a.warehouse_id,
+                        order_id,
+                        quantity: a.quantity,
+                    };
+                    out.stock
+                        .push(((line.sku.clone(), a.warehouse_id), e.into()));
                 }
             }
             out.order.push(OrderReturnReceived { order_id }.into());
         }
-        Transition::Lose { note } => out.order.push(OrderLost { order_id, note: note.trim().to_owned() }.into()),
+        Transition::Lose { note } => out.order.push(
+            OrderLost {
+                order_id,
+                note: note.trim().to_owned(),
+            }
+            .into(),
+        ),
     }
     Ok(out)
 }

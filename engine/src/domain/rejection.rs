@@ -39,7 +39,12 @@ impl Check {
     }
 
     /// Records `message` for `field` unless `ok`.
-    pub fn that(&mut self, ok: bool, field: impl Into<String>, message: impl Into<String>) -> &mut Self {
+    pub fn that(
+        &mut self,
+        ok: bool,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Self {
         if !ok {
             self.0.push(FieldError::new(field, message));
         }
@@ -53,7 +58,10 @@ impl Check {
         if required && len == 0 {
             self.0.push(FieldError::new(field, "must not be empty"));
         } else if len > max {
-            self.0.push(FieldError::new(field, format!("must be at most {max} characters")));
+            self.0.push(FieldError::new(
+                field,
+                format!("must be at most {max} characters"),
+            ));
         }
         self
     }
@@ -63,7 +71,11 @@ impl Check {
     }
 
     pub fn finish(self) -> Result<(), Vec<FieldError>> {
-        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
     }
 }
 
@@ -100,7 +112,9 @@ pub enum Rejection {
     SkuTaken { sku: Sku },
     #[error("SKU {sku} does not exist")]
     UnknownSku { sku: Sku },
-    #[error("SKU {sku} belongs to a product of type R (supplier stock), whose stock kedai does not count")]
+    #[error(
+        "SKU {sku} belongs to a product of type R (supplier stock), whose stock kedai does not count"
+    )]
     SkuNotTracked { sku: Sku },
     #[error("the supplier has SKU {sku} out of stock")]
     SupplierOutOfStock { sku: Sku },
@@ -110,7 +124,9 @@ pub enum Rejection {
     UnknownCustomer { customer_id: CustomerId },
     #[error("insufficient stock: {}", describe_shortages(.shortages))]
     InsufficientStock { shortages: Vec<Shortage> },
-    #[error("cannot count {sku} in warehouse {warehouse_id} at {counted}: {reserved} are reserved for orders")]
+    #[error(
+        "cannot count {sku} in warehouse {warehouse_id} at {counted}: {reserved} are reserved for orders"
+    )]
     CountBelowReserved {
         sku: Sku,
         warehouse_id: WarehouseId,
@@ -136,9 +152,16 @@ pub enum Rejection {
     #[error("Amount is more than amount remaining of this order (remaining {remaining})")]
     AmountExceedsRemaining { order_id: OrderId, remaining: Money },
     #[error("nothing of order {order_id} is left to refund (refundable {refundable})")]
-    RefundExceedsRefundable { order_id: OrderId, refundable: Money },
+    RefundExceedsRefundable {
+        order_id: OrderId,
+        refundable: Money,
+    },
     #[error("the discount on {sku} ({discount}) is more than the line ({line})")]
-    DiscountExceedsLine { sku: Sku, discount: Money, line: Money },
+    DiscountExceedsLine {
+        sku: Sku,
+        discount: Money,
+        line: Money,
+    },
     #[error("the order total would be {total}, below zero")]
     TotalBelowZero { total: Money },
 }
@@ -147,8 +170,14 @@ fn describe_shortages(shortages: &[Shortage]) -> String {
     shortages
         .iter()
         .map(|s| match s.warehouse_id {
-            Some(w) => format!("{} (requested {}, available {} in warehouse {w})", s.sku, s.requested, s.available),
-            None => format!("{} (requested {}, available {})", s.sku, s.requested, s.available),
+            Some(w) => format!(
+                "{} (requested {}, available {} in warehouse {w})",
+                s.sku, s.requested, s.available
+            ),
+            None => format!(
+                "{} (requested {}, available {})",
+                s.sku, s.requested, s.available
+            ),
         })
         .collect::<Vec<_>>()
         .join(", ")

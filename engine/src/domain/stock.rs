@@ -62,7 +62,10 @@ impl StockItem {
             DomainEvent::StockRestocked(e) => self.on_hand += e.quantity,
             _ => {}
         }
-        assert!(self.on_hand >= 0 && self.reserved >= 0, "stock invariant broken: {self:?}");
+        assert!(
+            self.on_hand >= 0 && self.reserved >= 0,
+            "stock invariant broken: {self:?}"
+        );
     }
 
     fn unreserve(&mut self, order: OrderId, quantity: i64) {
@@ -129,7 +132,11 @@ impl StockMove {
             StockMove::Receive { warehouse_id, .. }
             | StockMove::Remove { warehouse_id, .. }
             | StockMove::Count { warehouse_id, .. } => vec![*warehouse_id],
-            StockMove::Transfer { from_warehouse_id, to_warehouse_id, .. } => {
+            StockMove::Transfer {
+                from_warehouse_id,
+                to_warehouse_id,
+                ..
+            } => {
                 vec![*from_warehouse_id, *to_warehouse_id]
             }
         }
@@ -142,12 +149,20 @@ impl StockMove {
             | StockMove::Remove { quantity, note, .. }
             | StockMove::Transfer { quantity, note, .. } => (Some(*quantity), note),
             StockMove::Count { counted, note, .. } => {
-                c.that((0..=QUANTITY_MAX).contains(counted), "counted", format!("must be 0 to {QUANTITY_MAX}"));
+                c.that(
+                    (0..=QUANTITY_MAX).contains(counted),
+                    "counted",
+                    format!("must be 0 to {QUANTITY_MAX}"),
+                );
                 (None, note)
             }
         };
         if let Some(q) = quantity {
-            c.that((1..=QUANTITY_MAX).contains(&q), "quantity", format!("must be 1 to {QUANTITY_MAX}"));
+            c.that(
+                (1..=QUANTITY_MAX).contains(&q),
+                "quantity",
+                format!("must be 1 to {QUANTITY_MAX}"),
+            );
         }
         c.text(note, "note", false, super::catalog::NOTE_LEN_MAX);
         c.finish()
@@ -156,28 +171,72 @@ impl StockMove {
 
 /// Decides a move over the items it touches, in the order of
 /// [`StockMove::warehouses`]. `preorder`: the SKU's product is a preorder.
-pub fn decide_move(items: &[&StockItem], cmd: &StockMove, preorder: bool) -> Result<Vec<(WarehouseId, DomainEvent)>, Rejection> {
+pub fn decide_move(
+    items: &[&StockItem],
+    cmd: &StockMove,
+    preorder: bool,
+) -> Result<Vec<(WarehouseId, DomainEvent)>, Rejection> {
     let note = |n: &str| n.trim().to_owned();
     match cmd {
-        StockMove::Receive { sku, warehouse_id, quantity, note: n } => Ok(vec![(
+        StockMove::Receive {
+            sku,
+            warehouse_id,
+            quantity,
+            note: n,
+        } => Ok(vec![(
             *warehouse_id,
-            StockReceived { sku: sku.clone(), warehouse_id: *warehouse_id, quantity: *quantity, note: note(n) }.into(),
+            StockReceived {
+                sku: sku.clone(),
+                warehouse_id: *warehouse_id,
+                quantity: *quantity,
+                note: note(n),
+            }
+            .into(),
         )]),
-        StockMove::Remove { sku, warehouse_id, quantity, reason, note: n } => {
+        StockMove::Remove {
+            sku,
+            warehouse_id,
+            quantity,
+            reason,
+            note: n,
+        } => {
             let item = items[0];
             // Reserved goods belong to orders: only what is available can go.
-            let removable = if preorder { item.on_hand.min(item.available().max(0)) } else { item.available() };
+            let removable = if preorder {
+                item.on_hand.min(item.available().max(0))
+            } else {
+                item.available()
+            };
             if *quantity > removable {
                 return Err(Rejection::InsufficientStock {
-                    shortages: vec![Shortage { sku: sku.clone(), warehouse_id: Some(*warehouse_id), requested: *quantity, available: removable }],
+                    shortages: vec![Shortage {
+                        sku: sku.clone(),
+                        warehouse_id: Some(*warehouse_id),
+                        requested: *quantity,
+                        available: removable,
+                    }],
                 });
             }
             Ok(vec![(
                 *warehouse_id,
-                StockRemoved { sku: sku.clone(), warehouse_id: *warehouse_id, quantity: *quantity, reason: *reason, note: note(n) }.into(),
+                StockRemoved {
+                    sku: sku.clone(),
+                    warehouse_id: *warehouse_id,
+                    quantity: *quantity,
+                    reason: *reason,
+                    note: note(n),
+                }
+                .into(),
             )])
         }
-        StockMove::Transfer { sku, from_warehouse_id, to_warehouse_id, quantity, transfer_id, note: n } => {
+        StockMove::Transfer {
+            sku,
+            from_warehouse_id,
+            to_warehouse_id,
+            quantity,
+            transfer_id,
+            note: n,
+        } => {
             if from_warehouse_id == to_warehouse_id {
                 return Err(Rejection::WarehousesMustDiffer);
             }
@@ -185,7 +244,12 @@ pub fn decide_move(items: &[&StockItem], cmd: &StockMove, preorder: bool) -> Res
             let movable = from.available().min(from.on_hand);
             if *quantity > movable {
                 return Err(Rejection::InsufficientStock {
-                    shortages: vec![Shortage { sku: sku.clone(), warehouse_id: Some(*from_warehouse_id), requested: *quantity, available: movable.max(0) }],
+                    shortages: vec![Shortage {
+                        sku: sku.clone(),
+                        warehouse_id: Some(*from_warehouse_id),
+                        requested: *quantity,
+                        available: movable.max(0),
+                    }],
                 });
             }
             Ok(vec![
@@ -215,7 +279,12 @@ pub fn decide_move(items: &[&StockItem], cmd: &StockMove, preorder: bool) -> Res
                 ),
             ])
         }
-        StockMove::Count { sku, warehouse_id, counted, note: n } => {
+        StockMove::Count {
+            sku,
+            warehouse_id,
+            counted,
+            note: n,
+        } => {
             let item = items[0];
             if !preorder && *counted < item.reserved {
                 return Err(Rejection::CountBelowReserved {
@@ -241,21 +310,52 @@ pub fn decide_move(items: &[&StockItem], cmd: &StockMove, preorder: bool) -> Res
 }
 
 /// Releases what `order` holds in this item.
-pub fn release(item: &StockItem, sku: &Sku, warehouse_id: WarehouseId, order_id: OrderId) -> Option<DomainEvent> {
+pub fn release(
+    item: &StockItem,
+    sku: &Sku,
+    warehouse_id: WarehouseId,
+    order_id: OrderId,
+) -> Option<DomainEvent> {
     let quantity = *item.reservations.get(&order_id)?;
-    Some(StockReleased { sku: sku.clone(), warehouse_id, order_id, quantity }.into())
+    Some(
+        StockReleased {
+            sku: sku.clone(),
+            warehouse_id,
+            order_id,
+            quantity,
+        }
+        .into(),
+    )
 }
 
 /// Ships what `order` holds in this item. For a preorder sold below zero,
 /// the goods must have arrived first.
-pub fn ship(item: &StockItem, sku: &Sku, warehouse_id: WarehouseId, order_id: OrderId) -> Result<Option<DomainEvent>, Shortage> {
+pub fn ship(
+    item: &StockItem,
+    sku: &Sku,
+    warehouse_id: WarehouseId,
+    order_id: OrderId,
+) -> Result<Option<DomainEvent>, Shortage> {
     let Some(&quantity) = item.reservations.get(&order_id) else {
         return Ok(None);
     };
     if quantity > item.on_hand {
-        return Err(Shortage { sku: sku.clone(), warehouse_id: Some(warehouse_id), requested: quantity, available: item.on_hand });
+        return Err(Shortage {
+            sku: sku.clone(),
+            warehouse_id: Some(warehouse_id),
+            requested: quantity,
+            available: item.on_hand,
+        });
     }
-    Ok(Some(StockShipped { sku: sku.clone(), warehouse_id, order_id, quantity }.into()))
+    Ok(Some(
+        StockShipped {
+            sku: sku.clone(),
+            warehouse_id,
+            order_id,
+            quantity,
+        }
+        .into(),
+    ))
 }
 
 #[cfg(test)]
@@ -278,35 +378,72 @@ mod tests {
     }
 
     fn received(q: i64) -> DomainEvent {
-        StockReceived { sku: sku(), warehouse_id: wh(1), quantity: q, note: String::new() }.into()
+        StockReceived {
+            sku: sku(),
+            warehouse_id: wh(1),
+            quantity: q,
+            note: String::new(),
+        }
+        .into()
     }
 
     fn reserved(order: u128, q: i64) -> DomainEvent {
-        StockReserved { sku: sku(), warehouse_id: wh(1), order_id: OrderId(Uuid::from_u128(order)), quantity: q }.into()
+        StockReserved {
+            sku: sku(),
+            warehouse_id: wh(1),
+            order_id: OrderId(Uuid::from_u128(order)),
+            quantity: q,
+        }
+        .into()
     }
 
     #[test]
     fn removing_more_than_available_is_refused_with_the_figures() {
         let item = given(&[received(10), reserved(7, 8)]);
-        let cmd = StockMove::Remove { sku: sku(), warehouse_id: wh(1), quantity: 3, reason: RemovalReason::Damaged, note: "pecah".into() };
+        let cmd = StockMove::Remove {
+            sku: sku(),
+            warehouse_id: wh(1),
+            quantity: 3,
+            reason: RemovalReason::Damaged,
+            note: "pecah".into(),
+        };
         match decide_move(&[&item], &cmd, false) {
             Err(Rejection::InsufficientStock { shortages }) => {
                 assert_eq!((shortages[0].requested, shortages[0].available), (3, 2));
             }
             other => panic!("{other:?}"),
         }
-        let cmd = StockMove::Remove { sku: sku(), warehouse_id: wh(1), quantity: 2, reason: RemovalReason::Damaged, note: String::new() };
+        let cmd = StockMove::Remove {
+            sku: sku(),
+            warehouse_id: wh(1),
+            quantity: 2,
+            reason: RemovalReason::Damaged,
+            note: String::new(),
+        };
         assert!(decide_move(&[&item], &cmd, false).is_ok());
     }
 
     #[test]
     fn a_count_records_its_delta_and_may_not_go_below_reserved() {
         let item = given(&[received(5), reserved(1, 2)]);
-        let count = |n| StockMove::Count { sku: sku(), warehouse_id: wh(1), counted: n, note: String::new() };
+        let count = |n| StockMove::Count {
+            sku: sku(),
+            warehouse_id: wh(1),
+            counted: n,
+            note: String::new(),
+        };
         let events = decide_move(&[&item], &count(3), false).unwrap();
-        assert!(matches!(&events[0].1, DomainEvent::StockCounted(e) if e.delta == -2 && e.counted == 3));
-        assert!(matches!(decide_move(&[&item], &count(1), false), Err(Rejection::CountBelowReserved { reserved: 2, .. })));
-        assert!(decide_move(&[&item], &count(1), true).is_ok(), "preorders may hold more than is here");
+        assert!(
+            matches!(&events[0].1, DomainEvent::StockCounted(e) if e.delta == -2 && e.counted == 3)
+        );
+        assert!(matches!(
+            decide_move(&[&item], &count(1), false),
+            Err(Rejection::CountBelowReserved { reserved: 2, .. })
+        ));
+        assert!(
+            decide_move(&[&item], &count(1), true).is_ok(),
+            "preorders may hold more than is here"
+        );
     }
 
     #[test]
@@ -322,10 +459,19 @@ mod tests {
             note: String::new(),
         };
         let events = decide_move(&[&item, &other], &transfer(2, 5), false).unwrap();
-        assert_eq!(events.iter().map(|(w, _)| *w).collect::<Vec<_>>(), vec![wh(1), wh(2)]);
-        assert_eq!(decide_move(&[&item, &item], &transfer(1, 5), false), Err(Rejection::WarehousesMustDiffer));
+        assert_eq!(
+            events.iter().map(|(w, _)| *w).collect::<Vec<_>>(),
+            vec![wh(1), wh(2)]
+        );
+        assert_eq!(
+            decide_move(&[&item, &item], &transfer(1, 5), false),
+            Err(Rejection::WarehousesMustDiffer)
+        );
         let too_many = transfer(2, 6);
-        assert!(matches!(decide_move(&[&item, &other], &too_many, false), Err(Rejection::InsufficientStock { .. })));
+        assert!(matches!(
+            decide_move(&[&item, &other], &too_many, false),
+            Err(Rejection::InsufficientStock { .. })
+        ));
     }
 
     #[test]
@@ -335,7 +481,10 @@ mod tests {
         let shipped = ship(&item, &sku(), wh(1), order).unwrap().unwrap();
         item.evolve(&shipped);
         assert_eq!((item.on_hand, item.reserved), (2, 1));
-        assert!(ship(&item, &sku(), wh(1), order).unwrap().is_none(), "nothing left for that order");
+        assert!(
+            ship(&item, &sku(), wh(1), order).unwrap().is_none(),
+            "nothing left for that order"
+        );
         let released = release(&item, &sku(), wh(1), OrderId(Uuid::from_u128(8))).unwrap();
         item.evolve(&released);
         assert_eq!((item.on_hand, item.reserved, item.available()), (2, 0, 2));
@@ -343,9 +492,19 @@ mod tests {
 
     #[test]
     fn validation_refuses_zero_and_negative_quantities() {
-        let cmd = StockMove::Receive { sku: sku(), warehouse_id: wh(1), quantity: 0, note: String::new() };
+        let cmd = StockMove::Receive {
+            sku: sku(),
+            warehouse_id: wh(1),
+            quantity: 0,
+            note: String::new(),
+        };
         assert_eq!(cmd.validate().unwrap_err()[0].field, "quantity");
-        let cmd = StockMove::Count { sku: sku(), warehouse_id: wh(1), counted: -1, note: String::new() };
+        let cmd = StockMove::Count {
+            sku: sku(),
+            warehouse_id: wh(1),
+            counted: -1,
+            note: String::new(),
+        };
         assert_eq!(cmd.validate().unwrap_err()[0].field, "counted");
     }
 }

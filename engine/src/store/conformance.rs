@@ -65,7 +65,8 @@ macro_rules! conformance_suite {
             concurrent_appenders_lose_nothing,
             optimistic_writers_on_one_stream_serialise,
             head_follows_appends,
-            submitted_appends_chain_without_waiting
+            submitted_appends_chain_without_waiting,
+            events_are_found_by_id
         );
     };
     (@cases $make:path; $($case:ident),*) => {
@@ -648,4 +649,20 @@ pub async fn submitted_appends_chain_without_waiting(store: Arc<dyn EventStore>)
         Err(StoreError::WrongExpectedVersion { actual: 50, .. })
     ));
     assert_eq!(store.stream_version(&s).await.unwrap(), 50);
+}
+
+pub async fn events_are_found_by_id(store: Arc<dyn EventStore>) {
+    append(&*store, &stream("x"), ExpectedVersion::Any, events(2))
+        .await
+        .unwrap();
+    let evs = events(3);
+    let ids: Vec<Uuid> = evs.iter().map(|e| e.event_id).collect();
+    append(&*store, &stream("y"), ExpectedVersion::Any, evs)
+        .await
+        .unwrap();
+    let mut asked = ids.clone();
+    asked.push(Uuid::now_v7());
+    let found = store.event_positions(&asked).await.expect("lookup");
+    assert_eq!(found, [Some(3), Some(4), Some(5), None]);
+    assert!(store.event_positions(&[]).await.unwrap().is_empty());
 }

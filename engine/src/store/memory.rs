@@ -190,4 +190,9 @@ impl EventStore for MemoryStore {
     fn head(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
     }
+
+    async fn event_positions(&self, ids: &[Uuid]) -> Result<Vec<Option<Position>>, StoreError> {
+        let state = self.lock();
+        Ok(ids.iter().map(|id| state.ids.get(id).copied()).collect())
+    }
 }

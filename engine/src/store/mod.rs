@@ -272,6 +272,19 @@ pub trait EventStore: Send + Sync + fmt::Debug + 'static {
     async fn submit(&self, request: AppendRequest) -> Result<AppendTicket, StoreError> {
         Ok(AppendTicket::ready(self.append(request).await))
     }
+
+    /// The positions of these event ids, `None` for ids not recorded. The
+    /// command engine asks before deciding a command with an idempotency
+    /// key, to answer a repeated command with what it did the first time.
+    ///
+    /// Every backend must implement it (the conformance suite checks); the
+    /// default only says it is missing.
+    async fn event_positions(&self, ids: &[Uuid]) -> Result<Vec<Option<Position>>, StoreError> {
+        let _ = ids;
+        Err(StoreError::Unavailable(format!(
+            "{self:?} cannot look up event ids"
+        )))
+    }
 }
 
 /// The pending outcome of a submitted append.

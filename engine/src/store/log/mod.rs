@@ -48,6 +48,9 @@ pub(crate) type StreamIndex = DashMap<StreamId, Vec<Position>, foldhash::fast::R
 /// Position of every recorded event id.
 pub(crate) type IdIndex = HashMap<Uuid, Position, foldhash::fast::RandomState>;
 
+/// Longest a lookup waits for the events it found to become durable.
+const LOOKUP_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Name of the lock file a writer holds in the log directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
@@ -183,7 +186,7 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 pub struct LogStore {
     shared: Arc<Shared>,
     /// `None` when opened read-only.
-    tx: Option<mpsc::Sender<writer::Pending>>,
+    tx: Option<mpsc::Sender<writer::Message>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -433,10 +436,36 @@ impl EventStore for LogStore {
         };
         request.validate()?;
         let (reply, answer) = oneshot::channel();
-        tx.send(writer::Pending { request, reply })
+        tx.send(writer::Message::Append(writer::Pending { request, reply }))
             .await
             .map_err(|_| StoreError::Unavailable("the log writer has stopped".into()))?;
         Ok(AppendTicket::waiting(answer))
+    }
+
+    async fn event_positions(&self, ids: &[Uuid]) -> Result<Vec<Option<Position>>, StoreError> {
+        let stopped = || StoreError::Unavailable("the log writer has stopped".into());
+        let Some(tx) = &self.tx else {
+            return Err(StoreError::ReadOnly);
+        };
+        let (reply, answer) = oneshot::channel();
+        tx.send(writer::Message::Lookup(ids.to_vec(), reply))
+            .await
+            .map_err(|_| stopped())?;
+        let positions = answer.await.map_err(|_| stopped())?;
+        // The writer knows events written but maybe not durable yet: answer
+        // only once they are.
+        if let Some(last) = positions.iter().flatten().max() {
+            let mut head = self.shared.head.subscribe();
+            tokio::time::timeout(LOOKUP_WAIT_MAX, head.wait_for(|p| p >= last))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "position {last} did not become durable in time"
+                    ))
+                })?
+                .map_err(|_| stopped())?;
+        }
+        Ok(positions)
     }
 
     async fn read_stream(

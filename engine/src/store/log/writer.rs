@@ -43,6 +43,14 @@ use crate::store::{AppendOutcome, AppendRequest, AppendStatus, StoreError};
 /// waits too.
 const UNSYNCED_BATCHES_MAX: usize = 256;
 
+/// What the writer is asked to do.
+#[derive(Debug)]
+pub(super) enum Message {
+    Append(Pending),
+    /// Where these event ids were written (durable or not yet).
+    Lookup(Vec<Uuid>, oneshot::Sender<Vec<Option<Position>>>),
+}
+
 /// An append waiting for the writer.
 #[derive(Debug)]
 pub(super) struct Pending {
@@ -124,7 +132,7 @@ pub(super) fn spawn(
     options: LogOptions,
     lock: File,
     state: WriterState,
-    rx: mpsc::Receiver<Pending>,
+    rx: mpsc::Receiver<Message>,
 ) -> Result<JoinHandle<()>, StoreError> {
     let active = read_lock(&shared.segments)
         .last()
@@ -202,18 +210,30 @@ struct Batch {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Pending>, syncer: JoinHandle<()>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Message>, syncer: JoinHandle<()>) {
         while let Some(first) = rx.blocking_recv() {
-            let mut pending = vec![first];
-            let mut events = pending[0].request.event_count();
-            let mut bytes = payload_bytes(&pending[0].request);
-            while events < self.options.batch_events_max && bytes < self.options.batch_bytes_max {
-                let Ok(p) = rx.try_recv() else { break };
-                events += p.request.event_count();
-                bytes += payload_bytes(&p.request);
-                pending.push(p);
+            let mut pending = Vec::new();
+            let (mut events, mut bytes) = (0, 0);
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Append(p) => {
+                        events += p.request.event_count();
+                        bytes += payload_bytes(&p.request);
+                        pending.push(p);
+                    }
+                    Message::Lookup(ids, reply) => {
+                        let _ =
+                            reply.send(ids.iter().map(|id| self.ids.get(id).copied()).collect());
+                    }
+                }
+                if events < self.options.batch_events_max && bytes < self.options.batch_bytes_max {
+                    next = rx.try_recv().ok();
+                }
             }
-            self.process(pending);
+            if !pending.is_empty() {
+                self.process(pending);
+            }
         }
         self.pipeline.lock().closing = true;
         self.pipeline.to_syncer.notify_all();

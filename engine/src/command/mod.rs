@@ -1,0 +1,845 @@
+//! The command engine: load state, decide, append with expected versions,
+//! retry conflicts.
+//!
+//! For each command the engine reads the reference data it needs (shop,
+//! warehouses, catalog, customers) from its cache, locks the streams it
+//! will write (in sorted order), decides with the domain's pure functions,
+//! and submits one atomic append with every stream's expected version.
+//! It applies the new events to its cache and unlocks as soon as the append
+//! is *queued*, then waits for the outcome. So a hot stream (a SKU in a
+//! flash sale) sees one decision per command, one after another, and the
+//! appends of many commands share one fsync: no retry storm.
+//!
+//! A conflict (another writer got there first) invalidates the cache of the
+//! streams involved and the command is decided again, a bounded number of
+//! times. A command with an idempotency key gets event ids derived from
+//! (shop, key, n), so a retried command records nothing new: the store
+//! answers `AlreadyRecorded`.
+
+pub mod slots;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use self::slots::{Kind, LoadError, Locked, Slots, State};
+use crate::domain::catalog::{
+    self, AddWarehouse, CreateProduct, CreateShop, Product, ProductChange, ProductKind, Shop,
+};
+use crate::domain::events::{CustomerDetails, DomainEvent, SCHEMA_VERSION, ShopSettings};
+use crate::domain::ids::{CustomerId, OrderId, ProductId, Sku, WarehouseId, streams};
+use crate::domain::money::Money;
+use crate::domain::order::{self, CatalogEntry, OrderInputs, PayOrder, PlaceOrder, Transition};
+use crate::domain::rejection::{FieldError, Rejection};
+use crate::domain::stock::{self, StockItem, StockMove};
+use crate::domain::{Context, catalog::Customer};
+use crate::event::{Actor, ExpectedVersion, NewEvent, Position, ShopId, StreamId, Timestamp};
+use crate::store::{AppendRequest, AppendStatus, EventStore, StoreError, StreamAppend};
+
+/// Every command the engine takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    CreateShop(CreateShop),
+    ChangeShopSettings {
+        settings: ShopSettings,
+    },
+    AddWarehouse(AddWarehouse),
+    SetDefaultWarehouse {
+        warehouse_id: WarehouseId,
+    },
+    CreateProduct(CreateProduct),
+    ChangeProduct {
+        product_id: ProductId,
+        change: ProductChange,
+    },
+    RegisterCustomer {
+        customer_id: CustomerId,
+        details: CustomerDetails,
+    },
+    UpdateCustomer {
+        customer_id: CustomerId,
+        details: CustomerDetails,
+    },
+    MoveStock(StockMove),
+    PlaceOrder(PlaceOrder),
+    PayOrder {
+        order_id: OrderId,
+        payment: PayOrder,
+    },
+    TransitionOrder {
+        order_id: OrderId,
+        transition: Transition,
+    },
+    RefundOrder {
+        order_id: OrderId,
+        amount: Money,
+        note: String,
+    },
+}
+
+impl Command {
+    /// Checks the command's own fields (before any state is read).
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        match self {
+            Command::CreateShop(c) => c.validate(),
+            Command::ChangeShopSettings { settings } => settings.validate(),
+            Command::AddWarehouse(c) => c.validate(),
+            Command::CreateProduct(c) => c.validate(),
+            Command::ChangeProduct { change, .. } => change.validate(),
+            Command::MoveStock(c) => c.validate(),
+            Command::PlaceOrder(c) => c.validate(),
+            Command::PayOrder { payment, .. } => payment.validate(),
+            Command::TransitionOrder { transition, .. } => transition.validate(),
+            Command::RefundOrder { amount, note, .. } => {
+                let mut c = crate::domain::rejection::Check::new();
+                c.that(amount.is_positive(), "amount", "must be more than 0")
+                    .text(note, "note", false, catalog::NOTE_LEN_MAX);
+                c.finish()
+            }
+            // Customer details are checked against the shop's country.
+            Command::RegisterCustomer { .. }
+            | Command::UpdateCustomer { .. }
+            | Command::SetDefaultWarehouse { .. } => Ok(()),
+        }
+    }
+}
+
+/// Who sends a command and how to recognise it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandMeta {
+    pub actor: Actor,
+    /// Makes the command's event ids deterministic: sending it again
+    /// records nothing new.
+    pub idempotency_key: Option<String>,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    /// The moment the command is decided.
+    pub now: Timestamp,
+}
+
+impl CommandMeta {
+    /// A command sent now by `actor`, with a fresh correlation id.
+    pub fn new(actor: Actor) -> Self {
+        CommandMeta {
+            actor,
+            idempotency_key: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            now: Timestamp::now(),
+        }
+    }
+
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn at(mut self, now: Timestamp) -> Self {
+        self.now = now;
+        self
+    }
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// `AlreadyRecorded` for a repeated command (same idempotency key).
+    pub status: AppendStatus,
+    /// Position of the command's last event (or of the log's head when it
+    /// recorded nothing): read with `min_position` of this to see it.
+    pub position: Position,
+    /// The events decided, by stream (empty when nothing changed).
+    pub events: Vec<(StreamId, DomainEvent)>,
+}
+
+/// Why a command did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("invalid command: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::PartlyRecorded { event_id } => CommandError::Conflict(format!(
+                "the idempotency key was used before for a different command (event {event_id})"
+            )),
+            other => CommandError::Store(other),
+        }
+    }
+}
+
+impl From<LoadError> for CommandError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Store(s) => CommandError::Store(s),
+            LoadError::Undecodable(why) => CommandError::Corrupt(why),
+        }
+    }
+}
+
+/// Tuning of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Times a command is decided again after a conflict.
+    pub retries_max: u32,
+    /// Set when this engine is the store's only writer (the embedded log):
+    /// its cache is then the truth and is not checked against the store.
+    pub sole_writer: bool,
+    /// Streams kept in the cache.
+    pub cache_streams_max: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            retries_max: 8,
+            sole_writer: false,
+            cache_streams_max: 1_000_000,
+        }
+    }
+}
+
+/// The command engine over one store.
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<dyn EventStore>,
+    slots: Slots,
+    options: EngineOptions,
+}
+
+/// The events a decision appends, by stream (in append order).
+type Appends = Vec<(StreamId, Vec<DomainEvent>)>;
+
+/// What one attempt at a command came to.
+enum Attempt {
+    Done(Executed),
+    Retry(String),
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn EventStore>, options: EngineOptions) -> Self {
+        let slots = Slots::new(options.sole_writer, options.cache_streams_max);
+        Engine {
+            store,
+            slots,
+            options,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Runs a command for `shop`.
+    pub async fn execute(
+        &self,
+        shop: ShopId,
+        meta: &CommandMeta,
+        command: &Command,
+    ) -> Result<Executed, CommandError> {
+        command.validate().map_err(CommandError::Invalid)?;
+        if let Some(done) = self.already_done(shop, meta).await? {
+            return Ok(done);
+        }
+        let ctx = Context {
+            now: meta.now,
+            actor: meta.actor.clone(),
+        };
+        let mut last_conflict = String::new();
+        for _ in 0..=self.options.retries_max {
+            match self.attempt(shop, meta, &ctx, command).await {
+                Ok(Attempt::Done(executed)) => {
+                    self.slots.trim();
+                    return Ok(executed);
+                }
+                Ok(Attempt::Retry(why)) => last_conflict = why,
+                Err(CommandError::Rejected(rejection)) => {
+                    // The same command may have been recorded meanwhile by a
+                    // concurrent sender: that is its answer, not the
+                    // rejection its repetition meets.
+                    if let Some(done) = self.already_done(shop, meta).await? {
+                        return Ok(done);
+                    }
+                    return Err(rejection.into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CommandError::Conflict(format!(
+            "gave up after {} attempts: {last_conflict}",
+            self.options.retries_max + 1
+        )))
+    }
+
+    /// For a command with an idempotency key: if its events are recorded
+    /// already, what it did then.
+    async fn already_done(
+        &self,
+        shop: ShopId,
+        meta: &CommandMeta,
+    ) -> Result<Option<Executed>, CommandError> {
+        const PROBE: u32 = 64;
+        let Some(key) = meta.idempotency_key.as_deref() else {
+            return Ok(None);
+        };
+        let mut last = None;
+        for round in 0.. {
+            let ids: Vec<Uuid> = (1..=PROBE)
+                .map(|i| event_id(shop, Some(key), round * PROBE + i))
+                .collect();
+            let found = self.store.event_positions(&ids).await?;
+            let recorded: Vec<Position> = found.iter().map_while(|p| *p).collect();
+            if let Some(&p) = recorded.iter().max() {
+                last = Some(last.map_or(p, |l: Position| l.max(p)));
+            }
+            if recorded.len() < PROBE as usize
+                || round * PROBE >= crate::store::APPEND_EVENTS_MAX as u32
+            {
+                break;
+            }
+        }
+        Ok(last.map(|position| Executed {
+            status: AppendStatus::AlreadyRecorded,
+            position,
+            events: Vec::new(),
+        }))
+    }
+
+    async fn attempt(
+        &self,
+        shop: ShopId,
+        meta: &CommandMeta,
+        ctx: &Context,
+        command: &Command,
+    ) -> Result<Attempt, CommandError> {
+        if !matches!(command, Command::CreateShop(_)) {
+            self.require_shop(shop).await?;
+        }
+        let (locked, appends) = match command {
+            Command::CreateShop(c) => {
+                let mut locked = self.lock(&[(streams::shop(shop), Kind::Shop)]).await?;
+                let events = catalog::create_shop(first(&mut locked).shop(), c)?;
+                (locked, vec![(streams::shop(shop), events)])
+            }
+            Command::ChangeShopSettings { settings } => {
+                let mut locked = self.lock(&[(streams::shop(shop), Kind::Shop)]).await?;
+                let events = catalog::change_settings(first(&mut locked).shop(), settings)?;
+                (locked, vec![(streams::shop(shop), events)])
+            }
+            Command::AddWarehouse(c) => {
+                let stream = streams::warehouses(shop);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Warehouses)]).await?;
+                let events = catalog::add_warehouse(first(&mut locked).warehouses(), c)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::SetDefaultWarehouse { warehouse_id } => {
+                let stream = streams::warehouses(shop);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Warehouses)]).await?;
+                let events =
+                    catalog::set_default_warehouse(first(&mut locked).warehouses(), *warehouse_id)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::CreateProduct(c) => self.create_product(shop, c).await?,
+            Command::ChangeProduct { product_id, change } => {
+                self.change_product(shop, *product_id, change).await?
+            }
+            Command::RegisterCustomer {
+                customer_id,
+                details,
+            }
+            | Command::UpdateCustomer {
+                customer_id,
+                details,
+            } => {
+                let currency = self
+                    .shop_state(shop)
+                    .await?
+                    .currency()
+                    .ok_or(Rejection::UnknownShop)?;
+                let details = details
+                    .clone()
+                    .validated(currency)
+                    .map_err(CommandError::Invalid)?;
+                let stream = streams::customer(shop, *customer_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Customer)]).await?;
+                let customer = first(&mut locked).customer();
+                let events = match command {
+                    Command::RegisterCustomer { .. } => {
+                        catalog::register_customer(customer, *customer_id, details)?
+                    }
+                    _ => catalog::update_customer(customer, *customer_id, details)?,
+                };
+                (locked, vec![(stream, events)])
+            }
+            Command::MoveStock(c) => self.move_stock(shop, c).await?,
+            Command::PlaceOrder(c) => self.place_order(shop, c, ctx).await?,
+            Command::PayOrder { order_id, payment } => {
+                let stream = streams::order(shop, *order_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Order)]).await?;
+                let events = order::pay(first(&mut locked).order(), *order_id, payment, ctx)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::RefundOrder {
+                order_id,
+                amount,
+                note,
+            } => {
+                let stream = streams::order(shop, *order_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Order)]).await?;
+                let events = order::refund(first(&mut locked).order(), *order_id, *amount, note)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::TransitionOrder {
+                order_id,
+                transition,
+            } => self.transition_order(shop, *order_id, transition).await?,
+        };
+        self.commit(shop, meta, locked, appends).await
+    }
+
+    async fn lock(&self, streams: &[(StreamId, Kind)]) -> Result<Locked, CommandError> {
+        Ok(self
+            .slots
+            .lock(&*self.store, streams.iter().cloned().collect())
+            .await?)
+    }
+
+    async fn read(&self, stream: &StreamId, kind: Kind) -> Result<State, CommandError> {
+        Ok(self.slots.read(&*self.store, stream, kind).await?.0)
+    }
+
+    async fn shop_state(&self, shop: ShopId) -> Result<Shop, CommandError> {
+        Ok(self
+            .read(&streams::shop(shop), Kind::Shop)
+            .await?
+            .shop()
+            .clone())
+    }
+
+    async fn require_shop(&self, shop: ShopId) -> Result<(), CommandError> {
+        if self.shop_state(shop).await?.created.is_none() {
+            return Err(Rejection::UnknownShop.into());
+        }
+        Ok(())
+    }
+
+    async fn warehouses(&self, shop: ShopId) -> Result<catalog::Warehouses, CommandError> {
+        Ok(self
+            .read(&streams::warehouses(shop), Kind::Warehouses)
+            .await?
+            .warehouses()
+            .clone())
+    }
+
+    /// The product a SKU belongs to.
+    async fn product_of(
+        &self,
+        shop: ShopId,
+        sku: &Sku,
+    ) -> Result<(ProductId, Product), CommandError> {
+        let owner = self.read(&streams::sku(shop, sku), Kind::Sku).await?;
+        let product_id = owner
+            .sku()
+            .product_id
+            .ok_or_else(|| Rejection::UnknownSku { sku: sku.clone() })?;
+        let product = self
+            .read(&streams::product(shop, product_id), Kind::Product)
+            .await?
+            .product()
+            .clone();
+        // A variation being added has its SKU claimed in the same append as
+        // the product change, so both exist together.
+        if product.variation(sku).is_none() {
+            return Err(Rejection::UnknownSku { sku: sku.clone() }.into());
+        }
+        Ok((product_id, product))
+    }
+
+    async fn create_product(
+        &self,
+        shop: ShopId,
+        c: &CreateProduct,
+    ) -> Result<(Locked, Appends), CommandError> {
+        let product_stream = streams::product(shop, c.product_id);
+        let skus: Vec<Sku> = c.variations.iter().map(|v| v.sku.clone()).collect();
+        let mut wanted = vec![(product_stream.clone(), Kind::Product)];
+        wanted.extend(skus.iter().map(|s| (streams::sku(shop, s), Kind::Sku)));
+        let locked = self.lock(&wanted).await?;
+        let owners: Vec<(Sku, catalog::SkuOwner)> = skus
+            .iter()
+            .map(|s| {
+                (
+                    s.clone(),
+                    locked[&streams::sku(shop, s)].state.sku().clone(),
+                )
+            })
+            .collect();
+        let events = catalog::create_product(locked[&product_stream].state.product(), &owners, c)?;
+        let mut appends = vec![(product_stream, events)];
+        for (sku, event) in catalog::claim_skus(c.product_id, &skus) {
+            appends.push((streams::sku(shop, &sku), vec![event]));
+        }
+        Ok((locked, appends))
+    }
+
+    async fn change_product(
+        &self,
+        shop: ShopId,
+        product_id: ProductId,
+        change: &ProductChange,
+    ) -> Result<(Locked, Appends), CommandError> {
+        let product_stream = streams::product(shop, product_id);
+        let sku_stream = streams::sku(shop, change.sku());
+        let locked = self
+            .lock(&[
+                (product_stream.clone(), Kind::Product),
+                (sku_stream.clone(), Kind::Sku),
+            ])
+            .await?;
+        let events = catalog::change_product(
+            locked[&product_stream].state.product(),
+            product_id,
+            locked[&sku_stream].state.sku(),
+            change,
+        )?;
+        let mut appends = vec![(product_stream, events)];
+        if let ProductChange::AddVariation { variation } = change {
+            let claim = catalog::claim_skus(product_id, std::slice::from_ref(&variation.sku));
+            appends.push((sku_stream, claim.into_iter().map(|(_, e)| e).collect()));
+        }
+        Ok((locked, appends))
+    }
+
+    async fn move_stock(
+        &self,
+        shop: ShopId,
+        c: &StockMove,
+    ) -> Result<(Locked, Appends), CommandError> {
+        let (_, product) = self.product_of(shop, c.sku()).await?;
+        let kind = product
+            .created
+            .as_ref()
+            .map(|p| p.kind)
+            .expect("owned SKUs have products");
+        if !kind.is_tracked() {
+            return Err(Rejection::SkuNotTracked {
+                sku: c.sku().clone(),
+            }
+            .into());
+        }
+        let warehouses = self.warehouses(shop).await?;
+        let touched = c.warehouses();
+        for w in &touched {
+            warehouses.require(*w)?;
+        }
+        let wanted: Vec<(StreamId, Kind)> = touched
+            .iter()
+            .map(|w| (streams::stock(shop, c.sku(), *w), Kind::Stock))
+            .collect();
+        let locked = self.lock(&wanted).await?;
+        let items: Vec<&StockItem> = wanted
+            .iter()
+            .map(|(s, _)| locked[s].state.stock())
+            .collect();
+        let events = stock::decide_move(&items, c, kind == ProductKind::Preorder)?;
+        let appends = events
+            .into_iter()
+            .map(|(w, e)| (streams::stock(shop, c.sku(), w), vec![e]))
+            .collect();
+        Ok((locked, appends))
+    }
+
+    async fn place_order(
+        &self,
+        shop: ShopId,
+        c: &PlaceOrder,
+        ctx: &Context,
+    ) -> Result<(Locked, Appends), CommandError> {
+        let warehouses = self.warehouses(shop).await?;
+        let sender = self
+            .read(&streams::customer(shop, c.sender_id), Kind::Customer)
+            .await?;
+        let receiver_id = c.receiver_id.unwrap_or(c.sender_id);
+        let receiver = self
+            .read(&streams::customer(shop, receiver_id), Kind::Customer)
+            .await?;
+        let mut products: BTreeMap<Sku, (ProductId, Product)> = BTreeMap::new();
+        for line in &c.lines {
+            if !products.contains_key(&line.sku) {
+                products.insert(line.sku.clone(), self.product_of(shop, &line.sku).await?);
+            }
+        }
+        let catalog_entries: BTreeMap<Sku, CatalogEntry<'_>> = products
+            .iter()
+            .map(|(sku, (id, p))| {
+                let created = p.created.as_ref().expect("owned SKUs have products");
+                let entry = CatalogEntry {
+                    product_id: *id,
+                    product_name: &created.name,
+                    category: created.category.as_deref(),
+                    kind: created.kind,
+                    variation: p.variation(sku).expect("checked by product_of"),
+                };
+                (sku.clone(), entry)
+            })
+            .collect();
+        // Every stock item a line may take from.
+        let mut keys: BTreeSet<(Sku, WarehouseId)> = BTreeSet::new();
+        for line in &c.lines {
+            if !catalog_entries[&line.sku].kind.is_tracked() {
+                continue;
+            }
+            match line.warehouse_id {
+                Some(w) => {
+                    warehouses.require(w)?;
+                    keys.insert((line.sku.clone(), w));
+                }
+                None => keys.extend(warehouses.list.iter().map(|w| (line.sku.clone(), w.id))),
+            }
+        }
+        let order_stream = streams::order(shop, c.order_id);
+        let mut wanted = vec![(order_stream.clone(), Kind::Order)];
+        wanted.extend(
+            keys.iter()
+                .map(|(s, w)| (streams::stock(shop, s, *w), Kind::Stock)),
+        );
+        let locked = self.lock(&wanted).await?;
+        let stock: BTreeMap<(Sku, WarehouseId), &StockItem> = keys
+            .iter()
+            .map(|(s, w)| {
+                (
+                    (s.clone(), *w),
+                    locked[&streams::stock(shop, s, *w)].state.stock(),
+                )
+            })
+            .collect();
+        let inputs = OrderInputs {
+            sender: sender.customer(),
+            receiver: receiver.customer(),
+            catalog: &catalog_entries,
+            warehouses: &warehouses,
+            stock: &stock,
+        };
+        let placement = order::place_order(locked[&order_stream].state.order(), c, &inputs, ctx)?;
+        let mut appends: Appends = vec![(order_stream, vec![placement.order])];
+        appends.extend(group_by_stock(shop, placement.reservations));
+        Ok((locked, appends))
+    }
+
+    async fn transition_order(
+        &self,
+        shop: ShopId,
+        order_id: OrderId,
+        t: &Transition,
+    ) -> Result<(Locked, Appends), CommandError> {
+        let order_stream = streams::order(shop, order_id);
+        let mut wanted = vec![(order_stream.clone(), Kind::Order)];
+        if t.touches_stock() {
+            // An order's allocations never change after it is placed, so
+            // they can be read before locking.
+            let current = self.read(&order_stream, Kind::Order).await?;
+            let keys = current.order().stock_keys();
+            wanted.extend(
+                keys.iter()
+                    .map(|(s, w)| (streams::stock(shop, s, *w), Kind::Stock)),
+            );
+        }
+        let locked = self.lock(&wanted).await?;
+        let order = locked[&order_stream].state.order();
+        let stock: BTreeMap<(Sku, WarehouseId), &StockItem> = order
+            .stock_keys()
+            .into_iter()
+            .filter_map(|key| {
+                locked
+                    .get(&streams::stock(shop, &key.0, key.1))
+                    .map(|slot| (key, slot.state.stock()))
+            })
+            .collect();
+        let decided = order::transition(order, order_id, t, &stock)?;
+        let mut appends: Appends = vec![(order_stream, decided.order)];
+        appends.extend(group_by_stock(shop, decided.stock));
+        Ok((locked, appends))
+    }
+
+    /// Submits the decided events with every stream's expected version,
+    /// applies them to the cache, unlocks, and waits for the outcome.
+    async fn commit(
+        &self,
+        shop: ShopId,
+        meta: &CommandMeta,
+        mut locked: Locked,
+        appends: Appends,
+    ) -> Result<Attempt, CommandError> {
+        let appends: Appends = appends
+            .into_iter()
+            .filter(|(_, events)| !events.is_empty())
+            .collect();
+        if appends.is_empty() {
+            return Ok(Attempt::Done(Executed {
+                status: AppendStatus::Recorded,
+                position: self.store.last_position().await?,
+                events: Vec::new(),
+            }));
+        }
+        let mut index = 0u32;
+        let mut request = AppendRequest {
+            recorded_at: meta.now,
+            streams: Vec::with_capacity(appends.len()),
+        };
+        for (stream, events) in &appends {
+            let version = locked.get(stream).map_or(0, |slot| slot.version);
+            let expected = if version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(version)
+            };
+            let events = events
+                .iter()
+                .map(|e| {
+                    index += 1;
+                    NewEvent {
+                        event_id: event_id(shop, meta.idempotency_key.as_deref(), index),
+                        event_type: e.event_type().into(),
+                        schema_version: SCHEMA_VERSION,
+                        actor: meta.actor.clone(),
+                        correlation_id: meta.correlation_id,
+                        causation_id: meta.causation_id,
+                        payload: e.encode(),
+                    }
+                })
+                .collect();
+            request.streams.push(StreamAppend {
+                stream: stream.clone(),
+                expected,
+                events,
+            });
+        }
+        let ticket = self.store.submit(request).await?;
+        for (stream, events) in &appends {
+            if let Some(slot) = locked.get_mut(stream) {
+                slot.apply(events);
+            }
+        }
+        drop(locked);
+        let touched: Vec<StreamId> = appends.iter().map(|(s, _)| s.clone()).collect();
+        match ticket.outcome().await {
+            Ok(outcome) => {
+                if outcome.status == AppendStatus::AlreadyRecorded {
+                    // The cache applied events the store already had.
+                    self.slots.invalidate(&touched).await;
+                }
+                let events = appends
+                    .into_iter()
+                    .flat_map(|(s, events)| events.into_iter().map(move |e| (s.clone(), e)))
+                    .collect();
+                Ok(Attempt::Done(Executed {
+                    status: outcome.status,
+                    position: outcome.last_position,
+                    events,
+                }))
+            }
+            Err(e) => {
+                self.slots.invalidate(&touched).await;
+                if e.is_conflict() {
+                    Ok(Attempt::Retry(e.to_string()))
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    /// The current state of a stock item (for tests, benches and tools).
+    pub async fn stock_item(
+        &self,
+        shop: ShopId,
+        sku: &Sku,
+        warehouse: WarehouseId,
+    ) -> Result<StockItem, CommandError> {
+        Ok(self
+            .read(&streams::stock(shop, sku, warehouse), Kind::Stock)
+            .await?
+            .stock()
+            .clone())
+    }
+
+    /// The current state of an order.
+    pub async fn order(
+        &self,
+        shop: ShopId,
+        order_id: OrderId,
+    ) -> Result<order::Order, CommandError> {
+        Ok(self
+            .read(&streams::order(shop, order_id), Kind::Order)
+            .await?
+            .order()
+            .clone())
+    }
+
+    /// The current state of a customer.
+    pub async fn customer(
+        &self,
+        shop: ShopId,
+        customer_id: CustomerId,
+    ) -> Result<Customer, CommandError> {
+        Ok(self
+            .read(&streams::customer(shop, customer_id), Kind::Customer)
+            .await?
+            .customer()
+            .clone())
+    }
+
+    /// Streams in the cache.
+    pub fn cached_streams(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+fn first(locked: &mut Locked) -> &State {
+    &locked.values().next().expect("one stream locked").state
+}
+
+/// Groups stock events by their stream, keeping their order.
+fn group_by_stock(shop: ShopId, events: Vec<((Sku, WarehouseId), DomainEvent)>) -> Appends {
+    let mut grouped: Appends = Vec::new();
+    for ((sku, w), e) in events {
+        let stream = streams::stock(shop, &sku, w);
+        match grouped.iter_mut().find(|(s, _)| *s == stream) {
+            Some((_, list)) => list.push(e),
+            None => grouped.push((stream, vec![e])),
+        }
+    }
+    grouped
+}
+
+/// The id of a command's `index`-th event: UUID v7 for a command without
+/// an idempotency key; with one, a UUID v8 derived from (shop, key, index)
+/// with BLAKE3, the same every time the command is sent.
+pub fn event_id(shop: ShopId, idempotency_key: Option<&str>, index: u32) -> Uuid {
+    let Some(key) = idempotency_key else {
+        return Uuid::now_v7();
+    };
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"kedai event id v1");
+    hasher.update(shop.0.as_bytes());
+    hasher.update(&(key.len() as u64).to_le_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update(&index.to_le_bytes());
+    let bytes: [u8; 16] = hasher.finalize().as_bytes()[..16]
+        .try_into()
+        .expect("16 bytes");
+    Uuid::new_v8(bytes)
+}

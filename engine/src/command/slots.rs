@@ -1,0 +1,278 @@
+//! The command engine's memory: the state and version of recently used
+//! streams, one slot per stream behind an async mutex.
+//!
+//! A slot's state is what the engine has *submitted* to the store, not only
+//! what is durable: after an append is queued, its events are applied to
+//! the slot at once, so the next command on that stream is decided right
+//! away and its append joins the same group commit. If an append then
+//! fails, its slots are marked stale and reloaded from the store on next
+//! use; commands decided on the failed state fail their expected-version
+//! check and are retried.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::domain::catalog::{Customer, Product, Shop, SkuOwner, Warehouses};
+use crate::domain::events::DomainEvent;
+use crate::domain::order::Order;
+use crate::domain::stock::StockItem;
+use crate::event::StreamId;
+use crate::store::{EventStore, READ_EVENTS_MAX, StoreError};
+
+/// The state of any aggregate the engine keeps.
+#[derive(Clone, Debug)]
+pub enum State {
+    Shop(Shop),
+    Warehouses(Warehouses),
+    Product(Product),
+    Sku(SkuOwner),
+    Customer(Customer),
+    Stock(StockItem),
+    Order(Order),
+}
+
+/// Which aggregate a stream holds, to make its empty state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Shop,
+    Warehouses,
+    Product,
+    Sku,
+    Customer,
+    Stock,
+    Order,
+}
+
+impl State {
+    fn empty(kind: Kind) -> State {
+        match kind {
+            Kind::Shop => State::Shop(Shop::default()),
+            Kind::Warehouses => State::Warehouses(Warehouses::default()),
+            Kind::Product => State::Product(Product::default()),
+            Kind::Sku => State::Sku(SkuOwner::default()),
+            Kind::Customer => State::Customer(Customer::default()),
+            Kind::Stock => State::Stock(StockItem::default()),
+            Kind::Order => State::Order(Order::default()),
+        }
+    }
+
+    pub fn evolve(&mut self, event: &DomainEvent) {
+        match self {
+            State::Shop(s) => s.evolve(event),
+            State::Warehouses(s) => s.evolve(event),
+            State::Product(s) => s.evolve(event),
+            State::Sku(s) => s.evolve(event),
+            State::Customer(s) => s.evolve(event),
+            State::Stock(s) => s.evolve(event),
+            State::Order(s) => s.evolve(event),
+        }
+    }
+}
+
+macro_rules! accessors {
+    ($($fn_name:ident: $variant:ident => $ty:ty),* $(,)?) => {
+        impl State {
+            $(
+                /// The state as this aggregate; the engine names streams by
+                /// aggregate, so any other kind is a bug.
+                pub fn $fn_name(&self) -> &$ty {
+                    match self {
+                        State::$variant(s) => s,
+                        other => panic!("stream holds {other:?}, not {}", stringify!($variant)),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+accessors! {
+    shop: Shop => Shop,
+    warehouses: Warehouses => Warehouses,
+    product: Product => Product,
+    sku: Sku => SkuOwner,
+    customer: Customer => Customer,
+    stock: Stock => StockItem,
+    order: Order => Order,
+}
+
+/// One stream's cached state.
+#[derive(Debug)]
+pub struct Slot {
+    kind: Kind,
+    /// Number of the stream's events folded into `state`.
+    pub version: u64,
+    pub state: State,
+    /// Whether `state` reflects the store (else reload before use).
+    loaded: bool,
+}
+
+impl Slot {
+    /// Applies events the engine has just submitted for this stream.
+    pub fn apply(&mut self, events: &[DomainEvent]) {
+        for e in events {
+            self.state.evolve(e);
+        }
+        self.version += events.len() as u64;
+    }
+
+    /// Forgets the state: the next user reloads it from the store.
+    pub fn invalidate(&mut self) {
+        self.loaded = false;
+    }
+
+    /// Brings the slot up to date with the store: everything if it was
+    /// never loaded or was invalidated, else (when `catch_up`) the events
+    /// other writers appended since.
+    async fn load(
+        &mut self,
+        store: &dyn EventStore,
+        stream: &StreamId,
+        catch_up: bool,
+    ) -> Result<(), LoadError> {
+        if !self.loaded {
+            self.state = State::empty(self.kind);
+            self.version = 0;
+        } else if !catch_up {
+            return Ok(());
+        }
+        loop {
+            let events = store
+                .read_stream(stream, self.version + 1, READ_EVENTS_MAX)
+                .await?;
+            if events.is_empty() {
+                break;
+            }
+            for recorded in &events {
+                if let Some(event) = DomainEvent::decode(&recorded.event_type, &recorded.payload)
+                    .map_err(|e| {
+                        LoadError::Undecodable(format!(
+                            "{stream} version {}: {e}",
+                            recorded.version
+                        ))
+                    })?
+                {
+                    self.state.evolve(&event);
+                }
+                self.version = recorded.version;
+            }
+        }
+        self.loaded = true;
+        Ok(())
+    }
+}
+
+/// Why a slot could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("an event in the log does not decode: {0}")]
+    Undecodable(String),
+}
+
+/// Every cached slot.
+#[derive(Debug)]
+pub struct Slots {
+    map: DashMap<StreamId, Arc<Mutex<Slot>>, foldhash::fast::RandomState>,
+    /// When set, no one else writes the store: cached slots need no catch-up.
+    authoritative: bool,
+    capacity: usize,
+}
+
+/// Locked slots of one command, by stream.
+pub type Locked = BTreeMap<StreamId, OwnedMutexGuard<Slot>>;
+
+impl Slots {
+    pub fn new(authoritative: bool, capacity: usize) -> Self {
+        Slots {
+            map: DashMap::default(),
+            authoritative,
+            capacity,
+        }
+    }
+
+    fn slot(&self, stream: &StreamId, kind: Kind) -> Arc<Mutex<Slot>> {
+        if let Some(slot) = self.map.get(stream) {
+            return Arc::clone(&slot);
+        }
+        let fresh = Slot {
+            kind,
+            version: 0,
+            state: State::empty(kind),
+            loaded: false,
+        };
+        Arc::clone(
+            &self
+                .map
+                .entry(stream.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(fresh))),
+        )
+    }
+
+    /// Locks the given streams, in their sorted order (so two commands never
+    /// wait for each other), loading each.
+    pub async fn lock(
+        &self,
+        store: &dyn EventStore,
+        streams: BTreeMap<StreamId, Kind>,
+    ) -> Result<Locked, LoadError> {
+        let mut locked = Locked::new();
+        for (stream, kind) in streams {
+            let mut guard = self.slot(&stream, kind).lock_owned().await;
+            guard.load(store, &stream, !self.authoritative).await?;
+            locked.insert(stream, guard);
+        }
+        Ok(locked)
+    }
+
+    /// A copy of one stream's state, for reading (catalog, customers).
+    pub async fn read(
+        &self,
+        store: &dyn EventStore,
+        stream: &StreamId,
+        kind: Kind,
+    ) -> Result<(State, u64), LoadError> {
+        let slot = self.slot(stream, kind);
+        let mut guard = slot.lock().await;
+        guard.load(store, stream, !self.authoritative).await?;
+        Ok((guard.state.clone(), guard.version))
+    }
+
+    /// Marks streams stale after a failed or duplicate append.
+    pub async fn invalidate(&self, streams: impl IntoIterator<Item = &StreamId>) {
+        for stream in streams {
+            let slot = self.map.get(stream).map(|s| Arc::clone(&s));
+            if let Some(slot) = slot {
+                slot.lock().await.invalidate();
+            }
+        }
+    }
+
+    /// Drops idle slots when there are too many (a tenth below capacity).
+    pub fn trim(&self) {
+        if self.map.len() <= self.capacity {
+            return;
+        }
+        let target = self.capacity - self.capacity / 10;
+        let mut excess = self.map.len().saturating_sub(target);
+        self.map.retain(|_, slot| {
+            if excess == 0 || Arc::strong_count(slot) > 1 || slot.try_lock().is_err() {
+                return true;
+            }
+            excess -= 1;
+            false
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
