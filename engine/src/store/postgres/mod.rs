@@ -71,9 +71,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{
-    AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError,
-};
+use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId};
 
 /// Channel the writers `NOTIFY` with each batch's last position.
@@ -340,7 +338,10 @@ impl EventStore for PgStore {
 fn check_options(options: &PgOptions) {
     assert!(options.pool_size > 0, "pool_size must be at least 1");
     assert!(options.batch_events_max > 0 && options.queue_requests_max > 0);
-    assert!(!options.poll_interval.is_zero(), "poll_interval must not be zero");
+    assert!(
+        !options.poll_interval.is_zero(),
+        "poll_interval must not be zero"
+    );
 }
 
 /// Parses a connection URL (or `key=value` string) and fills in kedai's

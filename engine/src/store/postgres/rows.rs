@@ -34,7 +34,10 @@ pub(super) fn decode_head(row: &Row) -> Result<Head, StoreError> {
     let last_hash = Hash::try_from(hash).map_err(|_| {
         corrupt(
             Some(last_position),
-            format!("the log head's hash is {} bytes, not {HASH_LEN}", hash.len()),
+            format!(
+                "the log head's hash is {} bytes, not {HASH_LEN}",
+                hash.len()
+            ),
         )
     })?;
     Ok(Head {
@@ -77,7 +80,10 @@ pub(super) fn check_row(row: &Row) -> Result<CheckedRow<'_>, StoreError> {
     let body: &[u8] = get(row, 5, at)?;
     let crc: i64 = get(row, 6, at)?;
     if !(BODY_PREFIX_LEN..=BODY_LEN_MAX).contains(&body.len()) {
-        return Err(corrupt(at, format!("impossible body length {}", body.len())));
+        return Err(corrupt(
+            at,
+            format!("impossible body length {}", body.len()),
+        ));
     }
     let actual = format::body_checksum(body);
     if i64::from(actual) != crc {
@@ -128,8 +134,9 @@ pub(super) async fn read_all(
     let Ok(after_sql) = i64::try_from(after) else {
         return Ok(Vec::new());
     };
-    let sql =
-        format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+    );
     let statement = client
         .prepare_cached(&sql)
         .await
@@ -198,7 +205,8 @@ pub(super) async fn stream_version(
         .await
         .map_err(|e| db_error("reading a stream version", &e))?;
     let version: i64 = get(&row, 0, None)?;
-    u64::try_from(version).map_err(|_| corrupt(None, format!("stream {stream} at version {version}")))
+    u64::try_from(version)
+        .map_err(|_| corrupt(None, format!("stream {stream} at version {version}")))
 }
 
 fn limit(max: usize) -> i64 {

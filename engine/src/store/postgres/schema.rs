@@ -76,7 +76,9 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(err)?;
-    tx.batch_execute(CREATE_MIGRATIONS_TABLE).await.map_err(err)?;
+    tx.batch_execute(CREATE_MIGRATIONS_TABLE)
+        .await
+        .map_err(err)?;
     let newest = newest_version(&tx).await?;
     tx.commit().await.map_err(err)?;
     if newest > SCHEMA_VERSION {
@@ -98,7 +100,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             .is_some();
         if !applied {
             tx.batch_execute(m.sql).await.map_err(|e| {
-                db_error(&format!("applying migration {} ({})", m.version, m.name), &e)
+                db_error(
+                    &format!("applying migration {} ({})", m.version, m.name),
+                    &e,
+                )
             })?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
@@ -117,16 +122,14 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 pub(super) async fn check(client: &Client) -> Result<(), StoreError> {
     let err = |e: tokio_postgres::Error| db_error("checking the schema", &e);
     let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('schema_migrations') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await
         .map_err(err)?
         .get(0);
     if !exists {
         return Err(StoreError::Unavailable(
-            "no kedai schema in this database (no schema_migrations table): a writer creates it".into(),
+            "no kedai schema in this database (no schema_migrations table): a writer creates it"
+                .into(),
         ));
     }
     let newest = newest_version(client).await?;

@@ -183,7 +183,13 @@ impl ThrowawayPostgres {
                 .arg(&self.data)
                 .arg("-l")
                 .arg(&server_log)
-                .args(["-w", "-t", &READY_WAIT.as_secs().to_string(), "-o", &options])
+                .args([
+                    "-w",
+                    "-t",
+                    &READY_WAIT.as_secs().to_string(),
+                    "-o",
+                    &options,
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(File::create(self.root.join("pg_ctl.err"))?)
@@ -221,10 +227,10 @@ impl ThrowawayPostgres {
     }
 
     fn stop(&self) {
-        if self.data.join("postmaster.pid").exists() {
-            if let Err(e) = self.stop_command().status() {
-                tracing::warn!(error = %e, "could not stop the throwaway PostgreSQL server");
-            }
+        if self.data.join("postmaster.pid").exists()
+            && let Err(e) = self.stop_command().status()
+        {
+            tracing::warn!(error = %e, "could not stop the throwaway PostgreSQL server");
         }
     }
 
@@ -363,7 +369,11 @@ fn shared_server() -> io::Result<Arc<ThrowawayPostgres>> {
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`.
 fn find_bindir() -> io::Result<PathBuf> {
-    let complete = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|p| dir.join(p).is_file());
+    let complete = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+    };
     if let Ok(out) = Command::new("pg_config")
         .arg("--bindir")
         .stderr(Stdio::null())
