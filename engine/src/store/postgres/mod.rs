@@ -70,6 +70,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Config, NoTls};
+use uuid::Uuid;
 
 use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId};
@@ -332,6 +333,14 @@ impl EventStore for PgStore {
 
     fn head(&self) -> watch::Receiver<Position> {
         self.shared.head.subscribe()
+    }
+
+    async fn event_positions(&self, ids: &[Uuid]) -> Result<Vec<Option<Position>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.shared.client().await?;
+        rows::event_positions(&client, ids).await
     }
 }
 

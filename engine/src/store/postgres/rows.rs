@@ -209,13 +209,37 @@ pub(super) async fn stream_version(
         .map_err(|_| corrupt(None, format!("stream {stream} at version {version}")))
 }
 
+/// The position of each id (committed events only), `None` where absent.
+pub(super) async fn event_positions(
+    client: &deadpool_postgres::Object,
+    ids: &[Uuid],
+) -> Result<Vec<Option<Position>>, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT event_id, position FROM events WHERE event_id = ANY($1::uuid[])")
+        .await
+        .map_err(|e| db_error("preparing a read", &e))?;
+    let rows = client
+        .query(&statement, &[&ids])
+        .await
+        .map_err(|e| db_error("looking up event ids", &e))?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: Uuid = get(row, 0, None)?;
+        let position: i64 = get(row, 1, None)?;
+        let position = Position::try_from(position)
+            .map_err(|_| corrupt(None, format!("event {id} at position {position}")))?;
+        found.insert(id, position);
+    }
+    Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+}
+
 fn limit(max: usize) -> i64 {
     i64::try_from(max).unwrap_or(i64::MAX)
 }
 
 /// A column of a row, or a corruption error naming it when it has the
 /// wrong type or is null.
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
     index: usize,
     position: Option<Position>,

@@ -125,7 +125,8 @@ pub(super) async fn check(client: &Client) -> Result<(), StoreError> {
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await
         .map_err(err)?
-        .get(0);
+        .try_get(0)
+        .map_err(err)?;
     if !exists {
         return Err(StoreError::Unavailable(
             "no kedai schema in this database (no schema_migrations table): a writer creates it"

@@ -97,10 +97,11 @@ impl ThrowawayPostgres {
             port: 0,
             watchdog: None,
         };
-        // From here on, dropping `server` cleans up whatever was done.
+        // From here on, dropping `server` cleans up whatever was done, and
+        // the watchdog does if this process dies first.
+        server.watchdog = server.spawn_watchdog().ok();
         server.init()?;
         server.launch(settings)?;
-        server.watchdog = server.spawn_watchdog().ok();
         Ok(server)
     }
 
@@ -445,4 +446,31 @@ fn tail(path: &Path) -> String {
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
     String::from_utf8_lossy(&bytes).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_replace_only_the_database() {
+        let cases = [
+            (
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "postgres://postgres@127.0.0.1:5432/kedai_t",
+            ),
+            (
+                "postgresql://u:p@db:5433",
+                "postgresql://u:p@db:5433/kedai_t",
+            ),
+            (
+                "postgres://u@db/main?connect_timeout=5",
+                "postgres://u@db/kedai_t?connect_timeout=5",
+            ),
+        ];
+        for (server, want) in cases {
+            assert_eq!(database_url(server, "kedai_t").unwrap(), want);
+        }
+        assert!(database_url("host=db user=u", "kedai_t").is_err());
+    }
 }

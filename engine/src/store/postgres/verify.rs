@@ -55,14 +55,16 @@ pub async fn verify(
         .await
         .map_err(err("reading the log head"))?;
     let head = rows::decode_head(&head_row)?;
-    let bytes_total: i64 = tx
-        .query_one(
+    let bytes_total: i64 = rows::get(
+        &tx.query_one(
             "SELECT coalesce(sum(octet_length(body)), 0)::int8 FROM events",
             &[],
         )
         .await
-        .map_err(err("measuring the log"))?
-        .get(0);
+        .map_err(err("measuring the log"))?,
+        0,
+        None,
+    )?;
     let chunk = tx
         .prepare(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"

@@ -346,17 +346,17 @@ impl<'a> Batch<'a> {
         let end = rows::decode_head(head)?;
         let mut ids = HashMap::with_capacity(known.len());
         for row in known {
-            let id: Uuid = row.get(0);
-            let position: i64 = row.get(1);
+            let id: Uuid = rows::get(row, 0, None)?;
+            let position: i64 = rows::get(row, 1, None)?;
             let position = Position::try_from(position)
                 .map_err(|_| corrupt(None, format!("event {id} at position {position}")))?;
             ids.insert(id, position);
         }
         let mut stream_versions = HashMap::with_capacity(versions.len());
         for row in versions {
-            let shop: Uuid = row.get(0);
-            let name: &str = row.get(1);
-            let version: i64 = row.get(2);
+            let shop: Uuid = rows::get(row, 0, None)?;
+            let name: &str = rows::get(row, 1, None)?;
+            let version: i64 = rows::get(row, 2, None)?;
             let stream = StreamId::new(ShopId(shop), name);
             let version = u64::try_from(version)
                 .map_err(|_| corrupt(None, format!("stream {stream} at version {version}")))?;
