@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod shop;
+
 use kedai_engine::{
     Actor, AppendRequest, EventStore, ExpectedVersion, NewEvent, Role, ShopId, StreamId, Timestamp,
 };

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use self::slots::{Kind, LoadError, Locked, Slots, State};
 use crate::domain::catalog::{
-    self, AddWarehouse, CreateProduct, CreateShop, Product, ProductChange, ProductKind, Shop,
+    self, AddWarehouse, CreateProduct, CreateShop, ProductChange, ProductKind,
 };
 use crate::domain::events::{CustomerDetails, DomainEvent, SCHEMA_VERSION, ShopSettings};
 use crate::domain::ids::{CustomerId, OrderId, ProductId, Sku, WarehouseId, streams};
@@ -367,6 +367,7 @@ impl Engine {
                 let currency = self
                     .shop_state(shop)
                     .await?
+                    .shop()
                     .currency()
                     .ok_or(Rejection::UnknownShop)?;
                 let details = details
@@ -417,39 +418,32 @@ impl Engine {
             .await?)
     }
 
-    async fn read(&self, stream: &StreamId, kind: Kind) -> Result<State, CommandError> {
-        Ok(self.slots.read(&*self.store, stream, kind).await?.0)
+    async fn read(&self, stream: &StreamId, kind: Kind) -> Result<Arc<State>, CommandError> {
+        Ok(self.slots.read(&*self.store, stream, kind).await?)
     }
 
-    async fn shop_state(&self, shop: ShopId) -> Result<Shop, CommandError> {
-        Ok(self
-            .read(&streams::shop(shop), Kind::Shop)
-            .await?
-            .shop()
-            .clone())
+    async fn shop_state(&self, shop: ShopId) -> Result<Arc<State>, CommandError> {
+        self.read(&streams::shop(shop), Kind::Shop).await
     }
 
     async fn require_shop(&self, shop: ShopId) -> Result<(), CommandError> {
-        if self.shop_state(shop).await?.created.is_none() {
+        if self.shop_state(shop).await?.shop().created.is_none() {
             return Err(Rejection::UnknownShop.into());
         }
         Ok(())
     }
 
-    async fn warehouses(&self, shop: ShopId) -> Result<catalog::Warehouses, CommandError> {
-        Ok(self
-            .read(&streams::warehouses(shop), Kind::Warehouses)
-            .await?
-            .warehouses()
-            .clone())
+    async fn warehouses(&self, shop: ShopId) -> Result<Arc<State>, CommandError> {
+        self.read(&streams::warehouses(shop), Kind::Warehouses)
+            .await
     }
 
-    /// The product a SKU belongs to.
+    /// The product a SKU belongs to (its state shared, not copied).
     async fn product_of(
         &self,
         shop: ShopId,
         sku: &Sku,
-    ) -> Result<(ProductId, Product), CommandError> {
+    ) -> Result<(ProductId, Arc<State>), CommandError> {
         let owner = self.read(&streams::sku(shop, sku), Kind::Sku).await?;
         let product_id = owner
             .sku()
@@ -457,12 +451,10 @@ impl Engine {
             .ok_or_else(|| Rejection::UnknownSku { sku: sku.clone() })?;
         let product = self
             .read(&streams::product(shop, product_id), Kind::Product)
-            .await?
-            .product()
-            .clone();
+            .await?;
         // A variation being added has its SKU claimed in the same append as
         // the product change, so both exist together.
-        if product.variation(sku).is_none() {
+        if product.product().variation(sku).is_none() {
             return Err(Rejection::UnknownSku { sku: sku.clone() }.into());
         }
         Ok((product_id, product))
@@ -530,6 +522,7 @@ impl Engine {
     ) -> Result<(Locked, Appends), CommandError> {
         let (_, product) = self.product_of(shop, c.sku()).await?;
         let kind = product
+            .product()
             .created
             .as_ref()
             .map(|p| p.kind)
@@ -540,7 +533,8 @@ impl Engine {
             }
             .into());
         }
-        let warehouses = self.warehouses(shop).await?;
+        let warehouses_state = self.warehouses(shop).await?;
+        let warehouses = warehouses_state.warehouses();
         let touched = c.warehouses();
         for w in &touched {
             warehouses.require(*w)?;
@@ -568,7 +562,8 @@ impl Engine {
         c: &PlaceOrder,
         ctx: &Context,
     ) -> Result<(Locked, Appends), CommandError> {
-        let warehouses = self.warehouses(shop).await?;
+        let warehouses_state = self.warehouses(shop).await?;
+        let warehouses = warehouses_state.warehouses();
         let sender = self
             .read(&streams::customer(shop, c.sender_id), Kind::Customer)
             .await?;
@@ -576,7 +571,7 @@ impl Engine {
         let receiver = self
             .read(&streams::customer(shop, receiver_id), Kind::Customer)
             .await?;
-        let mut products: BTreeMap<Sku, (ProductId, Product)> = BTreeMap::new();
+        let mut products: BTreeMap<Sku, (ProductId, Arc<State>)> = BTreeMap::new();
         for line in &c.lines {
             if !products.contains_key(&line.sku) {
                 products.insert(line.sku.clone(), self.product_of(shop, &line.sku).await?);
@@ -584,7 +579,8 @@ impl Engine {
         }
         let catalog_entries: BTreeMap<Sku, CatalogEntry<'_>> = products
             .iter()
-            .map(|(sku, (id, p))| {
+            .map(|(sku, (id, state))| {
+                let p = state.product();
                 let created = p.created.as_ref().expect("owned SKUs have products");
                 let entry = CatalogEntry {
                     product_id: *id,
@@ -630,7 +626,7 @@ impl Engine {
             sender: sender.customer(),
             receiver: receiver.customer(),
             catalog: &catalog_entries,
-            warehouses: &warehouses,
+            warehouses,
             stock: &stock,
         };
         let placement = order::place_order(locked[&order_stream].state.order(), c, &inputs, ctx)?;

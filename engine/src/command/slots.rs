@@ -105,7 +105,8 @@ pub struct Slot {
     kind: Kind,
     /// Number of the stream's events folded into `state`.
     pub version: u64,
-    pub state: State,
+    /// Shared with readers; copied on write only while a reader holds it.
+    pub state: Arc<State>,
     /// Whether `state` reflects the store (else reload before use).
     loaded: bool,
 }
@@ -113,8 +114,9 @@ pub struct Slot {
 impl Slot {
     /// Applies events the engine has just submitted for this stream.
     pub fn apply(&mut self, events: &[DomainEvent]) {
+        let state = Arc::make_mut(&mut self.state);
         for e in events {
-            self.state.evolve(e);
+            state.evolve(e);
         }
         self.version += events.len() as u64;
     }
@@ -134,7 +136,7 @@ impl Slot {
         catch_up: bool,
     ) -> Result<(), LoadError> {
         if !self.loaded {
-            self.state = State::empty(self.kind);
+            self.state = Arc::new(State::empty(self.kind));
             self.version = 0;
         } else if !catch_up {
             return Ok(());
@@ -155,7 +157,7 @@ impl Slot {
                         ))
                     })?
                 {
-                    self.state.evolve(&event);
+                    Arc::make_mut(&mut self.state).evolve(&event);
                 }
                 self.version = recorded.version;
             }
@@ -202,7 +204,7 @@ impl Slots {
         let fresh = Slot {
             kind,
             version: 0,
-            state: State::empty(kind),
+            state: Arc::new(State::empty(kind)),
             loaded: false,
         };
         Arc::clone(
@@ -235,11 +237,11 @@ impl Slots {
         store: &dyn EventStore,
         stream: &StreamId,
         kind: Kind,
-    ) -> Result<(State, u64), LoadError> {
+    ) -> Result<Arc<State>, LoadError> {
         let slot = self.slot(stream, kind);
         let mut guard = slot.lock().await;
         guard.load(store, stream, !self.authoritative).await?;
-        Ok((guard.state.clone(), guard.version))
+        Ok(Arc::clone(&guard.state))
     }
 
     /// Marks streams stale after a failed or duplicate append.
