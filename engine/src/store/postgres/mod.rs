@@ -20,7 +20,7 @@
 //! prefix of the log: no reader can see position `n + 1` without `n`, and
 //! no event can commit "late" behind a position a reader already passed.
 //!
-//! **Batching.** Each store runs one writer task ([`writer`]) with its own
+//! **Batching.** Each store runs one writer task (`writer.rs`) with its own
 //! connection. It drains the queue of pending appends and applies all of
 //! them in one transaction: lock the head, look up the batch's event ids
 //! and stream versions, decide every append in Rust against the state the
@@ -46,7 +46,7 @@
 //! **Live head.** [`EventStore::head`] is a watch fed by this store's own
 //! commits, by a `LISTEN` connection (every batch sends `NOTIFY` with its
 //! last position inside its transaction, so it fires on commit), and by a
-//! slow poll of the head row in case a notification is missed ([`head`]).
+//! slow poll of the head row in case a notification is missed (`head.rs`).
 //!
 //! A read-only store ([`PgStore::connect_read_only`], for auditors) runs no
 //! migrations, opens its connections with `default_transaction_read_only`
