@@ -19,6 +19,9 @@
 //! transaction leaves no gap, and every snapshot a reader takes holds a
 //! prefix of the log: no reader can see position `n + 1` without `n`, and
 //! no event can commit "late" behind a position a reader already passed.
+//! (PostgreSQL makes a commit visible before it releases the committing
+//! transaction's row locks, so the next appender's commit becomes visible
+//! after ours; standbys replay commits in WAL order, which is that order.)
 //!
 //! **Batching.** Each store runs one writer task (`writer.rs`) with its own
 //! connection. It drains the queue of pending appends and applies all of
