@@ -3,10 +3,12 @@
 #
 # Runs with cargo-nextest when it is installed (faster, one process per
 # test), else with cargo test; doc tests run with cargo test either way.
-# Tests that need outside servers (the PostgreSQL backend's) start and stop
-# their own throwaway instances; nothing has to be running beforehand.
+# One throwaway PostgreSQL server is started for the whole run (by
+# scripts/with-postgres.sh, from the machine's PostgreSQL server binaries)
+# and removed afterwards; nothing has to be running beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -n "${KEDAI_TEST_DATABASE_URL:-}" ] || exec scripts/with-postgres.sh scripts/test.sh "$@"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --no-fail-fast "$@"
