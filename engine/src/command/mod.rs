@@ -28,12 +28,19 @@ use self::slots::{Kind, LoadError, Locked, Slots, State};
 use crate::domain::catalog::{
     self, AddWarehouse, CreateProduct, CreateShop, ProductChange, ProductKind,
 };
+use crate::domain::chat::{
+    self, ConversationChange, ImportHistory, Party, ReceiveMessage, SaveTemplate, SendMessage,
+};
+use crate::domain::checkout::{self, CheckoutContent, StartCheckout};
 use crate::domain::events::{CustomerDetails, DomainEvent, SCHEMA_VERSION, ShopSettings};
 use crate::domain::ids::{CustomerId, OrderId, ProductId, Sku, WarehouseId, streams};
 use crate::domain::money::Money;
 use crate::domain::order::{self, CatalogEntry, OrderInputs, PayOrder, PlaceOrder, Transition};
 use crate::domain::rejection::{FieldError, Rejection};
 use crate::domain::stock::{self, StockItem, StockMove};
+use crate::domain::wallet::{
+    self, RecordExpense, RequestWithdrawal, WalletEntry, WithdrawalAction,
+};
 use crate::domain::{Context, catalog::Customer};
 use crate::event::{Actor, ExpectedVersion, NewEvent, Position, ShopId, StreamId, Timestamp};
 use crate::store::{AppendRequest, AppendStatus, EventStore, StoreError, StreamAppend};
@@ -78,6 +85,50 @@ pub enum Command {
         amount: Money,
         note: String,
     },
+    WalletEntry(WalletEntry),
+    RequestWithdrawal(RequestWithdrawal),
+    ActOnWithdrawal {
+        withdrawal_id: Uuid,
+        action: WithdrawalAction,
+    },
+    RecordExpense(RecordExpense),
+    VoidExpense {
+        expense_id: Uuid,
+        #[serde(default)]
+        reason: String,
+    },
+    StartCheckout(StartCheckout),
+    UpdateCheckout {
+        checkout_id: Uuid,
+        content: CheckoutContent,
+    },
+    /// Completes a checkout by placing its order, in one append.
+    CompleteCheckout {
+        checkout_id: Uuid,
+        order: PlaceOrder,
+    },
+    /// Records an abandoned checkout if it is due (the scheduler sends it).
+    AbandonCheckout {
+        checkout_id: Uuid,
+    },
+    ReceiveMessage(ReceiveMessage),
+    SendMessage(SendMessage),
+    /// Sends a template filled with `data`.
+    SendTemplate {
+        party: Party,
+        message_id: Uuid,
+        template_id: Uuid,
+        data: BTreeMap<String, String>,
+    },
+    ChangeConversation {
+        conversation_id: Uuid,
+        change: ConversationChange,
+    },
+    ImportHistory(ImportHistory),
+    SaveTemplate(SaveTemplate),
+    DeleteTemplate {
+        template_id: Uuid,
+    },
 }
 
 impl Command {
@@ -99,6 +150,48 @@ impl Command {
                     .text(note, "note", false, catalog::NOTE_LEN_MAX);
                 c.finish()
             }
+            Command::WalletEntry(c) => c.validate(),
+            Command::RequestWithdrawal(c) => c.validate(),
+            Command::ActOnWithdrawal { action, .. } => action.validate(),
+            Command::RecordExpense(c) => c.validate(),
+            Command::VoidExpense { reason, .. } => {
+                let mut c = crate::domain::rejection::Check::new();
+                c.text(reason, "reason", false, catalog::NOTE_LEN_MAX);
+                c.finish()
+            }
+            Command::StartCheckout(c) => c.validate(),
+            Command::UpdateCheckout { content, .. } => content.validate(),
+            Command::CompleteCheckout { order, .. } => order.validate(),
+            Command::ReceiveMessage(c) => c.validate(),
+            Command::SendMessage(c) => c.validate(),
+            Command::SendTemplate { party, data, .. } => {
+                let probe = SendMessage {
+                    party: party.clone(),
+                    message_id: Uuid::nil(),
+                    text: "-".into(),
+                    attachment: None,
+                };
+                let mut errors = probe.validate().err().unwrap_or_default();
+                if data.len() > 100
+                    || data
+                        .iter()
+                        .any(|(k, v)| k.len() > 100 || v.chars().count() > 1_000)
+                {
+                    errors.push(FieldError::new(
+                        "data",
+                        "at most 100 keys of 100 characters, values of 1000",
+                    ));
+                }
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(errors)
+                }
+            }
+            Command::ChangeConversation { change, .. } => change.validate(),
+            Command::ImportHistory(c) => c.validate(),
+            Command::SaveTemplate(c) => c.validate(),
+            Command::AbandonCheckout { .. } | Command::DeleteTemplate { .. } => Ok(()),
             // Customer details are checked against the shop's country.
             Command::RegisterCustomer { .. }
             | Command::UpdateCustomer { .. }
@@ -386,7 +479,7 @@ impl Engine {
                 (locked, vec![(stream, events)])
             }
             Command::MoveStock(c) => self.move_stock(shop, c).await?,
-            Command::PlaceOrder(c) => self.place_order(shop, c, ctx).await?,
+            Command::PlaceOrder(c) => self.place_order(shop, c, ctx, None).await?,
             Command::PayOrder { order_id, payment } => {
                 let stream = streams::order(shop, *order_id);
                 let mut locked = self.lock(&[(stream.clone(), Kind::Order)]).await?;
@@ -403,10 +496,191 @@ impl Engine {
                 let events = order::refund(first(&mut locked).order(), *order_id, *amount, note)?;
                 (locked, vec![(stream, events)])
             }
+            Command::WalletEntry(entry) => self.wallet_entry(shop, meta, ctx, entry).await?,
+            Command::RequestWithdrawal(c) => {
+                let settings = self.settings(shop).await?;
+                let (w, wallet) = (
+                    streams::withdrawal(shop, c.withdrawal_id),
+                    streams::wallet(shop),
+                );
+                let locked = self
+                    .lock(&[
+                        (w.clone(), Kind::Withdrawal),
+                        (wallet.clone(), Kind::Wallet),
+                    ])
+                    .await?;
+                let events = wallet::request_withdrawal(
+                    locked[&w].state.withdrawal(),
+                    locked[&wallet].state.wallet(),
+                    &settings,
+                    c,
+                    ctx,
+                    IdSource::new(shop, meta).next(),
+                )?;
+                (locked, split_wallet(w, wallet, events))
+            }
+            Command::ActOnWithdrawal {
+                withdrawal_id,
+                action,
+            } => {
+                let (w, wallet) = (
+                    streams::withdrawal(shop, *withdrawal_id),
+                    streams::wallet(shop),
+                );
+                let locked = self
+                    .lock(&[
+                        (w.clone(), Kind::Withdrawal),
+                        (wallet.clone(), Kind::Wallet),
+                    ])
+                    .await?;
+                let events = wallet::act_on_withdrawal(
+                    locked[&w].state.withdrawal(),
+                    *withdrawal_id,
+                    action,
+                    ctx,
+                    IdSource::new(shop, meta).next(),
+                )?;
+                (locked, split_wallet(w, wallet, events))
+            }
+            Command::RecordExpense(c) => {
+                let stream = streams::expense(shop, c.expense_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Expense)]).await?;
+                let events = wallet::record_expense(first(&mut locked).expense(), c)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::VoidExpense { expense_id, reason } => {
+                let stream = streams::expense(shop, *expense_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Expense)]).await?;
+                let events =
+                    wallet::void_expense(first(&mut locked).expense(), *expense_id, reason)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::StartCheckout(c) => {
+                let currency = self
+                    .shop_state(shop)
+                    .await?
+                    .shop()
+                    .currency()
+                    .ok_or(Rejection::UnknownShop)?;
+                let stream = streams::checkout(shop, c.checkout_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Checkout)]).await?;
+                let events = checkout::start(first(&mut locked).checkout(), c, currency, ctx)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::UpdateCheckout {
+                checkout_id,
+                content,
+            } => {
+                let stream = streams::checkout(shop, *checkout_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Checkout)]).await?;
+                let events =
+                    checkout::update(first(&mut locked).checkout(), *checkout_id, content, ctx)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::CompleteCheckout { checkout_id, order } => {
+                self.place_order(shop, order, ctx, Some(*checkout_id))
+                    .await?
+            }
+            Command::AbandonCheckout { checkout_id } => {
+                let minutes = self.settings(shop).await?.checkout_abandon_minutes;
+                let stream = streams::checkout(shop, *checkout_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Checkout)]).await?;
+                let events =
+                    checkout::abandon(first(&mut locked).checkout(), *checkout_id, minutes, ctx)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::ReceiveMessage(c) => {
+                let id = chat::conversation_id(shop, c.party.channel, &c.party.handle);
+                let stream = streams::conversation(shop, id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Conversation)]).await?;
+                let events = chat::receive(first(&mut locked).conversation(), id, c, ctx)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::SendMessage(c) => self.send_message(shop, c, None, ctx).await?,
+            Command::SendTemplate {
+                party,
+                message_id,
+                template_id,
+                data,
+            } => {
+                let template = self
+                    .read(&streams::template(shop, *template_id), Kind::Template)
+                    .await?;
+                let template = template.template();
+                if !template.exists() {
+                    return Err(Rejection::UnknownTemplate {
+                        template_id: *template_id,
+                    }
+                    .into());
+                }
+                let text = chat::fill(&template.body, data)?;
+                let message = SendMessage {
+                    party: party.clone(),
+                    message_id: *message_id,
+                    text,
+                    attachment: None,
+                };
+                message.validate().map_err(CommandError::Invalid)?;
+                self.send_message(shop, &message, Some(*template_id), ctx)
+                    .await?
+            }
+            Command::ChangeConversation {
+                conversation_id,
+                change,
+            } => {
+                let stream = streams::conversation(shop, *conversation_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Conversation)]).await?;
+                let events = chat::change(
+                    first(&mut locked).conversation(),
+                    *conversation_id,
+                    change,
+                    ctx,
+                )?;
+                (locked, vec![(stream, events)])
+            }
+            Command::ImportHistory(c) => {
+                let ids: Vec<Uuid> = c
+                    .conversations
+                    .iter()
+                    .map(|conv| chat::conversation_id(shop, conv.party.channel, &conv.party.handle))
+                    .collect();
+                let wanted: Vec<(StreamId, Kind)> = ids
+                    .iter()
+                    .map(|id| (streams::conversation(shop, *id), Kind::Conversation))
+                    .collect();
+                let locked = self.lock(&wanted).await?;
+                let appends = c
+                    .conversations
+                    .iter()
+                    .zip(&ids)
+                    .map(|(conv, id)| {
+                        let stream = streams::conversation(shop, *id);
+                        let events =
+                            chat::import(locked[&stream].state.conversation(), *id, conv, ctx);
+                        (stream, events)
+                    })
+                    .collect();
+                (locked, appends)
+            }
+            Command::SaveTemplate(c) => {
+                let stream = streams::template(shop, c.template_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Template)]).await?;
+                let events = chat::save_template(first(&mut locked).template(), c)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::DeleteTemplate { template_id } => {
+                let stream = streams::template(shop, *template_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Template)]).await?;
+                let events = chat::delete_template(first(&mut locked).template(), *template_id)?;
+                (locked, vec![(stream, events)])
+            }
             Command::TransitionOrder {
                 order_id,
                 transition,
-            } => self.transition_order(shop, *order_id, transition).await?,
+            } => {
+                self.transition_order(shop, meta, ctx, *order_id, transition)
+                    .await?
+            }
         };
         self.commit(shop, meta, locked, appends).await
     }
@@ -556,11 +830,14 @@ impl Engine {
         Ok((locked, appends))
     }
 
+    /// Places an order; with `checkout`, also completes that checkout in
+    /// the same append.
     async fn place_order(
         &self,
         shop: ShopId,
         c: &PlaceOrder,
         ctx: &Context,
+        checkout: Option<Uuid>,
     ) -> Result<(Locked, Appends), CommandError> {
         let warehouses_state = self.warehouses(shop).await?;
         let warehouses = warehouses_state.warehouses();
@@ -612,6 +889,10 @@ impl Engine {
             keys.iter()
                 .map(|(s, w)| (streams::stock(shop, s, *w), Kind::Stock)),
         );
+        let checkout_stream = checkout.map(|id| streams::checkout(shop, id));
+        if let Some(stream) = &checkout_stream {
+            wanted.push((stream.clone(), Kind::Checkout));
+        }
         let locked = self.lock(&wanted).await?;
         let stock: BTreeMap<(Sku, WarehouseId), &StockItem> = keys
             .iter()
@@ -632,16 +913,24 @@ impl Engine {
         let placement = order::place_order(locked[&order_stream].state.order(), c, &inputs, ctx)?;
         let mut appends: Appends = vec![(order_stream, vec![placement.order])];
         appends.extend(group_by_stock(shop, placement.reservations));
+        if let (Some(stream), Some(id)) = (checkout_stream, checkout) {
+            let events = checkout::complete(locked[&stream].state.checkout(), id, c.order_id, ctx)?;
+            appends.push((stream, events));
+        }
+
         Ok((locked, appends))
     }
 
     async fn transition_order(
         &self,
         shop: ShopId,
+        meta: &CommandMeta,
+        ctx: &Context,
         order_id: OrderId,
         t: &Transition,
     ) -> Result<(Locked, Appends), CommandError> {
         let order_stream = streams::order(shop, order_id);
+        let wallet_stream = streams::wallet(shop);
         let mut wanted = vec![(order_stream.clone(), Kind::Order)];
         if t.touches_stock() {
             // An order's allocations never change after it is placed, so
@@ -653,6 +942,13 @@ impl Engine {
                     .map(|(s, w)| (streams::stock(shop, s, *w), Kind::Stock)),
             );
         }
+        let moves_money = t.moves_money();
+        let settings = if moves_money {
+            wanted.push((wallet_stream.clone(), Kind::Wallet));
+            Some(self.settings(shop).await?)
+        } else {
+            None
+        };
         let locked = self.lock(&wanted).await?;
         let order = locked[&order_stream].state.order();
         let stock: BTreeMap<(Sku, WarehouseId), &StockItem> = order
@@ -665,9 +961,77 @@ impl Engine {
             })
             .collect();
         let decided = order::transition(order, order_id, t, &stock)?;
-        let mut appends: Appends = vec![(order_stream, decided.order)];
+        let mut appends: Appends = Vec::new();
+        if let Some(settings) = settings {
+            // The money the transition moves, in the same append.
+            let mut after = order.clone();
+            decided.order.iter().for_each(|e| after.evolve(e));
+            let wallet = locked[&wallet_stream].state.wallet();
+            if let Some(entry) = wallet::order_entry(
+                wallet,
+                order_id,
+                &after,
+                &settings,
+                ctx,
+                IdSource::new(shop, meta).next(),
+            ) {
+                appends.push((wallet_stream, vec![entry]));
+            }
+        }
+        appends.insert(0, (order_stream, decided.order));
         appends.extend(group_by_stock(shop, decided.stock));
         Ok((locked, appends))
+    }
+
+    async fn settings(&self, shop: ShopId) -> Result<ShopSettings, CommandError> {
+        let shop = self.shop_state(shop).await?;
+        Ok(shop
+            .shop()
+            .settings()
+            .ok_or(Rejection::UnknownShop)?
+            .clone())
+    }
+
+    async fn wallet_entry(
+        &self,
+        shop: ShopId,
+        meta: &CommandMeta,
+        ctx: &Context,
+        entry: &WalletEntry,
+    ) -> Result<(Locked, Appends), CommandError> {
+        let wallet_stream = streams::wallet(shop);
+        let order = match entry {
+            WalletEntry::Compensation { order_id, .. }
+            | WalletEntry::ReturnClaim { order_id, .. } => Some(
+                self.read(&streams::order(shop, *order_id), Kind::Order)
+                    .await?,
+            ),
+            _ => None,
+        };
+        let mut locked = self.lock(&[(wallet_stream.clone(), Kind::Wallet)]).await?;
+        let mut ids = IdSource::new(shop, meta);
+        let events = wallet::wallet_entry(
+            first(&mut locked).wallet(),
+            entry,
+            order.as_deref().map(State::order),
+            ctx,
+            &mut || ids.next(),
+        )?;
+        Ok((locked, vec![(wallet_stream, events)]))
+    }
+
+    async fn send_message(
+        &self,
+        shop: ShopId,
+        c: &SendMessage,
+        template: Option<Uuid>,
+        ctx: &Context,
+    ) -> Result<(Locked, Appends), CommandError> {
+        let id = chat::conversation_id(shop, c.party.channel, &c.party.handle);
+        let stream = streams::conversation(shop, id);
+        let mut locked = self.lock(&[(stream.clone(), Kind::Conversation)]).await?;
+        let events = chat::send(first(&mut locked).conversation(), id, c, template, ctx)?;
+        Ok((locked, vec![(stream, events)]))
     }
 
     /// Submits the decided events with every stream's expected version,
@@ -806,6 +1170,39 @@ impl Engine {
 
 fn first(locked: &mut Locked) -> &State {
     &locked.values().next().expect("one stream locked").state
+}
+
+/// Puts a withdrawal's events on its stream and its ledger transaction on
+/// the wallet's.
+fn split_wallet(withdrawal: StreamId, wallet: StreamId, events: Vec<DomainEvent>) -> Appends {
+    let (ledger, own): (Vec<DomainEvent>, Vec<DomainEvent>) = events
+        .into_iter()
+        .partition(|e| matches!(e, DomainEvent::LedgerTransactionRecorded(_)));
+    vec![(withdrawal, own), (wallet, ledger)]
+}
+
+/// Ids a decision needs besides event ids (ledger transactions): derived
+/// from the idempotency key like event ids (in a range of their own), or
+/// UUID v7 without one.
+struct IdSource<'a> {
+    shop: ShopId,
+    key: Option<&'a str>,
+    next: u32,
+}
+
+impl<'a> IdSource<'a> {
+    fn new(shop: ShopId, meta: &'a CommandMeta) -> Self {
+        IdSource {
+            shop,
+            key: meta.idempotency_key.as_deref(),
+            next: 1 << 24,
+        }
+    }
+
+    fn next(&mut self) -> Uuid {
+        self.next += 1;
+        event_id(self.shop, self.key, self.next)
+    }
 }
 
 /// Groups stock events by their stream, keeping their order.

@@ -16,14 +16,18 @@ use dashmap::DashMap;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::domain::catalog::{Customer, Product, Shop, SkuOwner, Warehouses};
+use crate::domain::chat::{Conversation, Template};
+use crate::domain::checkout::Checkout;
 use crate::domain::events::DomainEvent;
 use crate::domain::order::Order;
 use crate::domain::stock::StockItem;
+use crate::domain::wallet::{Expense, Wallet, Withdrawal};
 use crate::event::StreamId;
 use crate::store::{EventStore, READ_EVENTS_MAX, StoreError};
 
 /// The state of any aggregate the engine keeps.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // kept behind an Arc, one per stream
 pub enum State {
     Shop(Shop),
     Warehouses(Warehouses),
@@ -32,6 +36,12 @@ pub enum State {
     Customer(Customer),
     Stock(StockItem),
     Order(Order),
+    Wallet(Wallet),
+    Withdrawal(Withdrawal),
+    Expense(Expense),
+    Checkout(Checkout),
+    Conversation(Conversation),
+    Template(Template),
 }
 
 /// Which aggregate a stream holds, to make its empty state.
@@ -44,6 +54,12 @@ pub enum Kind {
     Customer,
     Stock,
     Order,
+    Wallet,
+    Withdrawal,
+    Expense,
+    Checkout,
+    Conversation,
+    Template,
 }
 
 impl State {
@@ -56,6 +72,12 @@ impl State {
             Kind::Customer => State::Customer(Customer::default()),
             Kind::Stock => State::Stock(StockItem::default()),
             Kind::Order => State::Order(Order::default()),
+            Kind::Wallet => State::Wallet(Wallet::default()),
+            Kind::Withdrawal => State::Withdrawal(Withdrawal::default()),
+            Kind::Expense => State::Expense(Expense::default()),
+            Kind::Checkout => State::Checkout(Checkout::default()),
+            Kind::Conversation => State::Conversation(Conversation::default()),
+            Kind::Template => State::Template(Template::default()),
         }
     }
 
@@ -68,6 +90,12 @@ impl State {
             State::Customer(s) => s.evolve(event),
             State::Stock(s) => s.evolve(event),
             State::Order(s) => s.evolve(event),
+            State::Wallet(s) => s.evolve(event),
+            State::Withdrawal(s) => s.evolve(event),
+            State::Expense(s) => s.evolve(event),
+            State::Checkout(s) => s.evolve(event),
+            State::Conversation(s) => s.evolve(event),
+            State::Template(s) => s.evolve(event),
         }
     }
 }
@@ -97,6 +125,12 @@ accessors! {
     customer: Customer => Customer,
     stock: Stock => StockItem,
     order: Order => Order,
+    wallet: Wallet => Wallet,
+    withdrawal: Withdrawal => Withdrawal,
+    expense: Expense => Expense,
+    checkout: Checkout => Checkout,
+    conversation: Conversation => Conversation,
+    template: Template => Template,
 }
 
 /// One stream's cached state.

@@ -12,12 +12,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{CustomerCategory, Prices, ProductKind, VariationSpec, WholesaleTier};
+use super::chat::{Attachment, ChatChannel, ImportedMessage};
+use super::checkout::CheckoutContent;
 use super::ids::{CustomerId, OrderId, PaymentId, ProductId, Sku, TransferId, WarehouseId};
 use super::money::{BasisPoints, Currency, Money};
 use super::order::{
     AppliedCost, Channel, CustomerSnapshot, PaymentMethod, PlacedLine, Shipping, Totals,
 };
 use super::stock::RemovalReason;
+use super::wallet::LedgerTransaction;
 use crate::event::Timestamp;
 
 /// Schema version of every event type defined here.
@@ -25,8 +28,11 @@ pub const SCHEMA_VERSION: u16 = 1;
 
 macro_rules! domain_events {
     ($($name:ident),* $(,)?) => {
-        /// Every event the domain records.
+        /// Every event the domain records. Variants differ in size (an
+        /// order with its lines is large); events are handled one at a time
+        /// and boxing would cost an allocation for every small one.
         #[derive(Clone, Debug, PartialEq, Eq)]
+        #[allow(clippy::large_enum_variant)]
         pub enum DomainEvent {
             $($name($name),)*
         }
@@ -120,6 +126,30 @@ domain_events! {
     OrderReturnReceived,
     OrderLost,
     OrderRefunded,
+    LedgerTransactionRecorded,
+    WithdrawalRequested,
+    WithdrawalReviewed,
+    WithdrawalCompleted,
+    WithdrawalRejected,
+    WithdrawalCanceled,
+    ExpenseRecorded,
+    ExpenseVoided,
+    CheckoutStarted,
+    CheckoutUpdated,
+    CheckoutCompleted,
+    CheckoutAbandoned,
+    ConversationStarted,
+    MessageReceived,
+    MessageSent,
+    MessagesImported,
+    ConversationLabelAdded,
+    ConversationLabelRemoved,
+    ConversationAssigned,
+    ConversationUnassigned,
+    ConversationResolved,
+    ConversationReopened,
+    TemplateSaved,
+    TemplateDeleted,
 }
 
 // ---------------------------------------------------------------- shop
@@ -453,4 +483,198 @@ pub struct OrderRefunded {
     pub order_id: OrderId,
     pub amount: Money,
     pub note: String,
+}
+
+// --------------------------------------------------------------- wallet
+
+/// A balanced ledger transaction of the seller's wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerTransactionRecorded {
+    pub transaction_id: uuid::Uuid,
+    pub transaction: LedgerTransaction,
+    pub occurred_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalRequested {
+    pub withdrawal_id: uuid::Uuid,
+    pub amount: Money,
+    pub fee: Money,
+    pub bank_name: String,
+    pub bank_account_no: String,
+    pub bank_account_name: String,
+    pub note: String,
+    /// The available balance before the request (Komship's beginning
+    /// balance).
+    pub available_before: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalReviewed {
+    pub withdrawal_id: uuid::Uuid,
+    pub note: String,
+}
+
+/// Paid out; `transfer_reference` is the bank transfer's reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalCompleted {
+    pub withdrawal_id: uuid::Uuid,
+    pub transfer_reference: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalRejected {
+    pub withdrawal_id: uuid::Uuid,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalCanceled {
+    pub withdrawal_id: uuid::Uuid,
+    pub reason: String,
+}
+
+/// An expense (Ngorder expenses): `total = amount x quantity`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpenseRecorded {
+    pub expense_id: uuid::Uuid,
+    pub title: String,
+    pub amount: Money,
+    pub quantity: i64,
+    pub total: Money,
+    pub date: chrono::NaiveDate,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpenseVoided {
+    pub expense_id: uuid::Uuid,
+    pub reason: String,
+}
+
+// ------------------------------------------------------------- checkout
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutStarted {
+    pub checkout_id: uuid::Uuid,
+    pub domain: String,
+    pub currency: Currency,
+    pub content: CheckoutContent,
+    pub total: Money,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutUpdated {
+    pub checkout_id: uuid::Uuid,
+    pub content: CheckoutContent,
+    pub total: Money,
+    pub updated_at: Timestamp,
+}
+
+/// The checkout became an order (placed in the same append).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutCompleted {
+    pub checkout_id: uuid::Uuid,
+    pub order_id: OrderId,
+    pub completed_at: Timestamp,
+}
+
+/// Not completed within the shop's abandonment time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutAbandoned {
+    pub checkout_id: uuid::Uuid,
+    pub abandoned_at: Timestamp,
+    pub last_activity_at: Timestamp,
+}
+
+// ----------------------------------------------------------------- chat
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationStarted {
+    pub conversation_id: uuid::Uuid,
+    pub channel: ChatChannel,
+    pub handle: String,
+    pub name: String,
+    pub customer_id: Option<CustomerId>,
+    pub started_at: Timestamp,
+}
+
+/// A message from the customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageReceived {
+    pub conversation_id: uuid::Uuid,
+    pub message_id: uuid::Uuid,
+    pub text: String,
+    pub attachment: Option<Attachment>,
+    pub sent_at: Timestamp,
+}
+
+/// A message from staff (`staff_id`), possibly filled from a template.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSent {
+    pub conversation_id: uuid::Uuid,
+    pub message_id: uuid::Uuid,
+    pub staff_id: String,
+    pub text: String,
+    pub attachment: Option<Attachment>,
+    pub template_id: Option<uuid::Uuid>,
+    pub sent_at: Timestamp,
+}
+
+/// Recent history brought in when a channel is activated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagesImported {
+    pub conversation_id: uuid::Uuid,
+    pub messages: Vec<ImportedMessage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationLabelAdded {
+    pub conversation_id: uuid::Uuid,
+    pub label: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationLabelRemoved {
+    pub conversation_id: uuid::Uuid,
+    pub label: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationAssigned {
+    pub conversation_id: uuid::Uuid,
+    pub staff_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationUnassigned {
+    pub conversation_id: uuid::Uuid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationResolved {
+    pub conversation_id: uuid::Uuid,
+    pub resolved_by: String,
+    pub resolved_at: Timestamp,
+}
+
+/// A customer wrote to a resolved conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationReopened {
+    pub conversation_id: uuid::Uuid,
+}
+
+/// A message template was created or changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateSaved {
+    pub template_id: uuid::Uuid,
+    pub name: String,
+    pub body: String,
+    pub placeholders: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateDeleted {
+    pub template_id: uuid::Uuid,
 }

@@ -154,6 +154,31 @@ pub mod streams {
     pub fn order(shop: ShopId, id: OrderId) -> StreamId {
         StreamId::new(shop, format!("order-{id}"))
     }
+
+    /// The seller's balance (the ledger).
+    pub fn wallet(shop: ShopId) -> StreamId {
+        StreamId::new(shop, "wallet")
+    }
+
+    pub fn withdrawal(shop: ShopId, id: Uuid) -> StreamId {
+        StreamId::new(shop, format!("withdrawal-{id}"))
+    }
+
+    pub fn expense(shop: ShopId, id: Uuid) -> StreamId {
+        StreamId::new(shop, format!("expense-{id}"))
+    }
+
+    pub fn checkout(shop: ShopId, id: Uuid) -> StreamId {
+        StreamId::new(shop, format!("checkout-{id}"))
+    }
+
+    pub fn conversation(shop: ShopId, id: Uuid) -> StreamId {
+        StreamId::new(shop, format!("conversation-{id}"))
+    }
+
+    pub fn template(shop: ShopId, id: Uuid) -> StreamId {
+        StreamId::new(shop, format!("template-{id}"))
+    }
 }
 
 #[cfg(test)]

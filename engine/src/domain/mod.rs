@@ -11,6 +11,10 @@
 //! - [`stock`]: stock per SKU and warehouse, and its moves.
 //! - [`order`]: placing orders (prices, totals, allocation), payments,
 //!   the lifecycle.
+//! - [`wallet`]: the seller's balance as a double-entry ledger,
+//!   withdrawals, expenses.
+//! - [`checkout`]: storefront checkouts.
+//! - [`chat`]: conversations, labels, assignment, statuses, templates.
 //!
 //! Each aggregate is a state with `evolve(&mut self, &DomainEvent)` and
 //! decision functions `(state, command, inputs, context) -> events or a
@@ -18,12 +22,15 @@
 //! decisions and appends their events.
 
 pub mod catalog;
+pub mod chat;
+pub mod checkout;
 pub mod events;
 pub mod ids;
 pub mod money;
 pub mod order;
 pub mod rejection;
 pub mod stock;
+pub mod wallet;
 
 use crate::event::{Actor, Timestamp};
 

@@ -994,6 +994,19 @@ impl Transition {
         }
     }
 
+    /// Whether it may move money in the seller's wallet (COD delivery,
+    /// shipping charged, refunded, or charged for a return).
+    pub fn moves_money(&self) -> bool {
+        matches!(
+            self,
+            Transition::Ready
+                | Transition::Ship { .. }
+                | Transition::Deliver
+                | Transition::Cancel { .. }
+                | Transition::ReceiveReturn
+        )
+    }
+
     /// Whether deciding it needs the order's stock items.
     pub fn touches_stock(&self) -> bool {
         matches!(

@@ -8,9 +8,12 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::checkout::CheckoutStatus;
 use super::ids::{CustomerId, OrderId, ProductId, Sku, WarehouseId};
 use super::money::Money;
 use super::order::OrderStatus;
+use super::wallet::WithdrawalStatus;
+use uuid::Uuid;
 
 /// A field of a command that is wrong, and how.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -164,6 +167,47 @@ pub enum Rejection {
     },
     #[error("the order total would be {total}, below zero")]
     TotalBelowZero { total: Money },
+    #[error("order {order_id} has no COD money waiting to be settled")]
+    NothingToSettle { order_id: OrderId },
+    #[error("withdrawal {withdrawal_id} already exists")]
+    WithdrawalExists { withdrawal_id: Uuid },
+    #[error("a withdrawal must be at least {minimum}")]
+    WithdrawalBelowMinimum { minimum: Money },
+    #[error("insufficient balance: {available} available, {needed} needed (amount and fee)")]
+    InsufficientBalance { available: Money, needed: Money },
+    #[error("withdrawal {withdrawal_id} does not exist")]
+    UnknownWithdrawal { withdrawal_id: Uuid },
+    #[error("cannot {action} withdrawal {withdrawal_id}: it is {status}")]
+    IllegalWithdrawalTransition {
+        withdrawal_id: Uuid,
+        action: &'static str,
+        status: WithdrawalStatus,
+    },
+    #[error("expense {expense_id} already exists")]
+    ExpenseExists { expense_id: Uuid },
+    #[error("expense {expense_id} does not exist")]
+    UnknownExpense { expense_id: Uuid },
+    #[error("checkout {checkout_id} already exists")]
+    CheckoutExists { checkout_id: Uuid },
+    #[error("checkout {checkout_id} does not exist")]
+    UnknownCheckout { checkout_id: Uuid },
+    #[error("checkout {checkout_id} is {status:?} and can no longer change")]
+    CheckoutClosed {
+        checkout_id: Uuid,
+        status: CheckoutStatus,
+    },
+    #[error("conversation {conversation_id} does not exist")]
+    UnknownConversation { conversation_id: Uuid },
+    #[error("a conversation has at most {max} labels")]
+    TooManyLabels { max: usize },
+    #[error("template {template_id} does not exist")]
+    UnknownTemplate { template_id: Uuid },
+    #[error("the template is malformed: {reason}")]
+    TemplateMalformed { reason: String },
+    #[error("the data has no value for the template's key {key:?}")]
+    TemplateKeyMissing { key: String },
+    #[error("the template has no key {key:?}")]
+    TemplateKeyUnknown { key: String },
 }
 
 fn describe_shortages(shortages: &[Shortage]) -> String {
@@ -212,6 +256,23 @@ impl Rejection {
             Rejection::RefundExceedsRefundable { .. } => "refund_exceeds_refundable",
             Rejection::DiscountExceedsLine { .. } => "discount_exceeds_line",
             Rejection::TotalBelowZero { .. } => "total_below_zero",
+            Rejection::NothingToSettle { .. } => "nothing_to_settle",
+            Rejection::WithdrawalExists { .. } => "withdrawal_exists",
+            Rejection::WithdrawalBelowMinimum { .. } => "withdrawal_below_minimum",
+            Rejection::InsufficientBalance { .. } => "insufficient_balance",
+            Rejection::UnknownWithdrawal { .. } => "unknown_withdrawal",
+            Rejection::IllegalWithdrawalTransition { .. } => "illegal_withdrawal_transition",
+            Rejection::ExpenseExists { .. } => "expense_exists",
+            Rejection::UnknownExpense { .. } => "unknown_expense",
+            Rejection::CheckoutExists { .. } => "checkout_exists",
+            Rejection::UnknownCheckout { .. } => "unknown_checkout",
+            Rejection::CheckoutClosed { .. } => "checkout_closed",
+            Rejection::UnknownConversation { .. } => "unknown_conversation",
+            Rejection::TooManyLabels { .. } => "too_many_labels",
+            Rejection::UnknownTemplate { .. } => "unknown_template",
+            Rejection::TemplateMalformed { .. } => "template_malformed",
+            Rejection::TemplateKeyMissing { .. } => "template_key_missing",
+            Rejection::TemplateKeyUnknown { .. } => "template_key_unknown",
         }
     }
 
@@ -226,6 +287,11 @@ impl Rejection {
                 | Rejection::UnknownSku { .. }
                 | Rejection::UnknownCustomer { .. }
                 | Rejection::UnknownOrder { .. }
+                | Rejection::UnknownWithdrawal { .. }
+                | Rejection::UnknownExpense { .. }
+                | Rejection::UnknownCheckout { .. }
+                | Rejection::UnknownConversation { .. }
+                | Rejection::UnknownTemplate { .. }
         )
     }
 }

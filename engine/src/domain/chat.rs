@@ -1,0 +1,772 @@
+//! Conversations with buyers (WhatsApp, Shopee, Tokopedia), labels,
+//! assignment, statuses, and message templates (quick replies).
+//!
+//! A conversation is one per (channel, customer handle): its id is derived
+//! from them ([`conversation_id`]), so the same buyer on the same channel
+//! always lands in the same conversation.
+//!
+//! Status rules (Forstok's four): `unserved` when the customer wrote and no
+//! one answered; `mine` while a staff member is assigned; `served` once
+//! staff answered; `resolved` when marked so. A new message from the
+//! customer reopens a resolved conversation (`unserved`, or `mine` if it is
+//! assigned) and makes a served one unserved again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::Context;
+use super::catalog::NAME_LEN_MAX;
+use super::events::*;
+use super::ids::{CustomerId, OrderId, Sku};
+use super::rejection::{Check, FieldError, Rejection};
+use crate::event::{ShopId, Timestamp};
+
+/// Longest message text (WhatsApp's limit).
+pub const MESSAGE_TEXT_MAX: usize = 4_096;
+/// Longest label.
+pub const LABEL_LEN_MAX: usize = 50;
+/// Most labels on one conversation.
+pub const LABELS_MAX: usize = 20;
+/// Longest template body.
+pub const TEMPLATE_BODY_MAX: usize = 4_096;
+/// Forstok's initial import: the last 15 conversations, 30 messages each.
+pub const IMPORT_CONVERSATIONS_MAX: usize = 15;
+pub const IMPORT_MESSAGES_MAX: usize = 30;
+
+/// Where a conversation happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatChannel {
+    Whatsapp,
+    Shopee,
+    Tokopedia,
+}
+
+impl ChatChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatChannel::Whatsapp => "whatsapp",
+            ChatChannel::Shopee => "shopee",
+            ChatChannel::Tokopedia => "tokopedia",
+        }
+    }
+}
+
+/// Forstok's statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatStatus {
+    Unserved,
+    Mine,
+    Served,
+    Resolved,
+}
+
+impl ChatStatus {
+    pub const ALL: [ChatStatus; 4] = [
+        ChatStatus::Unserved,
+        ChatStatus::Mine,
+        ChatStatus::Served,
+        ChatStatus::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatStatus::Unserved => "unserved",
+            ChatStatus::Mine => "mine",
+            ChatStatus::Served => "served",
+            ChatStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// What a message carries besides text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Attachment {
+    Image { url: String },
+    Product { sku: Sku },
+    Order { order_id: OrderId },
+}
+
+/// Who wrote a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Author {
+    Customer,
+    Staff { staff_id: String },
+}
+
+/// The conversation id of (shop, channel, handle): a UUID v8 from BLAKE3.
+pub fn conversation_id(shop: ShopId, channel: ChatChannel, handle: &str) -> uuid::Uuid {
+    let mut h = blake3::Hasher::new();
+    h.update(b"kedai conversation v1");
+    h.update(shop.0.as_bytes());
+    h.update(channel.as_str().as_bytes());
+    h.update(&[0]);
+    h.update(handle.as_bytes());
+    uuid::Uuid::new_v8(h.finalize().as_bytes()[..16].try_into().expect("16 bytes"))
+}
+
+/// A conversation as its stream knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conversation {
+    pub started: Option<ConversationStarted>,
+    pub status: Option<ChatStatus>,
+    pub labels: BTreeSet<String>,
+    pub assignee: Option<String>,
+    pub messages: u64,
+    pub last_inbound: bool,
+    pub message_ids: BTreeSet<uuid::Uuid>,
+}
+
+impl Conversation {
+    pub fn evolve(&mut self, event: &DomainEvent) {
+        match event {
+            DomainEvent::ConversationStarted(e) => {
+                self.started = Some(e.clone());
+                self.status = Some(ChatStatus::Unserved);
+            }
+            DomainEvent::MessageReceived(e) => self.message(e.message_id, true),
+            DomainEvent::MessageSent(e) => self.message(e.message_id, false),
+            DomainEvent::MessagesImported(e) => {
+                for m in &e.messages {
+                    self.message(m.message_id, matches!(m.author, Author::Customer));
+                }
+            }
+            DomainEvent::ConversationLabelAdded(e) => {
+                self.labels.insert(e.label.clone());
+            }
+            DomainEvent::ConversationLabelRemoved(e) => {
+                self.labels.remove(&e.label);
+            }
+            DomainEvent::ConversationAssigned(e) => {
+                self.assignee = Some(e.staff_id.clone());
+                if self.status != Some(ChatStatus::Resolved) {
+                    self.status = Some(ChatStatus::Mine);
+                }
+            }
+            DomainEvent::ConversationUnassigned(_) => {
+                self.assignee = None;
+                if self.status == Some(ChatStatus::Mine) {
+                    self.status = Some(if self.last_inbound {
+                        ChatStatus::Unserved
+                    } else {
+                        ChatStatus::Served
+                    });
+                }
+            }
+            DomainEvent::ConversationResolved(_) => self.status = Some(ChatStatus::Resolved),
+            DomainEvent::ConversationReopened(_) => {
+                self.status = Some(if self.assignee.is_some() {
+                    ChatStatus::Mine
+                } else {
+                    ChatStatus::Unserved
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, id: uuid::Uuid, inbound: bool) {
+        self.messages += 1;
+        self.last_inbound = inbound;
+        self.message_ids.insert(id);
+        let status = self.status.unwrap_or(ChatStatus::Unserved);
+        self.status = Some(match (status, inbound) {
+            (ChatStatus::Mine, _) => ChatStatus::Mine,
+            // Reopening is its own event, recorded before the message.
+            (ChatStatus::Resolved, true) => ChatStatus::Resolved,
+            (_, true) => ChatStatus::Unserved,
+            (ChatStatus::Resolved, false) => ChatStatus::Resolved,
+            (_, false) => ChatStatus::Served,
+        });
+    }
+}
+
+/// Which conversation: by (channel, handle).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub channel: ChatChannel,
+    /// WhatsApp number (`62...`), or the marketplace buyer's id.
+    pub handle: String,
+    /// The buyer's name as the channel shows it.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub customer_id: Option<CustomerId>,
+}
+
+impl Party {
+    fn check(&self, c: &mut Check) {
+        c.that(
+            !self.handle.is_empty()
+                && self.handle.len() <= 64
+                && self
+                    .handle
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')),
+            "handle",
+            "must be 1 to 64 letters, digits, '-', '_' or '.'",
+        )
+        .text(&self.name, "name", false, NAME_LEN_MAX);
+    }
+}
+
+fn check_message(text: &str, attachment: &Option<Attachment>, c: &mut Check, field: &str) {
+    c.that(
+        text.chars().count() <= MESSAGE_TEXT_MAX,
+        format!("{field}text"),
+        format!("must be at most {MESSAGE_TEXT_MAX} characters"),
+    );
+    c.that(
+        !text.trim().is_empty() || attachment.is_some(),
+        format!("{field}text"),
+        "a message needs text or an attachment",
+    );
+    if let Some(Attachment::Image { url }) = attachment {
+        c.that(
+            (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2_000,
+            format!("{field}attachment.url"),
+            "must be an http(s) URL",
+        );
+    }
+}
+
+/// Events that start a conversation if it has not started.
+fn ensure_started(
+    conversation: &Conversation,
+    id: uuid::Uuid,
+    party: &Party,
+    ctx: &Context,
+) -> Vec<DomainEvent> {
+    if conversation.started.is_some() {
+        return Vec::new();
+    }
+    vec![
+        ConversationStarted {
+            conversation_id: id,
+            channel: party.channel,
+            handle: party.handle.clone(),
+            name: party.name.trim().to_owned(),
+            customer_id: party.customer_id,
+            started_at: ctx.now,
+        }
+        .into(),
+    ]
+}
+
+/// A message from the customer arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveMessage {
+    pub party: Party,
+    pub message_id: uuid::Uuid,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub attachment: Option<Attachment>,
+    /// When the channel says it was sent; defaults to now.
+    #[serde(default)]
+    pub sent_at: Option<Timestamp>,
+}
+
+impl ReceiveMessage {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Check::new();
+        self.party.check(&mut c);
+        check_message(&self.text, &self.attachment, &mut c, "");
+        c.finish()
+    }
+}
+
+pub fn receive(
+    conversation: &Conversation,
+    id: uuid::Uuid,
+    cmd: &ReceiveMessage,
+    ctx: &Context,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if conversation.message_ids.contains(&cmd.message_id) {
+        return Ok(Vec::new());
+    }
+    let mut events = ensure_started(conversation, id, &cmd.party, ctx);
+    if conversation.status == Some(ChatStatus::Resolved) {
+        events.push(
+            ConversationReopened {
+                conversation_id: id,
+            }
+            .into(),
+        );
+    }
+    events.push(
+        MessageReceived {
+            conversation_id: id,
+            message_id: cmd.message_id,
+            text: cmd.text.clone(),
+            attachment: cmd.attachment.clone(),
+            sent_at: cmd.sent_at.unwrap_or(ctx.now),
+        }
+        .into(),
+    );
+    Ok(events)
+}
+
+/// Staff write to a customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub party: Party,
+    pub message_id: uuid::Uuid,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub attachment: Option<Attachment>,
+}
+
+impl SendMessage {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Check::new();
+        self.party.check(&mut c);
+        check_message(&self.text, &self.attachment, &mut c, "");
+        c.finish()
+    }
+}
+
+/// Records a message sent by the acting staff member (`ctx.actor`).
+/// `template`: the template it was filled from, if any.
+pub fn send(
+    conversation: &Conversation,
+    id: uuid::Uuid,
+    cmd: &SendMessage,
+    template: Option<uuid::Uuid>,
+    ctx: &Context,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if conversation.message_ids.contains(&cmd.message_id) {
+        return Ok(Vec::new());
+    }
+    let mut events = ensure_started(conversation, id, &cmd.party, ctx);
+    events.push(
+        MessageSent {
+            conversation_id: id,
+            message_id: cmd.message_id,
+            staff_id: ctx.actor.id.clone(),
+            text: cmd.text.clone(),
+            attachment: cmd.attachment.clone(),
+            template_id: template,
+            sent_at: ctx.now,
+        }
+        .into(),
+    );
+    Ok(events)
+}
+
+/// Changes to a conversation other than messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ConversationChange {
+    AddLabel { label: String },
+    RemoveLabel { label: String },
+    Assign { staff_id: String },
+    Unassign,
+    Resolve,
+}
+
+impl ConversationChange {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Check::new();
+        match self {
+            ConversationChange::AddLabel { label } | ConversationChange::RemoveLabel { label } => {
+                c.text(label, "label", true, LABEL_LEN_MAX);
+            }
+            ConversationChange::Assign { staff_id } => {
+                c.text(staff_id, "staff_id", true, 200);
+            }
+            _ => {}
+        }
+        c.finish()
+    }
+}
+
+pub fn change(
+    conversation: &Conversation,
+    id: uuid::Uuid,
+    cmd: &ConversationChange,
+    ctx: &Context,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    let status = conversation.status.ok_or(Rejection::UnknownConversation {
+        conversation_id: id,
+    })?;
+    let event: DomainEvent = match cmd {
+        ConversationChange::AddLabel { label } => {
+            let label = label.trim().to_owned();
+            if conversation.labels.contains(&label) {
+                return Ok(Vec::new());
+            }
+            if conversation.labels.len() >= LABELS_MAX {
+                return Err(Rejection::TooManyLabels { max: LABELS_MAX });
+            }
+            ConversationLabelAdded {
+                conversation_id: id,
+                label,
+            }
+            .into()
+        }
+        ConversationChange::RemoveLabel { label } => {
+            let label = label.trim().to_owned();
+            if !conversation.labels.contains(&label) {
+                return Ok(Vec::new());
+            }
+            ConversationLabelRemoved {
+                conversation_id: id,
+                label,
+            }
+            .into()
+        }
+        ConversationChange::Assign { staff_id } => {
+            if conversation.assignee.as_deref() == Some(staff_id.trim()) {
+                return Ok(Vec::new());
+            }
+            ConversationAssigned {
+                conversation_id: id,
+                staff_id: staff_id.trim().to_owned(),
+            }
+            .into()
+        }
+        ConversationChange::Unassign => {
+            if conversation.assignee.is_none() {
+                return Ok(Vec::new());
+            }
+            ConversationUnassigned {
+                conversation_id: id,
+            }
+            .into()
+        }
+        ConversationChange::Resolve => {
+            if status == ChatStatus::Resolved {
+                return Ok(Vec::new());
+            }
+            ConversationResolved {
+                conversation_id: id,
+                resolved_by: ctx.actor.id.clone(),
+                resolved_at: ctx.now,
+            }
+            .into()
+        }
+    };
+    Ok(vec![event])
+}
+
+/// One message of an initial import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedMessage {
+    pub message_id: uuid::Uuid,
+    pub author: Author,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub attachment: Option<Attachment>,
+    pub sent_at: Timestamp,
+}
+
+/// One conversation of an initial import, with its recent messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedConversation {
+    pub party: Party,
+    pub messages: Vec<ImportedMessage>,
+}
+
+/// Forstok's activation import: a channel's recent history as one command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportHistory {
+    pub channel: ChatChannel,
+    pub conversations: Vec<ImportedConversation>,
+}
+
+impl ImportHistory {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Check::new();
+        c.that(
+            !self.conversations.is_empty(),
+            "conversations",
+            "nothing to import",
+        )
+        .that(
+            self.conversations.len() <= IMPORT_CONVERSATIONS_MAX,
+            "conversations",
+            format!("at most {IMPORT_CONVERSATIONS_MAX}"),
+        );
+        let mut seen = BTreeSet::new();
+        for (i, conv) in self.conversations.iter().enumerate() {
+            let mut inner = Check::new();
+            conv.party.check(&mut inner);
+            for e in inner.finish().err().unwrap_or_default() {
+                c.push(FieldError::new(
+                    format!("conversations[{i}].party.{}", e.field),
+                    e.message,
+                ));
+            }
+            c.that(
+                conv.party.channel == self.channel,
+                format!("conversations[{i}].party.channel"),
+                "must be the import's channel",
+            )
+            .that(
+                seen.insert(&conv.party.handle),
+                format!("conversations[{i}].party.handle"),
+                "appears twice",
+            )
+            .that(
+                conv.messages.len() <= IMPORT_MESSAGES_MAX,
+                format!("conversations[{i}].messages"),
+                format!("at most {IMPORT_MESSAGES_MAX}"),
+            );
+            for (j, m) in conv.messages.iter().enumerate() {
+                check_message(
+                    &m.text,
+                    &m.attachment,
+                    &mut c,
+                    &format!("conversations[{i}].messages[{j}]."),
+                );
+            }
+        }
+        c.finish()
+    }
+}
+
+/// The events of one imported conversation (messages already there are
+/// skipped, so an import can be repeated).
+pub fn import(
+    conversation: &Conversation,
+    id: uuid::Uuid,
+    imported: &ImportedConversation,
+    ctx: &Context,
+) -> Vec<DomainEvent> {
+    let mut events = ensure_started(conversation, id, &imported.party, ctx);
+    let mut messages: Vec<ImportedMessage> = imported
+        .messages
+        .iter()
+        .filter(|m| !conversation.message_ids.contains(&m.message_id))
+        .cloned()
+        .collect();
+    messages.sort_by_key(|m| m.sent_at);
+    if !messages.is_empty() {
+        events.push(
+            MessagesImported {
+                conversation_id: id,
+                messages,
+            }
+            .into(),
+        );
+    }
+    events
+}
+
+// ------------------------------------------------------------ templates
+
+/// A message template (quick reply) as its stream knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Template {
+    pub name: Option<String>,
+    pub body: String,
+    pub deleted: bool,
+}
+
+impl Template {
+    pub fn evolve(&mut self, event: &DomainEvent) {
+        match event {
+            DomainEvent::TemplateSaved(e) => {
+                self.name = Some(e.name.clone());
+                self.body = e.body.clone();
+            }
+            DomainEvent::TemplateDeleted(_) => self.deleted = true,
+            _ => {}
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.name.is_some() && !self.deleted
+    }
+}
+
+/// The placeholder names of a template body (`{{fullname}}`), in order of
+/// first appearance; or why the body is malformed.
+pub fn placeholders(body: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = body;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| "a '{{' is not closed with '}}'".to_owned())?;
+        let name = after[..close].trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "placeholder {{{{{}}}}} must be letters, digits and '_'",
+                &after[..close]
+            ));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+        rest = &after[close + 2..];
+    }
+    Ok(names)
+}
+
+/// Fills a template: every placeholder needs a value and every value a
+/// placeholder; the error names the key.
+pub fn fill(body: &str, data: &BTreeMap<String, String>) -> Result<String, Rejection> {
+    let names = placeholders(body).map_err(|why| Rejection::TemplateMalformed { reason: why })?;
+    if let Some(missing) = names.iter().find(|n| !data.contains_key(*n)) {
+        return Err(Rejection::TemplateKeyMissing {
+            key: missing.clone(),
+        });
+    }
+    if let Some(unknown) = data.keys().find(|k| !names.contains(k)) {
+        return Err(Rejection::TemplateKeyUnknown {
+            key: unknown.clone(),
+        });
+    }
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let close = after.find("}}").expect("checked by placeholders");
+        out.push_str(&data[after[..close].trim()]);
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveTemplate {
+    pub template_id: uuid::Uuid,
+    pub name: String,
+    pub body: String,
+}
+
+impl SaveTemplate {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Check::new();
+        c.text(&self.name, "name", true, NAME_LEN_MAX).text(
+            &self.body,
+            "body",
+            true,
+            TEMPLATE_BODY_MAX,
+        );
+        if let Err(why) = placeholders(&self.body) {
+            c.push(FieldError::new("body", why));
+        }
+        c.finish()
+    }
+}
+
+pub fn save_template(
+    template: &Template,
+    cmd: &SaveTemplate,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if template.deleted {
+        return Err(Rejection::UnknownTemplate {
+            template_id: cmd.template_id,
+        });
+    }
+    if template.name.as_deref() == Some(cmd.name.trim()) && template.body == cmd.body {
+        return Ok(Vec::new());
+    }
+    let placeholders =
+        placeholders(&cmd.body).map_err(|reason| Rejection::TemplateMalformed { reason })?;
+    Ok(vec![
+        TemplateSaved {
+            template_id: cmd.template_id,
+            name: cmd.name.trim().to_owned(),
+            body: cmd.body.clone(),
+            placeholders,
+        }
+        .into(),
+    ])
+}
+
+pub fn delete_template(
+    template: &Template,
+    template_id: uuid::Uuid,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if !template.exists() {
+        return Err(Rejection::UnknownTemplate { template_id });
+    }
+    Ok(vec![TemplateDeleted { template_id }.into()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn templates_fill_and_name_the_wrong_key() {
+        let body = "Halo {{fullname}}, pesanan #{{order_id}} tanggal {{order_date}} sudah kami terima. Terima kasih {{ fullname }}!";
+        assert_eq!(
+            placeholders(body).unwrap(),
+            ["fullname", "order_id", "order_date"]
+        );
+        let filled = fill(
+            body,
+            &data(&[
+                ("fullname", "Mr. Smith"),
+                ("order_id", "67"),
+                ("order_date", "2018-10-09 17:30:00"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            filled,
+            "Halo Mr. Smith, pesanan #67 tanggal 2018-10-09 17:30:00 sudah kami terima. Terima kasih Mr. Smith!"
+        );
+        assert_eq!(
+            fill(body, &data(&[("fullname", "x"), ("order_id", "1")])),
+            Err(Rejection::TemplateKeyMissing {
+                key: "order_date".into()
+            })
+        );
+        let extra = data(&[
+            ("fullname", "x"),
+            ("order_id", "1"),
+            ("order_date", "d"),
+            ("awb", "JNE1"),
+        ]);
+        assert_eq!(
+            fill(body, &extra),
+            Err(Rejection::TemplateKeyUnknown { key: "awb".into() })
+        );
+        assert!(placeholders("Halo {{nama").is_err());
+        assert!(placeholders("Halo {{nama lengkap}}").is_err());
+    }
+
+    #[test]
+    fn conversation_ids_depend_on_channel_and_handle() {
+        let shop = ShopId(uuid::Uuid::from_u128(1));
+        let a = conversation_id(shop, ChatChannel::Whatsapp, "6281234567890");
+        assert_eq!(
+            a,
+            conversation_id(shop, ChatChannel::Whatsapp, "6281234567890")
+        );
+        assert_ne!(
+            a,
+            conversation_id(shop, ChatChannel::Shopee, "6281234567890")
+        );
+        assert_ne!(
+            a,
+            conversation_id(
+                ShopId(uuid::Uuid::from_u128(2)),
+                ChatChannel::Whatsapp,
+                "6281234567890"
+            )
+        );
+    }
+}
