@@ -1162,6 +1162,16 @@ impl Engine {
             .clone())
     }
 
+    /// The current state of any stream, as the engine decides on it (for
+    /// tests, tools, and the reads that need decision state).
+    pub async fn load_state(
+        &self,
+        stream: &StreamId,
+        kind: Kind,
+    ) -> Result<Arc<State>, CommandError> {
+        self.read(stream, kind).await
+    }
+
     /// Streams in the cache.
     pub fn cached_streams(&self) -> usize {
         self.slots.len()

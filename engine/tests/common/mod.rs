@@ -295,3 +295,59 @@ pub fn only<'a>(executed: &'a Executed, event_type: &str) -> &'a DomainEvent {
     );
     found[0]
 }
+
+impl World {
+    /// The seller's wallet.
+    pub async fn wallet(&self) -> kedai_engine::domain::wallet::Wallet {
+        use kedai_engine::command::slots::Kind;
+        use kedai_engine::domain::ids::streams;
+        self.engine
+            .load_state(&streams::wallet(self.shop), Kind::Wallet)
+            .await
+            .unwrap()
+            .wallet()
+            .clone()
+    }
+
+    pub async fn balance(&self, account: kedai_engine::domain::wallet::Account) -> i64 {
+        self.wallet().await.balance(account).0
+    }
+
+    /// A conversation by its id.
+    pub async fn conversation(&self, id: Uuid) -> kedai_engine::domain::chat::Conversation {
+        use kedai_engine::command::slots::Kind;
+        use kedai_engine::domain::ids::streams;
+        self.engine
+            .load_state(&streams::conversation(self.shop, id), Kind::Conversation)
+            .await
+            .unwrap()
+            .conversation()
+            .clone()
+    }
+
+    /// A checkout by its id.
+    pub async fn checkout(&self, id: Uuid) -> kedai_engine::domain::checkout::Checkout {
+        use kedai_engine::command::slots::Kind;
+        use kedai_engine::domain::ids::streams;
+        self.engine
+            .load_state(&streams::checkout(self.shop, id), Kind::Checkout)
+            .await
+            .unwrap()
+            .checkout()
+            .clone()
+    }
+
+    /// Runs a command as another actor.
+    pub async fn run_as(&self, actor: Actor, command: Command) -> Result<Executed, CommandError> {
+        let mut meta = self.meta();
+        meta.actor = actor;
+        self.engine.execute(self.shop, &meta, &command).await
+    }
+
+    /// Runs a command at another moment.
+    pub async fn run_at(&self, now: Timestamp, command: Command) -> Result<Executed, CommandError> {
+        self.engine
+            .execute(self.shop, &self.meta().at(now), &command)
+            .await
+    }
+}
