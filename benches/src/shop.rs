@@ -259,6 +259,11 @@ pub fn three_spread(shop: &BenchShop, client: u64, n: u64) -> Vec<usize> {
     ]
 }
 
+/// One SKU spread over the catalog.
+pub fn one_spread(shop: &BenchShop, client: u64, n: u64) -> Vec<usize> {
+    three_spread(shop, client, n)[..1].to_vec()
+}
+
 /// The hot SKU only (a flash sale).
 pub fn hot_sku(_: &BenchShop, _: u64, _: u64) -> Vec<usize> {
     vec![0]

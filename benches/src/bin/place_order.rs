@@ -139,45 +139,35 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     let mut spread = Vec::new();
+    let mut single = Vec::new();
     let mut hot = Vec::new();
     for _ in 0..args.runs {
-        spread.push(
-            runtime
-                .block_on(scenario(
-                    &args,
-                    args.clients,
-                    1_000_000_000,
-                    shop::three_spread,
-                ))?
-                .per_sec,
-        );
-        hot.push(
-            runtime
-                .block_on(scenario(
-                    &args,
-                    args.hot_clients,
-                    1_000_000_000,
-                    shop::hot_sku,
-                ))?
-                .per_sec,
-        );
+        let run = |clients, pick| runtime.block_on(scenario(&args, clients, 1_000_000_000, pick));
+        spread.push(run(args.clients, shop::three_spread)?.per_sec);
+        single.push(run(args.hot_clients, shop::one_spread)?.per_sec);
+        hot.push(run(args.hot_clients, shop::hot_sku)?.per_sec);
     }
-    let (spread, hot) = (median(&mut spread), median(&mut hot));
+    let (spread, single, hot) = (median(&mut spread), median(&mut single), median(&mut hot));
+    let runs = args.runs;
     println!("store: {}", args.store);
     println!(
-        "spread: {} orders/s (3 lines, {} clients, {} SKUs; median of {})",
+        "spread, 3 lines: {} orders/s ({} clients, {} SKUs; median of {runs})",
         thousands(spread),
         args.clients,
-        args.skus,
-        args.runs
+        args.skus
     );
     println!(
-        "hot SKU: {} orders/s (1 line, {} clients on one SKU; median of {})",
-        thousands(hot),
+        "spread, 1 line: {} orders/s ({} clients, {} SKUs; median of {runs})",
+        thousands(single),
         args.hot_clients,
-        args.runs
+        args.skus
     );
-    println!("hot / spread: {:.2}", hot / spread);
+    println!(
+        "hot SKU, 1 line: {} orders/s ({} clients on one SKU; median of {runs})",
+        thousands(hot),
+        args.hot_clients
+    );
+    println!("hot / spread (1 line each): {:.2}", hot / single);
     let (accepted, rate) = runtime.block_on(flash_sale(&args))?;
     println!(
         "flash sale: {} buyers, {} units: {} accepted ({}), {} buyers/s",

@@ -884,24 +884,21 @@ impl Engine {
             }
         }
         let order_stream = streams::order(shop, c.order_id);
+        // Each stock stream's id made once: names are formatted strings.
+        let stock_streams: BTreeMap<(Sku, WarehouseId), StreamId> = keys
+            .iter()
+            .map(|(s, w)| ((s.clone(), *w), streams::stock(shop, s, *w)))
+            .collect();
         let mut wanted = vec![(order_stream.clone(), Kind::Order)];
-        wanted.extend(
-            keys.iter()
-                .map(|(s, w)| (streams::stock(shop, s, *w), Kind::Stock)),
-        );
+        wanted.extend(stock_streams.values().map(|s| (s.clone(), Kind::Stock)));
         let checkout_stream = checkout.map(|id| streams::checkout(shop, id));
         if let Some(stream) = &checkout_stream {
             wanted.push((stream.clone(), Kind::Checkout));
         }
         let locked = self.lock(&wanted).await?;
-        let stock: BTreeMap<(Sku, WarehouseId), &StockItem> = keys
+        let stock: BTreeMap<(Sku, WarehouseId), &StockItem> = stock_streams
             .iter()
-            .map(|(s, w)| {
-                (
-                    (s.clone(), *w),
-                    locked[&streams::stock(shop, s, *w)].state.stock(),
-                )
-            })
+            .map(|(key, stream)| (key.clone(), locked[stream].state.stock()))
             .collect();
         let inputs = OrderInputs {
             sender: sender.customer(),
@@ -912,7 +909,13 @@ impl Engine {
         };
         let placement = order::place_order(locked[&order_stream].state.order(), c, &inputs, ctx)?;
         let mut appends: Appends = vec![(order_stream, vec![placement.order])];
-        appends.extend(group_by_stock(shop, placement.reservations));
+        for (key, event) in placement.reservations {
+            let stream = &stock_streams[&key];
+            match appends.iter_mut().find(|(s, _)| s == stream) {
+                Some((_, list)) => list.push(event),
+                None => appends.push((stream.clone(), vec![event])),
+            }
+        }
         if let (Some(stream), Some(id)) = (checkout_stream, checkout) {
             let events = checkout::complete(locked[&stream].state.checkout(), id, c.order_id, ctx)?;
             appends.push((stream, events));

@@ -107,8 +107,9 @@ impl AppendRequest {
                 "append has {count} events, more than {APPEND_EVENTS_MAX}"
             ));
         }
-        let mut streams = HashSet::with_capacity(self.streams.len());
-        let mut ids = HashSet::with_capacity(count);
+        let hasher = foldhash::fast::RandomState::default;
+        let mut streams = HashSet::with_capacity_and_hasher(self.streams.len(), hasher());
+        let mut ids = HashSet::with_capacity_and_hasher(count, hasher());
         let mut bytes = 0usize;
         for s in &self.streams {
             if let Some(why) = s.stream.problem() {

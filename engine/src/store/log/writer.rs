@@ -156,7 +156,7 @@ pub(super) fn spawn(
         ids: state.ids,
         end: state.end,
         prealloc_len: state.file_len,
-        versions: HashMap::new(),
+        versions: HashMap::default(),
         inflight_ids: VecDeque::new(),
         epoch: 0,
         active,
@@ -184,7 +184,7 @@ struct Writer {
     /// Versions of streams written by batches that may not be durable yet,
     /// with the position of their last such record. Durable versions are
     /// in the shared stream index.
-    versions: HashMap<StreamId, (u64, Position)>,
+    versions: HashMap<StreamId, (u64, Position), foldhash::fast::RandomState>,
     /// Event ids of batches that may not be durable yet (to forget them if
     /// their fsync fails), with each batch's last position.
     inflight_ids: VecDeque<(Position, Vec<Uuid>)>,
@@ -201,7 +201,7 @@ struct Writer {
 #[derive(Default)]
 struct Batch {
     /// Stream versions as the batch leaves them.
-    versions: HashMap<StreamId, u64>,
+    versions: HashMap<StreamId, u64, foldhash::fast::RandomState>,
     /// Event ids the batch records.
     ids: IdIndex,
     /// Per record: its stream and its end offset within the buffer.
