@@ -8,11 +8,13 @@
 //!   and the conformance suite every backend passes.
 //! - [`domain`]: the business rules as pure decisions and events.
 //! - [`command`]: the command engine: load, decide, append, retry.
+//! - [`testkit`]: a small shop for tests of this crate and those above it.
 
 pub mod command;
 pub mod domain;
 pub mod event;
 pub mod store;
+pub mod testkit;
 
 pub use event::{
     Actor, ExpectedVersion, NewEvent, Position, RecordedEvent, Role, ShopId, StreamId, Timestamp,

@@ -658,14 +658,16 @@ impl Syncer {
             let epoch = live.last().expect("not empty").epoch;
             self.failed_epoch = Some(epoch);
             let durable = self.durable_end();
+            // Tell the writer before answering: an append sent in reply to
+            // the failure must be written after the undo, not before it.
+            self.pipeline.lock().failure = Some(SyncFailure {
+                epoch,
+                reason: reason.clone(),
+                durable,
+            });
             for w in live {
                 fail(w, &reason);
             }
-            self.pipeline.lock().failure = Some(SyncFailure {
-                epoch,
-                reason,
-                durable,
-            });
             return;
         }
         for w in live {

@@ -1,0 +1,678 @@
+//! Reports and analytics (Ngorder's report and analyzer, Komship's
+//! dashboards), by day and month, over any date range, in the shop's time
+//! zone.
+//!
+//! Sales are counted on the day an order was placed, for orders that are
+//! not cancelled or returned: when an order is cancelled or comes back, its
+//! contribution is taken off its day again. Definitions:
+//! `gross sales = sum(quantity x unit price)`,
+//! `discounts = line discounts + order discounts`,
+//! `net sales = gross sales - discounts`,
+//! `cost of goods sold = sum(quantity x unit cost at the moment of sale)`,
+//! `gross profit = net sales - cost of goods sold`,
+//! `net profit = gross profit - expenses` (expenses on their own date).
+//! Shipping and order costs (other costs, insurance) are what the buyer was
+//! charged for them, reported beside sales.
+//!
+//! Customer service: a *response time* runs from a customer's first
+//! unanswered message to the next staff reply; a *resolution time* from the
+//! conversation's (re)opening to its resolution. Both are reported as
+//! average, median and 90th percentile.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use kedai_engine::Timestamp;
+use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::ids::{CustomerId, Sku};
+use kedai_engine::domain::money::Money;
+use kedai_engine::domain::order::{Channel, OrderStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::At;
+use crate::orders::{OrderChange, OrderSummary};
+use crate::shop::{ShopMeta, month_of};
+
+/// Quantity and revenue of something sold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub orders: i64,
+    pub quantity: i64,
+    pub revenue: Money,
+}
+
+impl Tally {
+    fn add(&mut self, sign: i64, orders: i64, quantity: i64, revenue: Money) {
+        self.orders += sign * orders;
+        self.quantity += sign * quantity;
+        self.revenue = self.revenue + Money(sign * revenue.0);
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        self.add(1, other.orders, other.quantity, other.revenue);
+    }
+}
+
+/// A courier's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourierTally {
+    pub orders: i64,
+    pub shipping_cost: Money,
+    pub shipped: i64,
+    pub returned: i64,
+}
+
+/// One day of one shop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Day {
+    pub orders: i64,
+    pub gross_sales: Money,
+    pub discounts: Money,
+    pub shipping: Money,
+    pub order_costs: Money,
+    pub cost_of_goods: Money,
+    pub expenses: Money,
+    pub cod: Tally,
+    pub non_cod: Tally,
+    pub products: BTreeMap<String, Tally>,
+    pub skus: BTreeMap<Sku, Tally>,
+    pub categories: BTreeMap<String, Tally>,
+    pub customers: BTreeMap<CustomerId, (String, Tally)>,
+    pub cities: BTreeMap<String, i64>,
+    pub couriers: BTreeMap<String, CourierTally>,
+    pub channels: BTreeMap<Channel, Tally>,
+    pub staff: BTreeMap<String, Tally>,
+    pub orders_by_hour: Vec<i64>,
+    pub leads: i64,
+    pub leads_by_hour: Vec<i64>,
+    /// Response and resolution times (seconds) of waits that began this day.
+    pub response_seconds: Vec<i64>,
+    pub resolution_seconds: Vec<i64>,
+    /// Responses and resolutions per staff member.
+    pub responses_by_staff: BTreeMap<String, i64>,
+    pub resolutions_by_staff: BTreeMap<String, i64>,
+}
+
+/// A conversation's clocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ConversationClock {
+    /// The customer's first message not yet answered.
+    waiting_since: Option<Timestamp>,
+    /// When the current episode opened (start or reopening).
+    opened_at: Option<Timestamp>,
+}
+
+/// A shop's analytics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Analytics {
+    pub days: BTreeMap<NaiveDate, Day>,
+    conversations: BTreeMap<uuid::Uuid, ConversationClock>,
+    expenses: BTreeMap<uuid::Uuid, (NaiveDate, Money)>,
+}
+
+fn counts(status: OrderStatus) -> bool {
+    !matches!(
+        status,
+        OrderStatus::Cancelled | OrderStatus::Returned | OrderStatus::Returning
+    )
+}
+
+impl Analytics {
+    pub fn apply(
+        &mut self,
+        meta: &ShopMeta,
+        at: At<'_>,
+        event: &DomainEvent,
+        order: Option<&OrderChange<'_>>,
+    ) {
+        if let Some(change) = order {
+            self.order(meta, event, change);
+        }
+        match event {
+            DomainEvent::ExpenseRecorded(e) => {
+                self.expenses.insert(e.expense_id, (e.date, e.total));
+                let day = self.day(e.date);
+                day.expenses = day.expenses + e.total;
+            }
+            DomainEvent::ExpenseVoided(e) => {
+                if let Some((date, total)) = self.expenses.remove(&e.expense_id) {
+                    let day = self.day(date);
+                    day.expenses = day.expenses - total;
+                }
+            }
+            DomainEvent::ConversationStarted(e) => {
+                let day = self.day(meta.local_date(e.started_at));
+                day.leads += 1;
+                day.leads_by_hour[meta.local_hour(e.started_at) as usize] += 1;
+                self.conversations.insert(
+                    e.conversation_id,
+                    ConversationClock {
+                        waiting_since: None,
+                        opened_at: Some(e.started_at),
+                    },
+                );
+            }
+            DomainEvent::MessageReceived(e) => self.inbound(e.conversation_id, e.sent_at),
+            DomainEvent::MessageSent(e) => {
+                self.outbound(meta, e.conversation_id, &e.staff_id, e.sent_at)
+            }
+            DomainEvent::ConversationReopened(e) => {
+                let clock = self.conversations.entry(e.conversation_id).or_default();
+                clock.opened_at = Some(at.recorded_at);
+            }
+            DomainEvent::ConversationResolved(e) => {
+                let clock = self.conversations.entry(e.conversation_id).or_default();
+                if let Some(opened) = clock.opened_at.take() {
+                    let day = self.day(meta.local_date(opened));
+                    day.resolution_seconds.push(seconds(opened, e.resolved_at));
+                    *day.resolutions_by_staff
+                        .entry(e.resolved_by.clone())
+                        .or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn inbound(&mut self, conversation: uuid::Uuid, sent_at: Timestamp) {
+        let clock = self.conversations.entry(conversation).or_default();
+        clock.waiting_since.get_or_insert(sent_at);
+    }
+
+    fn outbound(
+        &mut self,
+        meta: &ShopMeta,
+        conversation: uuid::Uuid,
+        staff: &str,
+        sent_at: Timestamp,
+    ) {
+        let clock = self.conversations.entry(conversation).or_default();
+        if let Some(since) = clock.waiting_since.take() {
+            let day = self.day(meta.local_date(since));
+            day.response_seconds.push(seconds(since, sent_at));
+            *day.responses_by_staff.entry(staff.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn day(&mut self, date: NaiveDate) -> &mut Day {
+        self.days.entry(date).or_insert_with(|| Day {
+            orders_by_hour: vec![0; 24],
+            leads_by_hour: vec![0; 24],
+            ..Day::default()
+        })
+    }
+
+    fn order(&mut self, meta: &ShopMeta, event: &DomainEvent, change: &OrderChange<'_>) {
+        let o = change.order;
+        let date = meta.local_date(o.placed_at);
+        match change.previous {
+            None => {
+                let hour = meta.local_hour(o.placed_at) as usize;
+                let day = self.day(date);
+                day.orders_by_hour[hour] += 1;
+                contribute(day, o, 1);
+            }
+            Some(previous) => {
+                if counts(previous) && !counts(o.status) {
+                    contribute(self.day(date), o, -1);
+                }
+                let shipped = matches!(event, DomainEvent::OrderShipped(_));
+                if shipped || matches!(event, DomainEvent::OrderReturnStarted(_)) {
+                    let courier = self
+                        .day(date)
+                        .couriers
+                        .entry(o.courier.clone())
+                        .or_default();
+                    if shipped {
+                        courier.shipped += 1
+                    } else {
+                        courier.returned += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// Days from `from` to `to`, both included.
+    fn range(&self, from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = (&NaiveDate, &Day)> {
+        self.days.range(from..=to)
+    }
+
+    /// The sales report, one row per day or month (periods with nothing
+    /// are left out), and the total.
+    pub fn sales(&self, from: NaiveDate, to: NaiveDate, by: Granularity) -> SalesReport {
+        let mut rows: BTreeMap<NaiveDate, SalesRow> = BTreeMap::new();
+        let mut total = SalesRow::default();
+        for (date, day) in self.range(from, to) {
+            let period = match by {
+                Granularity::Day => *date,
+                Granularity::Month => month_of(*date),
+            };
+            let row = rows.entry(period).or_insert_with(|| SalesRow {
+                period: Some(period),
+                ..SalesRow::default()
+            });
+            row.add(day);
+            total.add(day);
+        }
+        SalesReport {
+            rows: rows.into_values().map(SalesRow::finish).collect(),
+            total: total.finish(),
+        }
+    }
+
+    /// Best products, SKUs or categories by quantity or revenue.
+    pub fn best(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        group: Group,
+        by: RankBy,
+        limit: usize,
+    ) -> Vec<Ranked> {
+        let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+        for (_, day) in self.range(from, to) {
+            let source: Box<dyn Iterator<Item = (String, &Tally)>> = match group {
+                Group::Product => Box::new(day.products.iter().map(|(k, t)| (k.clone(), t))),
+                Group::Sku => Box::new(day.skus.iter().map(|(k, t)| (k.to_string(), t))),
+                Group::Category => Box::new(day.categories.iter().map(|(k, t)| (k.clone(), t))),
+                Group::Channel => {
+                    Box::new(day.channels.iter().map(|(k, t)| (k.as_str().to_owned(), t)))
+                }
+                Group::Staff => Box::new(day.staff.iter().map(|(k, t)| (k.clone(), t))),
+                Group::Customer => {
+                    Box::new(day.customers.iter().map(|(k, (_, t))| (k.to_string(), t)))
+                }
+            };
+            for (k, t) in source {
+                tallies.entry(k).or_default().merge(t);
+            }
+        }
+        let names: BTreeMap<String, String> = match group {
+            Group::Customer => self
+                .range(from, to)
+                .flat_map(|(_, d)| {
+                    d.customers
+                        .iter()
+                        .map(|(k, (n, _))| (k.to_string(), n.clone()))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        rank(tallies, by, limit, |k| {
+            names.get(k).cloned().unwrap_or_else(|| k.to_owned())
+        })
+    }
+
+    /// Share of orders per city (Ngorder's best locations).
+    pub fn locations(&self, from: NaiveDate, to: NaiveDate, limit: usize) -> Vec<Share> {
+        let mut cities: BTreeMap<String, i64> = BTreeMap::new();
+        for (_, day) in self.range(from, to) {
+            for (c, n) in &day.cities {
+                *cities.entry(c.clone()).or_default() += n;
+            }
+        }
+        shares(cities, limit)
+    }
+
+    /// Per courier: orders, shipping cost and its share, return rate.
+    pub fn couriers(&self, from: NaiveDate, to: NaiveDate) -> Vec<CourierShare> {
+        let mut couriers: BTreeMap<String, CourierTally> = BTreeMap::new();
+        for (_, day) in self.range(from, to) {
+            for (c, t) in &day.couriers {
+                let e = couriers.entry(c.clone()).or_default();
+                e.orders += t.orders;
+                e.shipping_cost = e.shipping_cost + t.shipping_cost;
+                e.shipped += t.shipped;
+                e.returned += t.returned;
+            }
+        }
+        let total: i64 = couriers.values().map(|t| t.shipping_cost.0).sum();
+        let mut list: Vec<CourierShare> = couriers
+            .into_iter()
+            .map(|(courier, t)| CourierShare {
+                courier,
+                orders: t.orders,
+                shipping_cost: t.shipping_cost,
+                shipping_share_percent: percent(t.shipping_cost.0, total),
+                shipped: t.shipped,
+                returned: t.returned,
+                return_rate_percent: percent(t.returned, t.shipped),
+            })
+            .collect();
+        list.sort_by(|a, b| {
+            b.shipping_cost
+                .cmp(&a.shipping_cost)
+                .then(a.courier.cmp(&b.courier))
+        });
+        list
+    }
+
+    /// Orders and revenue per weekday, Monday first.
+    pub fn weekdays(&self, from: NaiveDate, to: NaiveDate) -> Vec<Tally> {
+        let mut week = vec![Tally::default(); 7];
+        for (date, day) in self.range(from, to) {
+            let t = &mut week[date.weekday().num_days_from_monday() as usize];
+            t.add(1, day.orders, 0, day.gross_sales - day.discounts);
+        }
+        week
+    }
+
+    /// COD and non-COD orders and their sales.
+    pub fn cod_split(&self, from: NaiveDate, to: NaiveDate) -> (Tally, Tally) {
+        let (mut cod, mut non_cod) = (Tally::default(), Tally::default());
+        for (_, day) in self.range(from, to) {
+            cod.merge(&day.cod);
+            non_cod.merge(&day.non_cod);
+        }
+        (cod, non_cod)
+    }
+
+    /// Customer service over a range.
+    pub fn customer_service(&self, from: NaiveDate, to: NaiveDate) -> ServiceReport {
+        let mut report = ServiceReport {
+            leads_by_hour: vec![0; 24],
+            orders_by_hour: vec![0; 24],
+            ..ServiceReport::default()
+        };
+        let (mut responses, mut resolutions) = (Vec::new(), Vec::new());
+        for (_, day) in self.range(from, to) {
+            report.leads += day.leads;
+            for h in 0..24 {
+                report.leads_by_hour[h] += day.leads_by_hour[h];
+                report.orders_by_hour[h] += day.orders_by_hour[h];
+            }
+            responses.extend_from_slice(&day.response_seconds);
+            resolutions.extend_from_slice(&day.resolution_seconds);
+            for (s, n) in &day.responses_by_staff {
+                report.per_staff.entry(s.clone()).or_default().responses += n;
+            }
+            for (s, n) in &day.resolutions_by_staff {
+                report.per_staff.entry(s.clone()).or_default().resolutions += n;
+            }
+        }
+        report.response = Durations::of(responses);
+        report.resolution = Durations::of(resolutions);
+        report
+    }
+}
+
+/// Adds (`sign` 1) or takes off (-1) an order's contribution to its day.
+fn contribute(day: &mut Day, o: &OrderSummary, sign: i64) {
+    let t = &o.totals;
+    let m = |x: Money| Money(sign * x.0);
+    let net = t.gross - t.line_discounts - t.order_discounts;
+    day.orders += sign;
+    day.gross_sales = day.gross_sales + m(t.gross);
+    day.discounts = day.discounts + m(t.line_discounts + t.order_discounts);
+    day.shipping = day.shipping + m(t.shipping);
+    day.order_costs = day.order_costs + m(t.other_costs + t.insurance);
+    day.cost_of_goods = day.cost_of_goods + m(t.cost_of_goods);
+    if o.cod {
+        &mut day.cod
+    } else {
+        &mut day.non_cod
+    }
+    .add(sign, 1, 0, net);
+    let quantity: i64 = o.lines.iter().map(|l| l.quantity).sum();
+    for l in &o.lines {
+        day.products.entry(l.product_name.clone()).or_default().add(
+            sign,
+            1,
+            l.quantity,
+            l.line_total,
+        );
+        day.skus
+            .entry(l.sku.clone())
+            .or_default()
+            .add(sign, 1, l.quantity, l.line_total);
+        day.categories
+            .entry(l.category.clone().unwrap_or_else(|| "-".into()))
+            .or_default()
+            .add(sign, 1, l.quantity, l.line_total);
+    }
+    let customer = day
+        .customers
+        .entry(o.receiver.customer_id)
+        .or_insert_with(|| (o.receiver.name.clone(), Tally::default()));
+    customer.1.add(sign, 1, quantity, net);
+    *day.cities
+        .entry(o.receiver.city.clone().unwrap_or_else(|| "-".into()))
+        .or_default() += sign;
+    let courier = day.couriers.entry(o.courier.clone()).or_default();
+    courier.orders += sign;
+    courier.shipping_cost = courier.shipping_cost + m(t.shipping);
+    day.channels
+        .entry(o.channel)
+        .or_default()
+        .add(sign, 1, quantity, net);
+    day.staff
+        .entry(o.placed_by.clone())
+        .or_default()
+        .add(sign, 1, quantity, net);
+}
+
+fn seconds(from: Timestamp, to: Timestamp) -> i64 {
+    ((to.0 - from.0) / 1_000_000).max(0)
+}
+
+/// `part / whole` in whole percent, rounded half away from zero (Ngorder:
+/// 19 of 22 is 86%).
+pub fn percent(part: i64, whole: i64) -> i64 {
+    if whole == 0 {
+        return 0;
+    }
+    let scaled = i128::from(part) * 200 / i128::from(whole);
+    ((scaled + scaled.signum()) / 2) as i64
+}
+
+fn shares(counts: BTreeMap<String, i64>, limit: usize) -> Vec<Share> {
+    let total: i64 = counts.values().sum();
+    let mut list: Vec<Share> = counts
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(key, n)| Share {
+            key,
+            orders: n,
+            percent: percent(n, total),
+        })
+        .collect();
+    list.sort_by(|a, b| b.orders.cmp(&a.orders).then(a.key.cmp(&b.key)));
+    list.truncate(limit);
+    list
+}
+
+fn rank(
+    tallies: BTreeMap<String, Tally>,
+    by: RankBy,
+    limit: usize,
+    name: impl Fn(&str) -> String,
+) -> Vec<Ranked> {
+    let mut list: Vec<Ranked> = tallies
+        .into_iter()
+        .filter(|(_, t)| t.orders > 0)
+        .map(|(key, t)| Ranked {
+            name: name(&key),
+            key,
+            orders: t.orders,
+            quantity: t.quantity,
+            revenue: t.revenue,
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        let (x, y) = match by {
+            RankBy::Quantity => (a.quantity, b.quantity),
+            RankBy::Revenue => (a.revenue.0, b.revenue.0),
+        };
+        y.cmp(&x).then(a.key.cmp(&b.key))
+    });
+    list.truncate(limit);
+    list
+}
+
+/// Day or month rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Day,
+    Month,
+}
+
+/// What a ranking groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    Product,
+    Sku,
+    Category,
+    Channel,
+    Staff,
+    Customer,
+}
+
+/// What a ranking sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankBy {
+    Quantity,
+    Revenue,
+}
+
+/// One row of the sales report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesRow {
+    /// The day, or the first day of the month; `None` for the total.
+    pub period: Option<NaiveDate>,
+    pub orders: i64,
+    pub gross_sales: Money,
+    pub discounts: Money,
+    pub net_sales: Money,
+    pub shipping: Money,
+    pub order_costs: Money,
+    pub cost_of_goods: Money,
+    pub gross_profit: Money,
+    pub expenses: Money,
+    pub net_profit: Money,
+}
+
+impl SalesRow {
+    fn add(&mut self, day: &Day) {
+        self.orders += day.orders;
+        self.gross_sales = self.gross_sales + day.gross_sales;
+        self.discounts = self.discounts + day.discounts;
+        self.shipping = self.shipping + day.shipping;
+        self.order_costs = self.order_costs + day.order_costs;
+        self.cost_of_goods = self.cost_of_goods + day.cost_of_goods;
+        self.expenses = self.expenses + day.expenses;
+    }
+
+    fn finish(mut self) -> SalesRow {
+        self.net_sales = self.gross_sales - self.discounts;
+        self.gross_profit = self.net_sales - self.cost_of_goods;
+        self.net_profit = self.gross_profit - self.expenses;
+        self
+    }
+}
+
+/// The sales report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesReport {
+    pub rows: Vec<SalesRow>,
+    pub total: SalesRow,
+}
+
+/// An entry of a ranking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ranked {
+    pub key: String,
+    pub name: String,
+    pub orders: i64,
+    pub quantity: i64,
+    pub revenue: Money,
+}
+
+/// A share of orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    pub key: String,
+    pub orders: i64,
+    pub percent: i64,
+}
+
+/// A courier's share and return rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourierShare {
+    pub courier: String,
+    pub orders: i64,
+    pub shipping_cost: Money,
+    pub shipping_share_percent: i64,
+    pub shipped: i64,
+    pub returned: i64,
+    pub return_rate_percent: i64,
+}
+
+/// Average, median and 90th percentile of some durations, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durations {
+    pub count: i64,
+    pub average: i64,
+    pub median: i64,
+    pub p90: i64,
+}
+
+impl Durations {
+    /// Nearest-rank percentiles.
+    pub fn of(mut samples: Vec<i64>) -> Durations {
+        if samples.is_empty() {
+            return Durations::default();
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let rank = |p: usize| samples[(p * n).div_ceil(100).clamp(1, n) - 1];
+        Durations {
+            count: n as i64,
+            average: samples.iter().sum::<i64>() / n as i64,
+            median: rank(50),
+            p90: rank(90),
+        }
+    }
+}
+
+/// A staff member's service figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffService {
+    pub responses: i64,
+    pub resolutions: i64,
+}
+
+/// Customer service over a range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub response: Durations,
+    pub resolution: Durations,
+    pub leads: i64,
+    pub leads_by_hour: Vec<i64>,
+    pub orders_by_hour: Vec<i64>,
+    pub per_staff: BTreeMap<String, StaffService>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ngorder_best_location_share() {
+        // 19 of 22 orders from one city is 86%.
+        assert_eq!(percent(19, 22), 86);
+        assert_eq!(percent(1, 8), 13, "12.5 rounds up");
+        assert_eq!(percent(0, 0), 0);
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let d = Durations::of((1..=10).collect());
+        assert_eq!((d.count, d.average, d.median, d.p90), (10, 5, 5, 9));
+        assert_eq!(Durations::of(vec![]), Durations::default());
+        assert_eq!(Durations::of(vec![7]).p90, 7);
+    }
+}

@@ -1,0 +1,292 @@
+//! The chat inbox (Forstok, Indoshopster): conversations newest first with
+//! their last message, unread count (customer messages since staff last
+//! wrote), status, labels and assignee; filters by status, label, channel,
+//! assignee and date range; each conversation's messages.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use kedai_engine::Timestamp;
+use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::chat::{Attachment, Author, ChatChannel, ChatStatus};
+use kedai_engine::domain::ids::CustomerId;
+use serde::{Deserialize, Serialize};
+
+use crate::At;
+
+/// Most conversations or messages one page holds.
+pub const PAGE_MAX: usize = 500;
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub message_id: uuid::Uuid,
+    pub inbound: bool,
+    /// `customer`, or the staff member's id.
+    pub author: String,
+    pub text: String,
+    pub attachment: Option<Attachment>,
+    pub template_id: Option<uuid::Uuid>,
+    pub at: Timestamp,
+}
+
+/// One conversation as the inbox lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationView {
+    pub conversation_id: uuid::Uuid,
+    pub channel: ChatChannel,
+    pub handle: String,
+    pub name: String,
+    pub customer_id: Option<CustomerId>,
+    pub status: ChatStatus,
+    pub labels: BTreeSet<String>,
+    pub assignee: Option<String>,
+    pub started_at: Timestamp,
+    pub last_activity: Timestamp,
+    pub last_message: Option<MessageView>,
+    pub unread: u32,
+    pub messages: u32,
+}
+
+/// A list request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxQuery {
+    pub status: Option<ChatStatus>,
+    pub label: Option<String>,
+    pub channel: Option<ChatChannel>,
+    pub assignee: Option<String>,
+    /// Last activity at or after.
+    pub from: Option<Timestamp>,
+    /// Last activity before.
+    pub to: Option<Timestamp>,
+    /// Continue after this conversation (the `next` of the previous page).
+    pub after: Option<(Timestamp, uuid::Uuid)>,
+    pub limit: usize,
+}
+
+/// A page of conversations.
+#[derive(Debug)]
+pub struct InboxPage<'a> {
+    pub conversations: Vec<&'a ConversationView>,
+    pub next: Option<(Timestamp, uuid::Uuid)>,
+}
+
+/// A shop's conversations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Inbox {
+    conversations: BTreeMap<uuid::Uuid, ConversationView>,
+    messages: BTreeMap<uuid::Uuid, Vec<MessageView>>,
+    /// Newest activity first.
+    #[serde(skip)]
+    recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,
+}
+
+impl PartialEq for Inbox {
+    fn eq(&self, other: &Self) -> bool {
+        self.conversations == other.conversations && self.messages == other.messages
+    }
+}
+
+impl Inbox {
+    /// Rebuilds the recency index (not serialised) after loading.
+    pub fn rebuild_indexes(&mut self) {
+        self.recent = self
+            .conversations
+            .values()
+            .map(|c| (Reverse(c.last_activity), c.conversation_id))
+            .collect();
+    }
+
+    pub fn apply(&mut self, _at: At<'_>, event: &DomainEvent) {
+        match event {
+            DomainEvent::ConversationStarted(e) => {
+                self.conversations.insert(
+                    e.conversation_id,
+                    ConversationView {
+                        conversation_id: e.conversation_id,
+                        channel: e.channel,
+                        handle: e.handle.clone(),
+                        name: e.name.clone(),
+                        customer_id: e.customer_id,
+                        status: ChatStatus::Unserved,
+                        labels: BTreeSet::new(),
+                        assignee: None,
+                        started_at: e.started_at,
+                        last_activity: e.started_at,
+                        last_message: None,
+                        unread: 0,
+                        messages: 0,
+                    },
+                );
+                self.recent
+                    .insert((Reverse(e.started_at), e.conversation_id));
+            }
+            DomainEvent::MessageReceived(e) => self.message(
+                e.conversation_id,
+                MessageView {
+                    message_id: e.message_id,
+                    inbound: true,
+                    author: "customer".into(),
+                    text: e.text.clone(),
+                    attachment: e.attachment.clone(),
+                    template_id: None,
+                    at: e.sent_at,
+                },
+            ),
+            DomainEvent::MessageSent(e) => self.message(
+                e.conversation_id,
+                MessageView {
+                    message_id: e.message_id,
+                    inbound: false,
+                    author: e.staff_id.clone(),
+                    text: e.text.clone(),
+                    attachment: e.attachment.clone(),
+                    template_id: e.template_id,
+                    at: e.sent_at,
+                },
+            ),
+            DomainEvent::MessagesImported(e) => {
+                for m in &e.messages {
+                    let (inbound, author) = match &m.author {
+                        Author::Customer => (true, "customer".to_owned()),
+                        Author::Staff { staff_id } => (false, staff_id.clone()),
+                    };
+                    self.message(
+                        e.conversation_id,
+                        MessageView {
+                            message_id: m.message_id,
+                            inbound,
+                            author,
+                            text: m.text.clone(),
+                            attachment: m.attachment.clone(),
+                            template_id: None,
+                            at: m.sent_at,
+                        },
+                    );
+                }
+            }
+            DomainEvent::ConversationLabelAdded(e) => self.with(e.conversation_id, |c| {
+                c.labels.insert(e.label.clone());
+            }),
+            DomainEvent::ConversationLabelRemoved(e) => self.with(e.conversation_id, |c| {
+                c.labels.remove(&e.label);
+            }),
+            DomainEvent::ConversationAssigned(e) => self.with(e.conversation_id, |c| {
+                c.assignee = Some(e.staff_id.clone());
+                if c.status != ChatStatus::Resolved {
+                    c.status = ChatStatus::Mine;
+                }
+            }),
+            DomainEvent::ConversationUnassigned(e) => self.with(e.conversation_id, |c| {
+                c.assignee = None;
+                if c.status == ChatStatus::Mine {
+                    let last_inbound = c.last_message.as_ref().is_some_and(|m| m.inbound);
+                    c.status = if last_inbound {
+                        ChatStatus::Unserved
+                    } else {
+                        ChatStatus::Served
+                    };
+                }
+            }),
+            DomainEvent::ConversationResolved(e) => {
+                self.with(e.conversation_id, |c| c.status = ChatStatus::Resolved)
+            }
+            DomainEvent::ConversationReopened(e) => self.with(e.conversation_id, |c| {
+                c.status = if c.assignee.is_some() {
+                    ChatStatus::Mine
+                } else {
+                    ChatStatus::Unserved
+                };
+            }),
+            _ => {}
+        }
+    }
+
+    fn with(&mut self, id: uuid::Uuid, f: impl FnOnce(&mut ConversationView)) {
+        if let Some(c) = self.conversations.get_mut(&id) {
+            f(c);
+        }
+    }
+
+    fn message(&mut self, id: uuid::Uuid, m: MessageView) {
+        let Some(c) = self.conversations.get_mut(&id) else {
+            return;
+        };
+        self.recent.remove(&(Reverse(c.last_activity), id));
+        c.last_activity = c.last_activity.max(m.at);
+        self.recent.insert((Reverse(c.last_activity), id));
+        c.messages += 1;
+        if m.inbound {
+            c.unread += 1;
+            if c.status == ChatStatus::Served {
+                c.status = ChatStatus::Unserved;
+            }
+        } else {
+            c.unread = 0;
+            if matches!(c.status, ChatStatus::Unserved) {
+                c.status = ChatStatus::Served;
+            }
+        }
+        c.last_message = Some(m.clone());
+        self.messages.entry(id).or_default().push(m);
+    }
+
+    pub fn get(&self, id: uuid::Uuid) -> Option<&ConversationView> {
+        self.conversations.get(&id)
+    }
+
+    /// A conversation's messages, oldest first, after the `after`-th, at
+    /// most `limit`.
+    pub fn messages(&self, id: uuid::Uuid, after: usize, limit: usize) -> &[MessageView] {
+        let all = self.messages.get(&id).map_or(&[][..], Vec::as_slice);
+        let start = after.min(all.len());
+        &all[start..(start + limit.clamp(1, PAGE_MAX)).min(all.len())]
+    }
+
+    /// Conversations per status.
+    pub fn counts(&self) -> BTreeMap<ChatStatus, usize> {
+        let mut counts: BTreeMap<ChatStatus, usize> =
+            ChatStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for c in self.conversations.values() {
+            *counts.entry(c.status).or_default() += 1;
+        }
+        counts
+    }
+
+    /// A page of conversations, newest activity first.
+    pub fn list(&self, q: &InboxQuery) -> InboxPage<'_> {
+        let limit = q.limit.clamp(1, PAGE_MAX);
+        let start = match q.after {
+            Some((t, id)) => std::ops::Bound::Excluded((Reverse(t), id)),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut page = Vec::with_capacity(limit + 1);
+        for (_, id) in self.recent.range((start, std::ops::Bound::Unbounded)) {
+            let c = &self.conversations[id];
+            let wanted = q.status.is_none_or(|s| c.status == s)
+                && q.label.as_ref().is_none_or(|l| c.labels.contains(l))
+                && q.channel.is_none_or(|ch| c.channel == ch)
+                && q.assignee
+                    .as_ref()
+                    .is_none_or(|a| c.assignee.as_ref() == Some(a))
+                && q.from.is_none_or(|f| c.last_activity >= f)
+                && q.to.is_none_or(|t| c.last_activity < t);
+            if wanted {
+                page.push(c);
+                if page.len() > limit {
+                    break;
+                }
+            }
+        }
+        let next = if page.len() > limit {
+            page.pop();
+            page.last().map(|c| (c.last_activity, c.conversation_id))
+        } else {
+            None
+        };
+        InboxPage {
+            conversations: page,
+            next,
+        }
+    }
+}

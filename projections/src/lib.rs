@@ -1,0 +1,149 @@
+//! kedai's projections: pure folds of the global event log into the views
+//! clients query: balances and the ledger, stock per warehouse with its
+//! history, orders with their lists and counts, analytics, and the chat
+//! inbox. Everything is keyed by shop; nothing crosses shops.
+//!
+//! A fold does no I/O and reads no clock: the same log gives the same
+//! state, byte for byte when serialised (every map is ordered). Events of
+//! types this build does not know are skipped, not fatal.
+//!
+//! Layout:
+//! - [`shop`]: what a shop's projections share (time zone, settings, the
+//!   names of warehouses and products).
+//! - [`balances`]: pending / available / withdrawing and the ledger list.
+//! - [`stock`]: stock per SKU and warehouse, history, low stock.
+//! - [`orders`]: order summaries, filtered and paged lists, counts.
+//! - [`analytics`]: sales and profit by day and month, rankings, shares,
+//!   customer service times.
+//! - [`inbox`]: conversations newest first, messages, unread counts.
+//! - [`runner`]: follows the store, applies events, waits for positions,
+//!   snapshots.
+
+pub mod analytics;
+pub mod balances;
+pub mod inbox;
+pub mod orders;
+pub mod runner;
+pub mod shop;
+pub mod stock;
+
+use std::collections::BTreeMap;
+
+use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::events::DecodeError;
+use kedai_engine::{Actor, Position, RecordedEvent, ShopId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// What a fold knows about the event besides its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a> {
+    pub position: Position,
+    pub recorded_at: Timestamp,
+    pub actor: &'a Actor,
+}
+
+/// One shop's projections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShopView {
+    pub meta: shop::ShopMeta,
+    pub balances: balances::Balances,
+    pub stock: stock::StockView,
+    pub orders: orders::OrdersView,
+    pub analytics: analytics::Analytics,
+    pub inbox: inbox::Inbox,
+}
+
+impl ShopView {
+    fn apply(&mut self, at: At<'_>, event: &DomainEvent) {
+        // Meta first: the others read names and settings from it.
+        self.meta.apply(at, event);
+        self.balances.apply(at, event);
+        if let DomainEvent::LedgerTransactionRecorded(e) = event
+            && let (Some(order), Some(cod)) = (e.transaction.order_id, e.transaction.cod)
+        {
+            self.orders.set_cod_figures(order, cod);
+        }
+        self.stock.apply(&self.meta, at, event);
+        let order_change = self.orders.apply(&self.meta, at, event);
+        self.analytics
+            .apply(&self.meta, at, event, order_change.as_ref());
+        self.inbox.apply(at, event);
+    }
+}
+
+/// Every projection of every shop, and the log position they reflect.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Projections {
+    /// Position of the last event applied.
+    pub position: Position,
+    pub shops: BTreeMap<ShopId, ShopView>,
+    /// Events skipped because their type is unknown to this build.
+    pub skipped: u64,
+}
+
+/// An event that claims a known type but does not decode: the log is
+/// damaged or was written by an incompatible build.
+#[derive(Debug, thiserror::Error)]
+#[error("event at position {position}: {source}")]
+pub struct ApplyError {
+    pub position: Position,
+    #[source]
+    pub source: DecodeError,
+}
+
+impl Projections {
+    pub fn new() -> Self {
+        Projections::default()
+    }
+
+    /// Applies the next event of the log (its position must follow the
+    /// last one applied).
+    pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), ApplyError> {
+        assert_eq!(
+            event.position,
+            self.position + 1,
+            "projections must see the log in order, without gaps"
+        );
+        self.position = event.position;
+        let decoded = DomainEvent::decode(&event.event_type, &event.payload).map_err(|source| {
+            ApplyError {
+                position: event.position,
+                source,
+            }
+        })?;
+        let Some(decoded) = decoded else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let at = At {
+            position: event.position,
+            recorded_at: event.recorded_at,
+            actor: &event.actor,
+        };
+        self.shops
+            .entry(event.stream.shop)
+            .or_default()
+            .apply(at, &decoded);
+        Ok(())
+    }
+
+    /// One shop's view, if it has any event.
+    pub fn shop(&self, shop: ShopId) -> Option<&ShopView> {
+        self.shops.get(&shop)
+    }
+
+    /// The projections as MessagePack (a snapshot's payload): the same
+    /// state always gives the same bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).expect("projections always encode")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Projections, rmp_serde::decode::Error> {
+        let mut p: Projections = rmp_serde::from_slice(bytes)?;
+        for shop in p.shops.values_mut() {
+            shop.orders.rebuild_indexes();
+            shop.inbox.rebuild_indexes();
+        }
+        Ok(p)
+    }
+}

@@ -1,0 +1,426 @@
+//! Orders as clients list them: status, payment status and what remains to
+//! pay, totals, COD economics, AWB, and a timeline; lists filtered by
+//! status, payment status, channel, date range, customer, AWB or text (on
+//! the customer's name or phone, or a SKU), newest or oldest first, paged
+//! with a cursor that stays valid while new orders arrive; counts per
+//! status.
+//!
+//! Orders are kept in the order they were placed (log order), so an
+//! order's placement position is its stable sort key and its cursor.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kedai_engine::Timestamp;
+use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::ids::{CustomerId, OrderId, Sku};
+use kedai_engine::domain::money::Money;
+use kedai_engine::domain::order::{
+    Channel, CustomerSnapshot, OrderStatus, PaymentStatus, Totals, payment_status,
+};
+use kedai_engine::domain::wallet::CodFigures;
+use kedai_engine::event::Position;
+use serde::{Deserialize, Serialize};
+
+use crate::At;
+use crate::shop::ShopMeta;
+
+/// Most orders one page holds.
+pub const PAGE_MAX: usize = 500;
+
+/// A line as lists and reports need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineSummary {
+    pub sku: Sku,
+    pub product_name: String,
+    pub category: Option<String>,
+    pub quantity: i64,
+    pub unit_price: Money,
+    pub unit_cost: Money,
+    pub line_total: Money,
+}
+
+/// Something that happened to an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub position: Position,
+    pub at: Timestamp,
+    pub what: String,
+    pub by: String,
+}
+
+/// One order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    pub order_id: OrderId,
+    /// Position of the order's placement: its stable sort key.
+    pub position: Position,
+    pub placed_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub channel: Channel,
+    pub order_source: Option<String>,
+    pub status: OrderStatus,
+    pub payment_status: PaymentStatus,
+    pub totals: Totals,
+    pub paid: Money,
+    pub refunded: Money,
+    pub remaining: Money,
+    pub cod: bool,
+    pub cod_figures: Option<CodFigures>,
+    pub courier: String,
+    pub service: String,
+    pub awb: Option<String>,
+    pub sender: CustomerSnapshot,
+    pub receiver: CustomerSnapshot,
+    pub lines: Vec<LineSummary>,
+    pub placed_by: String,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// What an order event did, for the folds that follow.
+#[derive(Debug)]
+pub struct OrderChange<'a> {
+    pub order: &'a OrderSummary,
+    /// The status before (`None` when just placed).
+    pub previous: Option<OrderStatus>,
+}
+
+/// Sort order of a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    #[default]
+    Newest,
+    Oldest,
+}
+
+/// A list request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub status: Option<OrderStatus>,
+    pub payment_status: Option<PaymentStatus>,
+    pub channel: Option<Channel>,
+    /// Placed at or after.
+    pub from: Option<Timestamp>,
+    /// Placed before.
+    pub to: Option<Timestamp>,
+    pub customer_id: Option<CustomerId>,
+    pub awb: Option<String>,
+    /// Matched (case-insensitively) against the sender's and receiver's
+    /// names and phones, and the lines' SKUs.
+    pub text: Option<String>,
+    pub sort: Sort,
+    /// Continue after this order (the `next` of the previous page).
+    pub after: Option<Position>,
+    pub limit: usize,
+}
+
+/// A page of a list.
+#[derive(Debug)]
+pub struct OrderPage<'a> {
+    pub orders: Vec<&'a OrderSummary>,
+    /// Pass as `after` for the next page; `None` at the end.
+    pub next: Option<Position>,
+}
+
+/// Every order of a shop.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OrdersView {
+    orders: Vec<OrderSummary>,
+    #[serde(skip)]
+    index: HashMap<OrderId, u32>,
+    #[serde(skip)]
+    by_status: BTreeMap<OrderStatus, BTreeSet<u32>>,
+    #[serde(skip)]
+    by_customer: HashMap<CustomerId, Vec<u32>>,
+    #[serde(skip)]
+    by_awb: HashMap<String, u32>,
+}
+
+impl PartialEq for OrdersView {
+    fn eq(&self, other: &Self) -> bool {
+        self.orders == other.orders
+    }
+}
+
+impl OrdersView {
+    /// Rebuilds the lookup indexes (not serialised) after loading.
+    pub fn rebuild_indexes(&mut self) {
+        self.index.clear();
+        self.by_status.clear();
+        self.by_customer.clear();
+        self.by_awb.clear();
+        for i in 0..self.orders.len() as u32 {
+            self.index_order(i);
+        }
+    }
+
+    fn index_order(&mut self, i: u32) {
+        let o = &self.orders[i as usize];
+        self.index.insert(o.order_id, i);
+        self.by_status.entry(o.status).or_default().insert(i);
+        let customers = if o.sender.customer_id == o.receiver.customer_id {
+            vec![o.sender.customer_id]
+        } else {
+            vec![o.sender.customer_id, o.receiver.customer_id]
+        };
+        for c in customers {
+            self.by_customer.entry(c).or_default().push(i);
+        }
+        if let Some(awb) = &o.awb {
+            self.by_awb.insert(awb.clone(), i);
+        }
+    }
+
+    pub fn apply<'a>(
+        &'a mut self,
+        _meta: &ShopMeta,
+        at: At<'_>,
+        event: &DomainEvent,
+    ) -> Option<OrderChange<'a>> {
+        if let DomainEvent::OrderPlaced(e) = event {
+            let i = self.orders.len() as u32;
+            self.orders.push(placed(at, e));
+            self.index_order(i);
+            return Some(OrderChange {
+                order: &self.orders[i as usize],
+                previous: None,
+            });
+        }
+        let (order_id, what, status) = order_event(event)?;
+        let i = *self.index.get(&order_id)?;
+        let o = &mut self.orders[i as usize];
+        let previous = o.status;
+        match event {
+            DomainEvent::OrderPaymentRecorded(e) => o.paid = e.paid_total,
+            DomainEvent::OrderRefunded(e) => o.refunded = o.refunded + e.amount,
+            DomainEvent::OrderShipped(e) => {
+                o.awb = Some(e.awb.clone());
+                self.by_awb.insert(e.awb.clone(), i);
+            }
+            _ => {}
+        }
+        let o = &mut self.orders[i as usize];
+        o.remaining = (o.totals.total - o.paid).max(Money::ZERO);
+        o.payment_status = payment_status(o.totals.total, o.paid, o.refunded);
+        o.updated_at = at.recorded_at;
+        o.timeline.push(TimelineEntry {
+            position: at.position,
+            at: at.recorded_at,
+            what,
+            by: at.actor.id.clone(),
+        });
+        if let Some(status) = status
+            && status != previous
+        {
+            o.status = status;
+            if let Some(set) = self.by_status.get_mut(&previous) {
+                set.remove(&i);
+            }
+            self.by_status.entry(status).or_default().insert(i);
+        }
+        Some(OrderChange {
+            order: &self.orders[i as usize],
+            previous: Some(previous),
+        })
+    }
+
+    /// Records a delivered COD order's figures (from the ledger).
+    pub fn set_cod_figures(&mut self, order_id: OrderId, figures: CodFigures) {
+        if let Some(&i) = self.index.get(&order_id) {
+            self.orders[i as usize].cod_figures = Some(figures);
+        }
+    }
+
+    pub fn get(&self, order_id: OrderId) -> Option<&OrderSummary> {
+        self.index.get(&order_id).map(|&i| &self.orders[i as usize])
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    /// Orders per status (every status, zero included).
+    pub fn counts(&self) -> BTreeMap<OrderStatus, usize> {
+        OrderStatus::ALL
+            .iter()
+            .map(|s| (*s, self.by_status.get(s).map_or(0, BTreeSet::len)))
+            .collect()
+    }
+
+    /// Orders of a customer (as sender or receiver), oldest first.
+    pub fn of_customer(&self, customer: CustomerId) -> Vec<&OrderSummary> {
+        self.by_customer
+            .get(&customer)
+            .map_or_else(Vec::new, |list| {
+                list.iter().map(|&i| &self.orders[i as usize]).collect()
+            })
+    }
+
+    /// Orders whose receiver has this phone, oldest first.
+    pub fn of_phone(&self, phone: &str) -> Vec<&OrderSummary> {
+        self.orders
+            .iter()
+            .filter(|o| {
+                o.receiver.phone.as_deref() == Some(phone)
+                    || o.sender.phone.as_deref() == Some(phone)
+            })
+            .collect()
+    }
+
+    /// Every order in placement order.
+    pub fn all(&self) -> &[OrderSummary] {
+        &self.orders
+    }
+
+    /// A page of the list.
+    pub fn list(&self, q: &OrderQuery) -> OrderPage<'_> {
+        let limit = q.limit.clamp(1, PAGE_MAX);
+        let candidates: Box<dyn DoubleEndedIterator<Item = u32> + '_> = if let Some(awb) = &q.awb {
+            Box::new(self.by_awb.get(awb).copied().into_iter())
+        } else if let Some(c) = q.customer_id {
+            Box::new(self.by_customer.get(&c).into_iter().flatten().copied())
+        } else if let Some(s) = q.status {
+            Box::new(self.by_status.get(&s).into_iter().flatten().copied())
+        } else {
+            Box::new(0..self.orders.len() as u32)
+        };
+        let ordered: Box<dyn Iterator<Item = u32>> = match q.sort {
+            Sort::Newest => Box::new(candidates.rev()),
+            Sort::Oldest => Box::new(candidates),
+        };
+        let text = q.text.as_ref().map(|t| t.to_lowercase());
+        let mut page: Vec<&OrderSummary> = Vec::with_capacity(limit + 1);
+        for i in ordered {
+            let o = &self.orders[i as usize];
+            if let Some(after) = q.after {
+                let past = match q.sort {
+                    Sort::Newest => o.position < after,
+                    Sort::Oldest => o.position > after,
+                };
+                if !past {
+                    continue;
+                }
+            }
+            if matches(o, q, text.as_deref()) {
+                page.push(o);
+                if page.len() > limit {
+                    break;
+                }
+            }
+        }
+        let next = if page.len() > limit {
+            page.pop();
+            page.last().map(|o| o.position)
+        } else {
+            None
+        };
+        OrderPage { orders: page, next }
+    }
+}
+
+fn matches(o: &OrderSummary, q: &OrderQuery, text: Option<&str>) -> bool {
+    q.status.is_none_or(|s| o.status == s)
+        && q.payment_status.is_none_or(|s| o.payment_status == s)
+        && q.channel.is_none_or(|c| o.channel == c)
+        && q.from.is_none_or(|f| o.placed_at >= f)
+        && q.to.is_none_or(|t| o.placed_at < t)
+        && q.customer_id
+            .is_none_or(|c| o.sender.customer_id == c || o.receiver.customer_id == c)
+        && q.awb.as_ref().is_none_or(|a| o.awb.as_ref() == Some(a))
+        && text.is_none_or(|t| {
+            let hit = |s: &str| s.to_lowercase().contains(t);
+            hit(&o.receiver.name)
+                || hit(&o.sender.name)
+                || o.receiver.phone.as_deref().is_some_and(hit)
+                || o.sender.phone.as_deref().is_some_and(hit)
+                || o.lines.iter().any(|l| hit(l.sku.as_str()))
+        })
+}
+
+fn placed(at: At<'_>, e: &kedai_engine::domain::events::OrderPlaced) -> OrderSummary {
+    OrderSummary {
+        order_id: e.order_id,
+        position: at.position,
+        placed_at: e.placed_at,
+        updated_at: at.recorded_at,
+        channel: e.channel,
+        order_source: e.order_source.clone(),
+        status: OrderStatus::Placed,
+        payment_status: payment_status(e.totals.total, Money::ZERO, Money::ZERO),
+        totals: e.totals,
+        paid: Money::ZERO,
+        refunded: Money::ZERO,
+        remaining: e.totals.total,
+        cod: e.cod,
+        cod_figures: None,
+        courier: e.shipping.courier.clone(),
+        service: e.shipping.service.clone(),
+        awb: None,
+        sender: e.sender.clone(),
+        receiver: e.receiver.clone(),
+        lines: e
+            .lines
+            .iter()
+            .map(|l| LineSummary {
+                sku: l.sku.clone(),
+                product_name: l.product_name.clone(),
+                category: l.category.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                unit_cost: l.unit_cost,
+                line_total: l.line_total,
+            })
+            .collect(),
+        placed_by: at.actor.id.clone(),
+        timeline: vec![TimelineEntry {
+            position: at.position,
+            at: at.recorded_at,
+            what: "placed".into(),
+            by: at.actor.id.clone(),
+        }],
+    }
+}
+
+/// The order, a timeline word, and the new status of an order event.
+fn order_event(event: &DomainEvent) -> Option<(OrderId, String, Option<OrderStatus>)> {
+    use OrderStatus::*;
+    Some(match event {
+        DomainEvent::OrderPaymentRecorded(e) => (e.order_id, format!("paid {}", e.amount), None),
+        DomainEvent::OrderRefunded(e) => (e.order_id, format!("refunded {}", e.amount), None),
+        DomainEvent::OrderProcessing(e) => (e.order_id, "processing".into(), Some(Processing)),
+        DomainEvent::OrderPacked(e) => (e.order_id, "packed".into(), Some(Packed)),
+        DomainEvent::OrderReadyForPickup(e) => {
+            (e.order_id, "ready_for_pickup".into(), Some(ReadyForPickup))
+        }
+        DomainEvent::OrderShipped(e) => {
+            (e.order_id, format!("shipped, AWB {}", e.awb), Some(Shipped))
+        }
+        DomainEvent::OrderDelivered(e) => (e.order_id, "delivered".into(), Some(Delivered)),
+        DomainEvent::OrderCompleted(e) => (e.order_id, "completed".into(), Some(Completed)),
+        DomainEvent::OrderCancelled(e) => (
+            e.order_id,
+            with_reason("cancelled", &e.reason),
+            Some(Cancelled),
+        ),
+        DomainEvent::OrderReturnStarted(e) => (
+            e.order_id,
+            with_reason("returning", &e.reason),
+            Some(Returning),
+        ),
+        DomainEvent::OrderReturnReceived(e) => (e.order_id, "returned".into(), Some(Returned)),
+        DomainEvent::OrderLost(e) => (e.order_id, with_reason("lost", &e.note), Some(Lost)),
+        _ => return None,
+    })
+}
+
+fn with_reason(what: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {reason}")
+    }
+}

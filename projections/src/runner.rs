@@ -1,0 +1,269 @@
+//! Keeping projections current: a runner follows the store (a subscription
+//! from the projections' position), applies every event, and publishes the
+//! position reached; readers can wait, bounded, for a position (to read
+//! their own writes). Snapshots (position and state as MessagePack, with a
+//! checksum, written atomically) let a restart begin from there instead of
+//! from the first event.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use kedai_engine::event::Position;
+use kedai_engine::store::{EventStore, StoreError, subscribe};
+use tokio::sync::watch;
+
+use crate::{ApplyError, Projections};
+
+/// Events applied per write lock: readers wait at most this long.
+pub const APPLY_BATCH_EVENTS: usize = 1_000;
+
+const SNAPSHOT_MAGIC: [u8; 8] = *b"KEDAISNP";
+const SNAPSHOT_VERSION: u16 = 1;
+
+/// Why the runner stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// A position was not reached in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("projections reached position {reached}, not {wanted}, in time")]
+pub struct Lagging {
+    pub reached: Position,
+    pub wanted: Position,
+}
+
+/// Shared, read-only access to the projections the runner keeps current.
+#[derive(Debug, Clone)]
+pub struct ProjectionHandle {
+    state: Arc<RwLock<Projections>>,
+    position: watch::Receiver<Position>,
+}
+
+impl ProjectionHandle {
+    /// Reads the projections (a shared lock, held for `f` only).
+    pub fn read<R>(&self, f: impl FnOnce(&Projections) -> R) -> R {
+        f(&self.lock())
+    }
+
+    fn lock(&self) -> RwLockReadGuard<'_, Projections> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The position the projections reflect.
+    pub fn position(&self) -> Position {
+        *self.position.borrow()
+    }
+
+    /// Waits until the projections reflect `position`, at most `timeout`.
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> Result<(), Lagging> {
+        let mut rx = self.position.clone();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Lagging {
+                reached: self.position(),
+                wanted: position,
+            }),
+        }
+    }
+
+    /// A watch of the position.
+    pub fn watch(&self) -> watch::Receiver<Position> {
+        self.position.clone()
+    }
+}
+
+/// When the runner writes snapshots.
+#[derive(Debug, Clone)]
+pub struct SnapshotPolicy {
+    pub path: std::path::PathBuf,
+    /// At least this many events since the last snapshot...
+    pub every_events: u64,
+    /// ...and at least this long.
+    pub every: Duration,
+}
+
+/// Follows a store and keeps projections current.
+#[derive(Debug)]
+pub struct Runner {
+    store: Arc<dyn EventStore>,
+    state: Arc<RwLock<Projections>>,
+    position: watch::Sender<Position>,
+    snapshots: Option<SnapshotPolicy>,
+}
+
+impl Runner {
+    /// A runner starting from `initial` (empty, or loaded from a snapshot).
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        initial: Projections,
+        snapshots: Option<SnapshotPolicy>,
+    ) -> (Runner, ProjectionHandle) {
+        let (position, rx) = watch::channel(initial.position);
+        let state = Arc::new(RwLock::new(initial));
+        let handle = ProjectionHandle {
+            state: Arc::clone(&state),
+            position: rx,
+        };
+        (
+            Runner {
+                store,
+                state,
+                position,
+                snapshots,
+            },
+            handle,
+        )
+    }
+
+    /// Applies events until `stop` turns true (or the store fails). Writes
+    /// a last snapshot on the way out, if snapshots are on.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), RunError> {
+        let start = self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .position;
+        let mut sub = subscribe(Arc::clone(&self.store), start);
+        let mut last_snapshot = (start, Instant::now());
+        loop {
+            let batch = tokio::select! {
+                batch = sub.next_batch(APPLY_BATCH_EVENTS) => batch?,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let reached = {
+                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+                for event in &batch {
+                    state.apply(event)?;
+                }
+                state.position
+            };
+            self.position.send_replace(reached);
+            if let Some(policy) = &self.snapshots
+                && reached - last_snapshot.0 >= policy.every_events
+                && last_snapshot.1.elapsed() >= policy.every
+            {
+                self.snapshot(policy).await;
+                last_snapshot = (reached, Instant::now());
+            }
+        }
+        if let Some(policy) = &self.snapshots {
+            self.snapshot(policy).await;
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&self, policy: &SnapshotPolicy) {
+        // Encoding takes a read lock: readers go on; only this runner (the
+        // one writer) waits.
+        let (position, bytes) = {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            (state.position, state.to_bytes())
+        };
+        let path = policy.path.clone();
+        let written =
+            tokio::task::spawn_blocking(move || write_snapshot(&path, position, &bytes)).await;
+        match written {
+            Ok(Ok(())) => tracing::info!(position, "projection snapshot written"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not write projection snapshot"),
+            Err(e) => tracing::warn!(error = %e, "projection snapshot task failed"),
+        }
+    }
+}
+
+/// Writes a snapshot atomically: a temporary file, fsync, rename, fsync of
+/// the directory.
+pub fn write_snapshot(path: &Path, position: Position, payload: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(&SNAPSHOT_MAGIC)?;
+    f.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
+    f.write_all(&position.to_le_bytes())?;
+    f.write_all(&(payload.len() as u64).to_le_bytes())?;
+    f.write_all(&crc32c::crc32c(payload).to_le_bytes())?;
+    f.write_all(payload)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Why a snapshot could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("reading snapshot: {0}")]
+    Io(#[from] io::Error),
+    #[error("snapshot is damaged: {0}")]
+    Damaged(String),
+}
+
+/// Loads a snapshot; `Ok(None)` if there is none.
+pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let damaged = |why: &str| SnapshotError::Damaged(why.to_owned());
+    if bytes.len() < 30 || bytes[..8] != SNAPSHOT_MAGIC {
+        return Err(damaged("not a kedai projection snapshot"));
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version != SNAPSHOT_VERSION {
+        return Err(damaged(&format!(
+            "snapshot version {version}, this build reads {SNAPSHOT_VERSION}"
+        )));
+    }
+    let position = u64::from_le_bytes(bytes[10..18].try_into().expect("8 bytes"));
+    let len = u64::from_le_bytes(bytes[18..26].try_into().expect("8 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[26..30].try_into().expect("4 bytes"));
+    let payload = bytes
+        .get(30..30 + len)
+        .ok_or_else(|| damaged("snapshot is truncated"))?;
+    if crc32c::crc32c(payload) != crc {
+        return Err(damaged("snapshot checksum mismatch"));
+    }
+    let projections = Projections::from_bytes(payload).map_err(|e| damaged(&e.to_string()))?;
+    if projections.position != position {
+        return Err(damaged(
+            "snapshot header and state disagree on the position",
+        ));
+    }
+    Ok(Some(projections))
+}
+
+/// Folds the log from `start` up to and including `until` (or its end):
+/// what a rebuild and the auditor's as-of views use.
+pub async fn rebuild(
+    store: &dyn EventStore,
+    mut start: Projections,
+    until: Option<Position>,
+    mut progress: impl FnMut(Position),
+) -> Result<Projections, RunError> {
+    let end = match until {
+        Some(p) => p,
+        None => store.last_position().await?,
+    };
+    while start.position < end {
+        let want = (end - start.position).min(10_000) as usize;
+        let batch = store.read_all(start.position, want).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for event in &batch {
+            start.apply(event)?;
+        }
+        progress(start.position);
+    }
+    Ok(start)
+}

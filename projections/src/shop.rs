@@ -1,0 +1,142 @@
+//! What a shop's projections share: its name, currency, time zone and
+//! settings, and the names of its warehouses and products (so that lists
+//! and histories read like the seller's own words).
+//!
+//! Reports are in the shop's time zone: a fixed offset from UTC
+//! (Indonesia and Malaysia keep no daylight saving time), Asia/Jakarta
+//! (UTC+7) until the shop says otherwise.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate, Timelike};
+use kedai_engine::Timestamp;
+use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::events::ShopSettings;
+use kedai_engine::domain::ids::{ProductId, Sku, WarehouseId};
+use kedai_engine::domain::money::Currency;
+use serde::{Deserialize, Serialize};
+
+use crate::At;
+
+/// Asia/Jakarta, the default.
+pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 7 * 60;
+
+/// A SKU's names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuMeta {
+    pub product_id: Option<ProductId>,
+    pub product_name: String,
+    pub category: Option<String>,
+    pub variation: String,
+}
+
+/// The shop's own facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopMeta {
+    pub name: String,
+    pub currency: Option<Currency>,
+    pub time_zone: String,
+    pub utc_offset_minutes: i32,
+    pub settings: Option<ShopSettings>,
+    pub warehouses: BTreeMap<WarehouseId, String>,
+    pub default_warehouse: Option<WarehouseId>,
+    pub skus: BTreeMap<Sku, SkuMeta>,
+}
+
+impl Default for ShopMeta {
+    fn default() -> Self {
+        ShopMeta {
+            name: String::new(),
+            currency: None,
+            time_zone: "Asia/Jakarta".into(),
+            utc_offset_minutes: DEFAULT_UTC_OFFSET_MINUTES,
+            settings: None,
+            warehouses: BTreeMap::new(),
+            default_warehouse: None,
+            skus: BTreeMap::new(),
+        }
+    }
+}
+
+impl ShopMeta {
+    pub fn apply(&mut self, _at: At<'_>, event: &DomainEvent) {
+        match event {
+            DomainEvent::ShopCreated(e) => {
+                self.name = e.name.clone();
+                self.currency = Some(e.currency);
+                self.time_zone = e.time_zone.clone();
+                self.utc_offset_minutes = e.utc_offset_minutes;
+                self.settings = Some(e.settings.clone());
+            }
+            DomainEvent::ShopSettingsChanged(e) => self.settings = Some(e.settings.clone()),
+            DomainEvent::WarehouseAdded(e) => {
+                self.warehouses.insert(e.warehouse_id, e.name.clone());
+            }
+            DomainEvent::DefaultWarehouseSet(e) => self.default_warehouse = Some(e.warehouse_id),
+            DomainEvent::ProductCreated(e) => {
+                for v in &e.variations {
+                    self.skus.insert(
+                        v.sku.clone(),
+                        SkuMeta {
+                            product_id: Some(e.product_id),
+                            product_name: e.name.clone(),
+                            category: e.category.clone(),
+                            variation: v.label(),
+                        },
+                    );
+                }
+            }
+            DomainEvent::VariationAdded(e) => {
+                let product = self
+                    .skus
+                    .values()
+                    .find(|m| m.product_id == Some(e.product_id))
+                    .cloned()
+                    .unwrap_or_default();
+                self.skus.insert(
+                    e.variation.sku.clone(),
+                    SkuMeta {
+                        variation: e.variation.label(),
+                        ..product
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub fn warehouse_name(&self, id: WarehouseId) -> String {
+        self.warehouses
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Stock at or below this is low.
+    pub fn low_stock_threshold(&self) -> i64 {
+        self.settings.as_ref().map_or(5, |s| s.low_stock_threshold)
+    }
+
+    /// The local date and time of a moment, in the shop's time zone.
+    pub fn local(&self, t: Timestamp) -> chrono::NaiveDateTime {
+        local(t, self.utc_offset_minutes)
+    }
+
+    pub fn local_date(&self, t: Timestamp) -> NaiveDate {
+        self.local(t).date()
+    }
+
+    pub fn local_hour(&self, t: Timestamp) -> u32 {
+        self.local(t).hour()
+    }
+}
+
+/// A moment as local date and time at a fixed offset from UTC.
+pub fn local(t: Timestamp, utc_offset_minutes: i32) -> chrono::NaiveDateTime {
+    (t.to_datetime() + chrono::Duration::minutes(i64::from(utc_offset_minutes))).naive_utc()
+}
+
+/// The first day of a date's month.
+pub fn month_of(date: NaiveDate) -> NaiveDate {
+    date.with_day(1).expect("every month has a first day")
+}
