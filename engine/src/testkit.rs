@@ -123,6 +123,11 @@ impl World {
 
     /// A world on `store`.
     pub async fn on(store: Arc<dyn EventStore>, sole_writer: bool) -> World {
+        World::on_at(store, sole_writer, Timestamp(1_760_000_000_000_000)).await
+    }
+
+    /// A world on `store` whose clock (for setup and for `run`) reads `now`.
+    pub async fn on_at(store: Arc<dyn EventStore>, sole_writer: bool, now: Timestamp) -> World {
         let engine = Engine::new(
             store,
             EngineOptions {
@@ -133,7 +138,7 @@ impl World {
         let world = World {
             engine,
             shop: ShopId(Uuid::from_u128(0x5)),
-            now: Timestamp(1_760_000_000_000_000),
+            now,
         };
         world.setup().await;
         world

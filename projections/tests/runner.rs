@@ -1,0 +1,318 @@
+//! The runner and the fold's properties: live projections equal a rebuild
+//! from position 0; a rebuild from a snapshot plus the rest equals a
+//! rebuild from 0, byte for byte; balances equal the sum of the ledger's
+//! postings; stock equals the sum of moves (and the engine's own state);
+//! order counts per status add up to the number of orders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kedai_engine::command::{Command, CommandError};
+use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::chat::{ChatChannel, Party, ReceiveMessage};
+use kedai_engine::domain::money::Money;
+use kedai_engine::domain::order::Transition;
+use kedai_engine::domain::stock::StockMove;
+use kedai_engine::domain::wallet::{Account, WalletEntry};
+use kedai_engine::store::conformance::read_everything;
+use kedai_engine::store::memory::MemoryStore;
+use kedai_engine::testkit::*;
+use kedai_engine::{EventStore, Timestamp};
+use kedai_projections::Projections;
+use kedai_projections::runner::{Runner, SnapshotPolicy, load_snapshot, rebuild, write_snapshot};
+use proptest::prelude::*;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_follows_the_store_and_readers_wait_for_their_writes() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let w = World::on(store.clone(), true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = SnapshotPolicy {
+        path: dir.path().join("projections.snapshot"),
+        every_events: 1,
+        every: Duration::ZERO,
+    };
+    let (runner, handle) = Runner::new(store.clone(), Projections::new(), Some(policy.clone()));
+    let (stop_tx, stop) = watch::channel(false);
+    let running = tokio::spawn(runner.run(stop));
+    w.receive("KAOS-M", MALANG, 10).await;
+    let done = w
+        .ok(Command::PlaceOrder(place(
+            order_id(1),
+            vec![line("KAOS-M", 3)],
+        )))
+        .await;
+    handle
+        .wait_for(done.position, Duration::from_secs(10))
+        .await
+        .expect("projections catch up");
+    let reserved = handle.read(|p| p.shop(w.shop).unwrap().stock.total(&sku("KAOS-M")).reserved);
+    assert_eq!(reserved, 3, "a client reads its own write");
+    let lagging = handle
+        .wait_for(done.position + 100, Duration::from_millis(50))
+        .await;
+    assert!(lagging.is_err(), "waiting is bounded");
+    stop_tx.send_replace(true);
+    running.await.unwrap().unwrap();
+    // The last snapshot equals a rebuild from zero.
+    let snapshot = load_snapshot(&policy.path)
+        .unwrap()
+        .expect("a snapshot was written");
+    let rebuilt = rebuild(&*store, Projections::new(), None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(snapshot.position, rebuilt.position);
+    assert_eq!(snapshot.to_bytes(), rebuilt.to_bytes());
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_is_refused_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.snapshot");
+    assert!(
+        load_snapshot(&path).unwrap().is_none(),
+        "no snapshot is not an error"
+    );
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let _w = World::on(store.clone(), true).await;
+    let p = rebuild(&*store, Projections::new(), None, |_| {})
+        .await
+        .unwrap();
+    write_snapshot(&path, p.position, &p.to_bytes()).unwrap();
+    assert_eq!(load_snapshot(&path).unwrap().unwrap(), p);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(load_snapshot(&path).is_err());
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Receive(i64),
+    Place(u128, i64, bool),
+    Ship(u128),
+    Deliver(u128),
+    Cancel(u128),
+    Return(u128),
+    Pay(u128, i64),
+    TopUp(i64),
+    Settle(u128),
+    Chat(u8, u128),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (1i64..20).prop_map(Op::Receive),
+        4 => (0u128..6, 1i64..4, any::<bool>()).prop_map(|(o, q, c)| Op::Place(o, q, c)),
+        2 => (0u128..6).prop_map(Op::Ship),
+        2 => (0u128..6).prop_map(Op::Deliver),
+        1 => (0u128..6).prop_map(Op::Cancel),
+        1 => (0u128..6).prop_map(Op::Return),
+        1 => (0u128..6, 1_000i64..80_000).prop_map(|(o, a)| Op::Pay(o, a)),
+        1 => (1_000i64..200_000).prop_map(Op::TopUp),
+        1 => (0u128..6).prop_map(Op::Settle),
+        2 => (0u8..3, 0u128..1_000).prop_map(|(h, m)| Op::Chat(h, m)),
+    ]
+}
+
+async fn perform(w: &World, op: &Op, n: u128) -> Result<(), CommandError> {
+    let transition = |o: u128, t| w.transition(order_id(o), t);
+    let result = match op {
+        Op::Receive(q) => {
+            w.run(Command::MoveStock(StockMove::Receive {
+                sku: sku("KAOS-M"),
+                warehouse_id: SURABAYA,
+                quantity: *q,
+                note: String::new(),
+            }))
+            .await
+        }
+        Op::Place(o, q, cod) => {
+            let mut cmd = place(order_id(*o), vec![line("KAOS-M", *q), line("TAS-1", 1)]);
+            cmd.cod = *cod;
+            w.run(Command::PlaceOrder(cmd)).await
+        }
+        Op::Ship(o) => {
+            transition(
+                *o,
+                Transition::Ship {
+                    awb: format!("AWB{o}"),
+                },
+            )
+            .await
+        }
+        Op::Deliver(o) => transition(*o, Transition::Deliver).await,
+        Op::Cancel(o) => {
+            transition(
+                *o,
+                Transition::Cancel {
+                    reason: String::new(),
+                },
+            )
+            .await
+        }
+        Op::Return(o) => match transition(
+            *o,
+            Transition::StartReturn {
+                reason: String::new(),
+            },
+        )
+        .await
+        {
+            Ok(_) => transition(*o, Transition::ReceiveReturn).await,
+            Err(e) => Err(e),
+        },
+        Op::Pay(o, a) => w.pay(order_id(*o), *a, n).await,
+        Op::TopUp(a) => {
+            w.run(Command::WalletEntry(WalletEntry::TopUp {
+                amount: Money(*a),
+                note: String::new(),
+            }))
+            .await
+        }
+        Op::Settle(o) => {
+            w.run(Command::WalletEntry(WalletEntry::SettleCod {
+                order_ids: vec![order_id(*o)],
+            }))
+            .await
+        }
+        Op::Chat(h, m) => {
+            let party = Party {
+                channel: ChatChannel::Whatsapp,
+                handle: format!("62812000000{h}"),
+                name: String::new(),
+                customer_id: None,
+            };
+            w.run(Command::ReceiveMessage(ReceiveMessage {
+                party,
+                message_id: Uuid::from_u128(*m),
+                text: "halo".into(),
+                attachment: None,
+                sent_at: None,
+            }))
+            .await
+        }
+    };
+    match result {
+        Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let w = World::on_at(store.clone(), true, Timestamp(1_733_900_000_000_000)).await;
+    w.receive("KAOS-M", MALANG, 10).await;
+    let (runner, live) = Runner::new(store.clone(), Projections::new(), None);
+    let (stop_tx, stop) = watch::channel(false);
+    let running = tokio::spawn(runner.run(stop));
+    let mut snapshot = None;
+    for (i, op) in ops.iter().enumerate() {
+        perform(&w, op, i as u128)
+            .await
+            .map_err(|e| TestCaseError::fail(format!("{op:?}: {e}")))?;
+        if i == snapshot_at {
+            snapshot = Some(
+                rebuild(&*store, Projections::new(), None, |_| {})
+                    .await
+                    .unwrap()
+                    .to_bytes(),
+            );
+        }
+    }
+    let end = store.last_position().await.unwrap();
+    live.wait_for(end, Duration::from_secs(10))
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    stop_tx.send_replace(true);
+    running.await.unwrap().unwrap();
+
+    let from_zero = rebuild(&*store, Projections::new(), None, |_| {})
+        .await
+        .unwrap();
+    let live_bytes = live.read(Projections::to_bytes);
+    prop_assert!(
+        live_bytes == from_zero.to_bytes(),
+        "live projections differ from a rebuild from zero"
+    );
+    if let Some(bytes) = snapshot {
+        let resumed = rebuild(
+            &*store,
+            Projections::from_bytes(&bytes).unwrap(),
+            None,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        prop_assert!(
+            resumed.to_bytes() == from_zero.to_bytes(),
+            "snapshot plus the rest differs from a rebuild from zero"
+        );
+    }
+
+    let view = from_zero.shop(w.shop).unwrap();
+    let mut postings = std::collections::BTreeMap::<Account, i64>::new();
+    let mut moves = 0i64;
+    for e in read_everything(&*store).await {
+        match DomainEvent::decode(&e.event_type, &e.payload).unwrap() {
+            Some(DomainEvent::LedgerTransactionRecorded(t)) => {
+                for p in t.transaction.postings {
+                    *postings.entry(p.account).or_default() += p.amount.0;
+                }
+            }
+            Some(DomainEvent::StockReceived(s)) => moves += s.quantity,
+            Some(DomainEvent::StockShipped(s)) => moves -= s.quantity,
+            Some(DomainEvent::StockRestocked(s)) => moves += s.quantity,
+            _ => {}
+        }
+    }
+    let get = |a| Money(postings.get(&a).copied().unwrap_or(0));
+    prop_assert_eq!(
+        (
+            view.balances.pending,
+            view.balances.available,
+            view.balances.withdrawing
+        ),
+        (
+            get(Account::Pending),
+            get(Account::Available),
+            get(Account::Withdrawing)
+        )
+    );
+    prop_assert_eq!(view.stock.total(&sku("KAOS-M")).on_hand, moves);
+    for wh in [MALANG, SURABAYA] {
+        let engine = w
+            .engine
+            .stock_item(w.shop, &sku("KAOS-M"), wh)
+            .await
+            .unwrap();
+        let level = view
+            .stock
+            .levels
+            .get(&(sku("KAOS-M"), wh))
+            .copied()
+            .unwrap_or_default();
+        prop_assert_eq!(
+            (level.on_hand, level.reserved),
+            (engine.on_hand, engine.reserved)
+        );
+    }
+    prop_assert_eq!(
+        view.orders.counts().values().sum::<usize>(),
+        view.orders.len()
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn projections_are_the_fold_of_the_log(ops in prop::collection::vec(op(), 1..35), cut in 0usize..35) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(check(ops, cut))?;
+    }
+}

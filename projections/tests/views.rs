@@ -1,0 +1,581 @@
+//! Given events (made by the real command engine) / expect projections,
+//! with the sources' sample figures where they apply.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use kedai_engine::Timestamp;
+use kedai_engine::command::Command;
+use kedai_engine::domain::catalog::{CustomerCategory, Prices, ProductChange};
+use kedai_engine::domain::chat::{
+    ChatChannel, ConversationChange, Party, ReceiveMessage, SendMessage, conversation_id,
+};
+use kedai_engine::domain::ids::CustomerId;
+use kedai_engine::domain::money::Money;
+use kedai_engine::domain::order::{Channel, OrderStatus, PaymentStatus, Transition};
+use kedai_engine::domain::wallet::{RecordExpense, RequestWithdrawal, WalletEntry};
+use kedai_engine::store::memory::MemoryStore;
+use kedai_engine::testkit::*;
+use kedai_projections::analytics::{Granularity, Group, RankBy};
+use kedai_projections::inbox::InboxQuery;
+use kedai_projections::orders::{OrderQuery, Sort};
+use kedai_projections::runner::rebuild;
+use kedai_projections::{Projections, ShopView};
+use uuid::Uuid;
+
+/// Local midnight (UTC+7) of a date, plus hours.
+fn wib(date: &str, hours: i64) -> Timestamp {
+    let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+    let utc = d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros() - 7 * 3_600_000_000;
+    Timestamp(utc + hours * 3_600_000_000)
+}
+
+async fn view(w: &World) -> (Projections, ShopView) {
+    let p = rebuild(&**w.engine.store(), Projections::new(), None, |_| {})
+        .await
+        .unwrap();
+    let shop = p.shop(w.shop).unwrap().clone();
+    (p, shop)
+}
+
+async fn world() -> World {
+    World::on(Arc::new(MemoryStore::new()), true).await
+}
+
+async fn price(w: &World, price: i64) {
+    w.ok(Command::ChangeProduct {
+        product_id: KAOS,
+        change: ProductChange::SetPrices {
+            sku: sku("KAOS-M"),
+            prices: Prices::flat(Money(price)),
+        },
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn balances_follow_the_ledger_with_running_balances() {
+    let w = world().await;
+    price(&w, 100_000).await;
+    w.receive("KAOS-M", MALANG, 10).await;
+    let mut cod = place(order_id(1), vec![line("KAOS-M", 1)]);
+    cod.cod = true;
+    cod.shipping.cost = Money(14_000);
+    w.ok(Command::PlaceOrder(cod)).await;
+    w.transition(order_id(1), Transition::Ship { awb: "JNE1".into() })
+        .await
+        .unwrap();
+    w.transition(order_id(1), Transition::Deliver)
+        .await
+        .unwrap();
+    let (_, v) = view(&w).await;
+    assert_eq!(
+        (
+            v.balances.pending,
+            v.balances.cod_net_profit,
+            v.balances.cashback,
+            v.balances.service_fees
+        ),
+        (Money(100_308), Money(100_308), Money(3_500), Money(3_192))
+    );
+    assert_eq!(
+        v.orders
+            .get(order_id(1))
+            .unwrap()
+            .cod_figures
+            .unwrap()
+            .net_profit,
+        Money(100_308)
+    );
+
+    // Komship: beginning balance 1,000,000, withdrawal 700,000, current 300,000.
+    w.ok(Command::WalletEntry(WalletEntry::SettleCod {
+        order_ids: vec![order_id(1)],
+    }))
+    .await;
+    w.ok(Command::WalletEntry(WalletEntry::TopUp {
+        amount: Money(1_000_000 - 100_308),
+        note: String::new(),
+    }))
+    .await;
+    let request = RequestWithdrawal {
+        withdrawal_id: Uuid::from_u128(44),
+        amount: Money(700_000),
+        bank_name: "BCA".into(),
+        bank_account_no: "981238787".into(),
+        bank_account_name: "Tatausahaku".into(),
+        note: String::new(),
+    };
+    w.ok(Command::RequestWithdrawal(request)).await;
+    let (_, v) = view(&w).await;
+    assert_eq!(
+        (
+            v.balances.pending,
+            v.balances.available,
+            v.balances.withdrawing
+        ),
+        (Money(0), Money(300_000), Money(700_000))
+    );
+    let entries = v.balances.entries_page(None, None, None, 10);
+    assert_eq!(
+        entries[0].available_after,
+        Money(300_000),
+        "newest first, with the balance after"
+    );
+    assert_eq!(entries.len(), 4);
+    let listed = v.balances.withdrawals_list(None);
+    assert_eq!(
+        (listed[0].beginning_balance, listed[0].amount),
+        (Money(1_000_000), Money(700_000))
+    );
+}
+
+#[tokio::test]
+async fn stock_history_reads_like_ngorder() {
+    let w = World::on_at(Arc::new(MemoryStore::new()), true, wib("2021-08-01", 9)).await;
+    w.run_at(
+        wib("2021-08-09", 10),
+        Command::MoveStock(kedai_engine::domain::stock::StockMove::Receive {
+            sku: sku("KAOS-M"),
+            warehouse_id: MALANG,
+            quantity: 5,
+            note: String::new(),
+        }),
+    )
+    .await
+    .unwrap();
+    w.run_at(
+        wib("2021-08-10", 10),
+        Command::PlaceOrder(place(order_id(1), vec![line("KAOS-M", 2)])),
+    )
+    .await
+    .unwrap();
+    w.run_at(
+        wib("2021-08-10", 12),
+        Command::TransitionOrder {
+            order_id: order_id(1),
+            transition: Transition::Ship { awb: "X1".into() },
+        },
+    )
+    .await
+    .unwrap();
+    let (_, v) = view(&w).await;
+    let history = v.stock.history_of(&sku("KAOS-M"), Some(MALANG), None, None);
+    let first = history[0];
+    assert_eq!(
+        (
+            first.description.as_str(),
+            first.quantity_in,
+            first.quantity_out,
+            first.last
+        ),
+        ("Initial variation stock on 2021-08-09", 5, 0, 5)
+    );
+    assert_eq!(first.user, "ayu");
+    let shipped = history[1];
+    assert_eq!(
+        (
+            shipped.quantity_in,
+            shipped.quantity_out,
+            shipped.last,
+            shipped.order_id
+        ),
+        (0, 2, 3, Some(order_id(1)))
+    );
+    assert_eq!(history.len(), 2, "a reservation moves no goods");
+    let only_first_day = v.stock.history_of(
+        &sku("KAOS-M"),
+        None,
+        Some(wib("2021-08-09", 0)),
+        Some(wib("2021-08-10", 0)),
+    );
+    assert_eq!(only_first_day.len(), 1);
+    assert_eq!(v.stock.total(&sku("KAOS-M")).on_hand, 3);
+    let low: Vec<String> = v
+        .stock
+        .low_stock(5)
+        .iter()
+        .map(|(s, _, _)| s.to_string())
+        .collect();
+    assert_eq!(low, ["KAOS-M"]);
+}
+
+#[tokio::test]
+async fn order_lists_filter_page_and_count() {
+    let w = world().await;
+    w.receive("KAOS-M", MALANG, 100).await;
+    w.receive("KAOS-L", MALANG, 100).await;
+    for n in 0..25u128 {
+        let mut cmd = place(
+            order_id(n),
+            vec![line(if n % 2 == 0 { "KAOS-M" } else { "KAOS-L" }, 1)],
+        );
+        cmd.channel = if n % 3 == 0 {
+            Channel::Shopee
+        } else {
+            Channel::Whatsapp
+        };
+        cmd.sender_id = if n % 5 == 0 { SITI } else { BUDI };
+        w.ok(Command::PlaceOrder(cmd)).await;
+    }
+    for n in 0..5u128 {
+        w.transition(
+            order_id(n),
+            Transition::Ship {
+                awb: format!("JNE{n:04}"),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    w.transition(
+        order_id(7),
+        Transition::Cancel {
+            reason: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    w.pay(order_id(8), 1_000, 1).await.unwrap();
+    let (_, v) = view(&w).await;
+    let counts = v.orders.counts();
+    assert_eq!(counts.values().sum::<usize>(), 25);
+    assert_eq!(
+        (
+            counts[&OrderStatus::Shipped],
+            counts[&OrderStatus::Cancelled],
+            counts[&OrderStatus::Placed]
+        ),
+        (5, 1, 19)
+    );
+    // Paging newest first visits every order once, in order.
+    let mut seen = Vec::new();
+    let mut q = OrderQuery {
+        limit: 10,
+        ..OrderQuery::default()
+    };
+    loop {
+        let page = v.orders.list(&q);
+        seen.extend(page.orders.iter().map(|o| o.order_id));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..25u128).rev().map(order_id).collect::<Vec<_>>());
+    let list = |q: OrderQuery| {
+        v.orders
+            .list(&OrderQuery { limit: 100, ..q })
+            .orders
+            .iter()
+            .map(|o| o.order_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(OrderQuery {
+            status: Some(OrderStatus::Shipped),
+            sort: Sort::Oldest,
+            ..Default::default()
+        }),
+        (0..5u128).map(order_id).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        list(OrderQuery {
+            channel: Some(Channel::Shopee),
+            ..Default::default()
+        })
+        .len(),
+        9
+    );
+    assert_eq!(
+        list(OrderQuery {
+            awb: Some("JNE0003".into()),
+            ..Default::default()
+        }),
+        [order_id(3)]
+    );
+    assert_eq!(
+        list(OrderQuery {
+            text: Some("siti".into()),
+            ..Default::default()
+        })
+        .len(),
+        5,
+        "by customer name"
+    );
+    assert_eq!(
+        list(OrderQuery {
+            text: Some("kaos-l".into()),
+            ..Default::default()
+        })
+        .len(),
+        12,
+        "by SKU"
+    );
+    assert_eq!(
+        list(OrderQuery {
+            customer_id: Some(SITI),
+            ..Default::default()
+        })
+        .len(),
+        5
+    );
+    assert_eq!(
+        list(OrderQuery {
+            payment_status: Some(PaymentStatus::PartiallyPaid),
+            ..Default::default()
+        }),
+        [order_id(8)]
+    );
+    let o = v.orders.get(order_id(3)).unwrap();
+    assert_eq!(
+        o.timeline
+            .iter()
+            .map(|t| t.what.as_str())
+            .collect::<Vec<_>>(),
+        ["placed", "shipped, AWB JNE0003"]
+    );
+}
+
+#[tokio::test]
+async fn sales_report_by_day_and_month_with_cancellations_and_expenses() {
+    let w = world().await;
+    price(&w, 50_000).await;
+    w.receive("KAOS-M", MALANG, 100).await;
+    for (n, day) in [
+        (1u128, "2024-12-11"),
+        (2, "2024-12-12"),
+        (3, "2024-12-12"),
+        (4, "2025-01-02"),
+    ] {
+        w.run_at(
+            wib(day, 20),
+            Command::PlaceOrder(place(order_id(n), vec![line("KAOS-M", 2)])),
+        )
+        .await
+        .unwrap();
+    }
+    w.run_at(
+        wib("2024-12-13", 9),
+        Command::TransitionOrder {
+            order_id: order_id(3),
+            transition: Transition::Cancel {
+                reason: String::new(),
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let expense = RecordExpense {
+        expense_id: Uuid::from_u128(1),
+        title: "Iklan".into(),
+        amount: Money(30_000),
+        quantity: 1,
+        date: NaiveDate::from_ymd_opt(2024, 12, 12).unwrap(),
+        note: String::new(),
+    };
+    w.ok(Command::RecordExpense(expense)).await;
+    let (_, v) = view(&w).await;
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let report = v
+        .analytics
+        .sales(d("2024-12-01"), d("2025-01-31"), Granularity::Day);
+    let rows: Vec<(String, i64, i64, i64)> = report
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.period.unwrap().to_string(),
+                r.orders,
+                r.net_sales.0,
+                r.net_profit.0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("2024-12-11".into(), 1, 100_000, 100_000 - 60_000),
+            ("2024-12-12".into(), 1, 100_000, 100_000 - 60_000 - 30_000),
+            ("2025-01-02".into(), 1, 100_000, 40_000),
+        ],
+        "the cancelled order is off its day; costs are 2 x 30,000"
+    );
+    let monthly = v
+        .analytics
+        .sales(d("2024-12-01"), d("2025-01-31"), Granularity::Month);
+    assert_eq!(monthly.rows.len(), 2);
+    assert_eq!(
+        (
+            monthly.total.orders,
+            monthly.total.gross_profit.0,
+            monthly.total.expenses.0
+        ),
+        (3, 120_000, 30_000)
+    );
+    assert_eq!(monthly.total.shipping, Money(30_000));
+    let best = v.analytics.best(
+        d("2024-12-01"),
+        d("2025-01-31"),
+        Group::Sku,
+        RankBy::Quantity,
+        5,
+    );
+    assert_eq!((best[0].key.as_str(), best[0].quantity), ("KAOS-M", 6));
+    let week = v.analytics.weekdays(d("2024-12-01"), d("2025-01-31"));
+    assert_eq!(week.iter().map(|t| t.orders).sum::<i64>(), 3);
+}
+
+#[tokio::test]
+async fn ngorder_best_location_is_a_share_of_orders() {
+    // 19 of 22 orders from one city is 86%.
+    let w = world().await;
+    w.receive("KAOS-M", MALANG, 100).await;
+    let jakarta = CustomerId(Uuid::from_u128(0x99));
+    w.ok(Command::RegisterCustomer {
+        customer_id: jakarta,
+        details: details("Rina", CustomerCategory::Customer, "Jakarta Selatan"),
+    })
+    .await;
+    for n in 0..22u128 {
+        let mut cmd = place(order_id(n), vec![line("KAOS-M", 1)]);
+        if n >= 19 {
+            cmd.sender_id = jakarta;
+        }
+        w.ok(Command::PlaceOrder(cmd)).await;
+    }
+    let (_, v) = view(&w).await;
+    let today = v.meta.local_date(w.now);
+    let shares = v.analytics.locations(today, today, 10);
+    assert_eq!(
+        (shares[0].key.as_str(), shares[0].orders, shares[0].percent),
+        ("Malang", 19, 86)
+    );
+    assert_eq!(
+        (shares[1].key.as_str(), shares[1].percent),
+        ("Jakarta Selatan", 14)
+    );
+    let couriers = v.analytics.couriers(today, today);
+    assert_eq!(
+        (
+            couriers[0].courier.as_str(),
+            couriers[0].orders,
+            couriers[0].shipping_share_percent
+        ),
+        ("JNE", 22, 100)
+    );
+}
+
+fn whatsapp(handle: &str) -> Party {
+    Party {
+        channel: ChatChannel::Whatsapp,
+        handle: handle.into(),
+        name: handle.into(),
+        customer_id: None,
+    }
+}
+
+#[tokio::test]
+async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
+    let w = world().await;
+    let minutes = |m: i64| Timestamp(w.now.0 + m * 60_000_000);
+    for (n, handle) in ["6281111111111", "6282222222222", "6283333333333"]
+        .iter()
+        .enumerate()
+    {
+        let cmd = Command::ReceiveMessage(ReceiveMessage {
+            party: whatsapp(handle),
+            message_id: Uuid::from_u128(n as u128 + 1),
+            text: "halo kak".into(),
+            attachment: None,
+            sent_at: None,
+        });
+        w.run_at(minutes(n as i64), cmd).await.unwrap();
+    }
+    let second = conversation_id(w.shop, ChatChannel::Whatsapp, "6282222222222");
+    let cmd = Command::ReceiveMessage(ReceiveMessage {
+        party: whatsapp("6282222222222"),
+        message_id: Uuid::from_u128(10),
+        text: "kak?".into(),
+        attachment: None,
+        sent_at: None,
+    });
+    w.run_at(minutes(10), cmd).await.unwrap();
+    w.run_at(
+        minutes(11),
+        Command::ChangeConversation {
+            conversation_id: second,
+            change: ConversationChange::AddLabel {
+                label: "belum bayar".into(),
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let reply = Command::SendMessage(SendMessage {
+        party: whatsapp("6283333333333"),
+        message_id: Uuid::from_u128(20),
+        text: "Halo".into(),
+        attachment: None,
+    });
+    w.run_at(minutes(12), reply).await.unwrap();
+    let (_, v) = view(&w).await;
+    let page = v.inbox.list(&InboxQuery {
+        limit: 10,
+        ..InboxQuery::default()
+    });
+    let handles: Vec<&str> = page
+        .conversations
+        .iter()
+        .map(|c| c.handle.as_str())
+        .collect();
+    assert_eq!(
+        handles,
+        ["6283333333333", "6282222222222", "6281111111111"],
+        "newest activity first"
+    );
+    assert_eq!(
+        page.conversations
+            .iter()
+            .map(|c| c.unread)
+            .collect::<Vec<_>>(),
+        [0, 2, 1]
+    );
+    let labelled = v.inbox.list(&InboxQuery {
+        label: Some("belum bayar".into()),
+        limit: 10,
+        ..InboxQuery::default()
+    });
+    assert_eq!(labelled.conversations[0].conversation_id, second);
+    let served = v.inbox.list(&InboxQuery {
+        status: Some(kedai_engine::domain::chat::ChatStatus::Served),
+        limit: 10,
+        ..InboxQuery::default()
+    });
+    assert_eq!(served.conversations.len(), 1);
+    assert_eq!(
+        v.inbox
+            .messages(second, 0, 10)
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect::<Vec<_>>(),
+        ["halo kak", "kak?"]
+    );
+    let first_two = v.inbox.list(&InboxQuery {
+        limit: 2,
+        ..InboxQuery::default()
+    });
+    let rest = v.inbox.list(&InboxQuery {
+        limit: 2,
+        after: first_two.next,
+        ..InboxQuery::default()
+    });
+    assert_eq!(rest.conversations[0].handle, "6281111111111");
+    let cs = v
+        .analytics
+        .customer_service(v.meta.local_date(w.now), v.meta.local_date(w.now));
+    assert_eq!(
+        (cs.leads, cs.response.count, cs.response.median),
+        (3, 1, 12 * 60 - 2 * 60)
+    );
+}
