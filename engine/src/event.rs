@@ -203,9 +203,52 @@ impl fmt::Display for Role {
 
 /// A point in time with microsecond precision, as stored in the log
 /// (microseconds since the Unix epoch, UTC).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Serialised as that integer in binary formats (MessagePack) and as an
+/// RFC 3339 text (`2024-12-12T13:00:00.000000Z`) in human-readable ones
+/// (JSON), which also accept a number of microseconds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Timestamp(pub i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 date and time, or microseconds since 1970")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                i64::try_from(v)
+                    .map(Timestamp)
+                    .map_err(|_| E::custom("timestamp out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|t| Timestamp::from(t.with_timezone(&Utc)))
+                    .map_err(|e| E::custom(format!("{v:?} is not an RFC 3339 date and time: {e}")))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_any(Visitor)
+        } else {
+            d.deserialize_i64(Visitor)
+        }
+    }
+}
 
 impl Timestamp {
     pub fn from_micros(micros: i64) -> Self {
@@ -281,4 +324,29 @@ pub struct RecordedEvent {
     pub event_type: Arc<str>,
     pub schema_version: u16,
     pub payload: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_text_in_json_and_integers_in_messagepack() {
+        let t = Timestamp(1_734_000_000_123_456);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2024-12-12T10:40:00.123456Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("1734000000123456").unwrap(),
+            t
+        );
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("\"2024-12-12T17:40:00.123456+07:00\"").unwrap(),
+            t
+        );
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+        let packed = rmp_serde::to_vec(&t).unwrap();
+        assert_eq!(rmp_serde::from_slice::<Timestamp>(&packed).unwrap(), t);
+        assert!(packed.len() <= 9);
+    }
 }
