@@ -1,0 +1,3 @@
+//! `kedai-replay`: the auditor's read-only tool (being built).
+
+fn main() {}
