@@ -71,11 +71,22 @@ pub struct InboxPage<'a> {
     pub next: Option<(Timestamp, uuid::Uuid)>,
 }
 
-/// A shop's conversations.
+/// A message template (quick reply).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateView {
+    pub template_id: uuid::Uuid,
+    pub name: String,
+    pub body: String,
+    pub placeholders: Vec<String>,
+    pub deleted: bool,
+}
+
+/// A shop's conversations and templates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inbox {
     conversations: BTreeMap<uuid::Uuid, ConversationView>,
     messages: BTreeMap<uuid::Uuid, Vec<MessageView>>,
+    templates: BTreeMap<uuid::Uuid, TemplateView>,
     /// Newest activity first.
     #[serde(skip)]
     recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,
@@ -83,7 +94,9 @@ pub struct Inbox {
 
 impl PartialEq for Inbox {
     fn eq(&self, other: &Self) -> bool {
-        self.conversations == other.conversations && self.messages == other.messages
+        self.conversations == other.conversations
+            && self.messages == other.messages
+            && self.templates == other.templates
     }
 }
 
@@ -229,6 +242,17 @@ impl Inbox {
         }
         c.last_message = Some(m.clone());
         self.messages.entry(id).or_default().push(m);
+    }
+
+    /// Templates not deleted, by name.
+    pub fn templates(&self) -> Vec<&TemplateView> {
+        let mut list: Vec<&TemplateView> = self.templates.values().filter(|t| !t.deleted).collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name).then(a.template_id.cmp(&b.template_id)));
+        list
+    }
+
+    pub fn template(&self, id: uuid::Uuid) -> Option<&TemplateView> {
+        self.templates.get(&id).filter(|t| !t.deleted)
     }
 
     pub fn get(&self, id: uuid::Uuid) -> Option<&ConversationView> {

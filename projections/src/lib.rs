@@ -71,12 +71,25 @@ impl ShopView {
     }
 }
 
+/// An API key, found by the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub shop: ShopId,
+    pub key_id: uuid::Uuid,
+    pub role: kedai_engine::Role,
+    pub label: String,
+    pub issued_at: Timestamp,
+    pub revoked: bool,
+}
+
 /// Every projection of every shop, and the log position they reflect.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Projections {
     /// Position of the last event applied.
     pub position: Position,
     pub shops: BTreeMap<ShopId, ShopView>,
+    /// Every API key by the SHA-256 (hex) of its secret.
+    pub keys: BTreeMap<String, KeyEntry>,
     /// Events skipped because their type is unknown to this build.
     pub skipped: u64,
 }
@@ -125,6 +138,18 @@ impl Projections {
             .or_default()
             .apply(at, &decoded);
         Ok(())
+    }
+
+    /// The key whose secret hashes to `hash`, unless revoked.
+    pub fn key(&self, hash: &str) -> Option<&KeyEntry> {
+        self.keys.get(hash).filter(|k| !k.revoked)
+    }
+
+    /// A shop's keys, revoked ones included.
+    pub fn keys_of(&self, shop: ShopId) -> Vec<&KeyEntry> {
+        let mut keys: Vec<&KeyEntry> = self.keys.values().filter(|k| k.shop == shop).collect();
+        keys.sort_by_key(|k| (k.issued_at, k.key_id));
+        keys
     }
 
     /// One shop's view, if it has any event.

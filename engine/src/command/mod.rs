@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::slots::{Kind, LoadError, Locked, Slots, State};
+use crate::domain::access::{self, IssueKey};
 use crate::domain::catalog::{
     self, AddWarehouse, CreateProduct, CreateShop, ProductChange, ProductKind,
 };
@@ -129,6 +130,10 @@ pub enum Command {
     DeleteTemplate {
         template_id: Uuid,
     },
+    IssueKey(IssueKey),
+    RevokeKey {
+        key_id: Uuid,
+    },
 }
 
 impl Command {
@@ -191,7 +196,10 @@ impl Command {
             Command::ChangeConversation { change, .. } => change.validate(),
             Command::ImportHistory(c) => c.validate(),
             Command::SaveTemplate(c) => c.validate(),
-            Command::AbandonCheckout { .. } | Command::DeleteTemplate { .. } => Ok(()),
+            Command::IssueKey(c) => c.validate(),
+            Command::AbandonCheckout { .. }
+            | Command::DeleteTemplate { .. }
+            | Command::RevokeKey { .. } => Ok(()),
             // Customer details are checked against the shop's country.
             Command::RegisterCustomer { .. }
             | Command::UpdateCustomer { .. }
@@ -244,6 +252,9 @@ pub struct Executed {
     /// Position of the command's last event (or of the log's head when it
     /// recorded nothing): read with `min_position` of this to see it.
     pub position: Position,
+    /// Position of the command's first event (`position + 1` when it
+    /// recorded nothing).
+    pub first_position: Position,
     /// The events decided, by stream (empty when nothing changed).
     pub events: Vec<(StreamId, DomainEvent)>,
 }
@@ -388,15 +399,15 @@ impl Engine {
         let Some(key) = meta.idempotency_key.as_deref() else {
             return Ok(None);
         };
-        let mut last = None;
+        let mut range: Option<(Position, Position)> = None;
         for round in 0.. {
             let ids: Vec<Uuid> = (1..=PROBE)
                 .map(|i| event_id(shop, Some(key), round * PROBE + i))
                 .collect();
             let found = self.store.event_positions(&ids).await?;
             let recorded: Vec<Position> = found.iter().map_while(|p| *p).collect();
-            if let Some(&p) = recorded.iter().max() {
-                last = Some(last.map_or(p, |l: Position| l.max(p)));
+            for &p in &recorded {
+                range = Some(range.map_or((p, p), |(lo, hi)| (lo.min(p), hi.max(p))));
             }
             if recorded.len() < PROBE as usize
                 || round * PROBE >= crate::store::APPEND_EVENTS_MAX as u32
@@ -404,9 +415,10 @@ impl Engine {
                 break;
             }
         }
-        Ok(last.map(|position| Executed {
+        Ok(range.map(|(first_position, position)| Executed {
             status: AppendStatus::AlreadyRecorded,
             position,
+            first_position,
             events: Vec::new(),
         }))
     }
@@ -672,6 +684,18 @@ impl Engine {
                 let stream = streams::template(shop, *template_id);
                 let mut locked = self.lock(&[(stream.clone(), Kind::Template)]).await?;
                 let events = chat::delete_template(first(&mut locked).template(), *template_id)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::IssueKey(c) => {
+                let stream = streams::keys(shop);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Keys)]).await?;
+                let events = access::issue(first(&mut locked).keys(), c, ctx)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::RevokeKey { key_id } => {
+                let stream = streams::keys(shop);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Keys)]).await?;
+                let events = access::revoke(first(&mut locked).keys(), *key_id, ctx)?;
                 (locked, vec![(stream, events)])
             }
             Command::TransitionOrder {
@@ -1051,9 +1075,11 @@ impl Engine {
             .filter(|(_, events)| !events.is_empty())
             .collect();
         if appends.is_empty() {
+            let position = self.store.last_position().await?;
             return Ok(Attempt::Done(Executed {
                 status: AppendStatus::Recorded,
-                position: self.store.last_position().await?,
+                position,
+                first_position: position + 1,
                 events: Vec::new(),
             }));
         }
@@ -1111,6 +1137,7 @@ impl Engine {
                 Ok(Attempt::Done(Executed {
                     status: outcome.status,
                     position: outcome.last_position,
+                    first_position: outcome.first_position,
                     events,
                 }))
             }

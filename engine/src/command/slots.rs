@@ -15,6 +15,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::domain::access::Keys;
 use crate::domain::catalog::{Customer, Product, Shop, SkuOwner, Warehouses};
 use crate::domain::chat::{Conversation, Template};
 use crate::domain::checkout::Checkout;
@@ -42,6 +43,7 @@ pub enum State {
     Checkout(Checkout),
     Conversation(Conversation),
     Template(Template),
+    Keys(Keys),
 }
 
 /// Which aggregate a stream holds, to make its empty state.
@@ -60,6 +62,7 @@ pub enum Kind {
     Checkout,
     Conversation,
     Template,
+    Keys,
 }
 
 impl State {
@@ -78,6 +81,7 @@ impl State {
             Kind::Checkout => State::Checkout(Checkout::default()),
             Kind::Conversation => State::Conversation(Conversation::default()),
             Kind::Template => State::Template(Template::default()),
+            Kind::Keys => State::Keys(Keys::default()),
         }
     }
 
@@ -96,6 +100,7 @@ impl State {
             State::Checkout(s) => s.evolve(event),
             State::Conversation(s) => s.evolve(event),
             State::Template(s) => s.evolve(event),
+            State::Keys(s) => s.evolve(event),
         }
     }
 }
@@ -131,6 +136,7 @@ accessors! {
     checkout: Checkout => Checkout,
     conversation: Conversation => Conversation,
     template: Template => Template,
+    keys: Keys => Keys,
 }
 
 /// One stream's cached state.

@@ -150,6 +150,8 @@ domain_events! {
     ConversationReopened,
     TemplateSaved,
     TemplateDeleted,
+    ApiKeyIssued,
+    ApiKeyRevoked,
 }
 
 // ---------------------------------------------------------------- shop
@@ -677,4 +679,22 @@ pub struct TemplateSaved {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateDeleted {
     pub template_id: uuid::Uuid,
+}
+
+// --------------------------------------------------------------- access
+
+/// An API key was issued; only the hash of its secret is recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyIssued {
+    pub key_id: uuid::Uuid,
+    pub role: crate::event::Role,
+    pub label: String,
+    pub hash: String,
+    pub issued_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    pub key_id: uuid::Uuid,
+    pub revoked_at: Timestamp,
 }

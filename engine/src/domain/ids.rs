@@ -176,6 +176,11 @@ pub mod streams {
         StreamId::new(shop, format!("conversation-{id}"))
     }
 
+    /// The shop's API keys.
+    pub fn keys(shop: ShopId) -> StreamId {
+        StreamId::new(shop, "keys")
+    }
+
     pub fn template(shop: ShopId, id: Uuid) -> StreamId {
         StreamId::new(shop, format!("template-{id}"))
     }

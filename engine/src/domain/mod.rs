@@ -15,12 +15,14 @@
 //!   withdrawals, expenses.
 //! - [`checkout`]: storefront checkouts.
 //! - [`chat`]: conversations, labels, assignment, statuses, templates.
+//! - [`access`]: the shop's API keys (hashes only).
 //!
 //! Each aggregate is a state with `evolve(&mut self, &DomainEvent)` and
 //! decision functions `(state, command, inputs, context) -> events or a
 //! Rejection`. The command engine (`crate::command`) loads states, calls the
 //! decisions and appends their events.
 
+pub mod access;
 pub mod catalog;
 pub mod chat;
 pub mod checkout;

@@ -208,6 +208,10 @@ pub enum Rejection {
     TemplateKeyMissing { key: String },
     #[error("the template has no key {key:?}")]
     TemplateKeyUnknown { key: String },
+    #[error("key {key_id} already exists")]
+    KeyExists { key_id: Uuid },
+    #[error("key {key_id} does not exist")]
+    UnknownKey { key_id: Uuid },
 }
 
 fn describe_shortages(shortages: &[Shortage]) -> String {
@@ -273,6 +277,8 @@ impl Rejection {
             Rejection::TemplateMalformed { .. } => "template_malformed",
             Rejection::TemplateKeyMissing { .. } => "template_key_missing",
             Rejection::TemplateKeyUnknown { .. } => "template_key_unknown",
+            Rejection::KeyExists { .. } => "key_exists",
+            Rejection::UnknownKey { .. } => "unknown_key",
         }
     }
 
@@ -292,6 +298,7 @@ impl Rejection {
                 | Rejection::UnknownCheckout { .. }
                 | Rejection::UnknownConversation { .. }
                 | Rejection::UnknownTemplate { .. }
+                | Rejection::UnknownKey { .. }
         )
     }
 }
