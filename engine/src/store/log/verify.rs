@@ -2,9 +2,19 @@
 //! checksum, every position, and the hash chain from the first record to
 //! the last. This is what `kedai-replay verify` runs; it trusts nothing the
 //! writer keeps beside the records (sidecar indexes are not read).
+//!
+//! Segments are checked in parallel, on all cores: each segment's records
+//! are checked against the segment's own header (its first position and
+//! the hash it links to), then, in segment order, each header is checked to
+//! follow the segment before it (the next position, the previous segment's
+//! last hash). Together that is the whole chain. The error reported is the
+//! one at the earliest position, as a walk from the first record would
+//! find it.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use super::format::{self, GENESIS_HASH, Hash, SEGMENT_HEADER_LEN};
 use super::segment::{self, ScanChecks, SegmentData};
@@ -39,18 +49,66 @@ pub struct VerifyProgress {
     pub events: u64,
 }
 
-/// Verifies the log in `dir`. `find_hash`, if given, is looked for among the
-/// records' hashes. Errors name the first bad segment, offset and position.
+/// Verifies the log in `dir` on all cores. `find_hash`, if given, is looked
+/// for among the records' hashes. Errors name the first bad segment, offset
+/// and position.
 pub fn verify(
     dir: &Path,
     find_hash: Option<Hash>,
+    progress: impl FnMut(VerifyProgress),
+) -> Result<VerifyReport, StoreError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    verify_with_threads(dir, find_hash, threads, progress)
+}
+
+/// What checking one segment on its own found.
+#[derive(Debug)]
+struct SegmentCheck {
+    /// The hash the segment's header links to.
+    prev_hash: Hash,
+    records: u64,
+    /// Offset just past the last whole record.
+    data_end: u64,
+    last_hash: Hash,
+    /// Bytes of an unfinished write after the last whole record.
+    torn_bytes: u64,
+    /// Position of the record whose hash is the one looked for.
+    found_hash_at: Option<Position>,
+}
+
+/// A segment file as listed, before it is read.
+#[derive(Debug)]
+struct Listed {
+    first: Position,
+    path: PathBuf,
+    len: u64,
+    is_last: bool,
+}
+
+/// [`verify`] with `threads` threads (at least one) checking segments.
+/// `progress` is called on the calling thread, after each segment, in
+/// segment order.
+pub fn verify_with_threads(
+    dir: &Path,
+    find_hash: Option<Hash>,
+    threads: usize,
     mut progress: impl FnMut(VerifyProgress),
 ) -> Result<VerifyReport, StoreError> {
     let files = segment::list_segments(dir)?;
-    let bytes_total: u64 = files
-        .iter()
-        .map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
+    let count = files.len();
+    let mut listed = Vec::with_capacity(count);
+    for (i, (first, path)) in files.into_iter().enumerate() {
+        let len = fs::metadata(&path)
+            .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?
+            .len();
+        listed.push(Listed {
+            first,
+            path,
+            len,
+            is_last: i + 1 == count,
+        });
+    }
+    let bytes_total: u64 = listed.iter().map(|l| l.len).sum();
     let mut report = VerifyReport {
         segments: 0,
         events: 0,
@@ -60,62 +118,170 @@ pub fn verify(
         unfinished_tail_bytes: 0,
         found_hash_at: (find_hash == Some(GENESIS_HASH)).then_some(0),
     };
-    let count = files.len();
-    let mut bytes_done = 0;
-    for (i, (first, path)) in files.into_iter().enumerate() {
-        let is_last = i + 1 == count;
-        let len = fs::metadata(&path)
-            .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?
-            .len();
-        if is_last && len < SEGMENT_HEADER_LEN as u64 && i > 0 {
-            // A segment whose creation was interrupted: no records.
-            report.unfinished_tail_bytes += len;
-            break;
-        }
-        let expected = report.last_position + 1;
-        if first != expected {
-            return Err(StoreError::Corrupt {
-                segment: path,
-                offset: 0,
-                position: Some(expected),
-                reason: format!(
-                    "segment file starts at position {first}, expected {expected}: a segment is missing or misnamed"
-                ),
+    // A last segment whose creation was interrupted holds no records.
+    let unfinished = listed
+        .last()
+        .is_some_and(|l| count > 1 && l.len < SEGMENT_HEADER_LEN as u64);
+    if unfinished {
+        let l = listed.pop().expect("a last segment");
+        report.unfinished_tail_bytes += l.len;
+    }
+    let listed = &listed;
+    // Workers take segments in order; once a segment has failed, those
+    // after it need not be checked (the earliest failure is the answer).
+    let next = AtomicUsize::new(0);
+    let first_bad = AtomicUsize::new(usize::MAX);
+    let (tx, rx) = mpsc::channel::<(usize, Result<SegmentCheck, StoreError>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1).min(listed.len()) {
+            let tx = tx.clone();
+            let (next, first_bad) = (&next, &first_bad);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= listed.len() || i > first_bad.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let checked = check_segment(&listed[i], find_hash);
+                    if checked.is_err() {
+                        first_bad.fetch_min(i, Ordering::Relaxed);
+                    }
+                    if tx.send((i, checked)).is_err() {
+                        return;
+                    }
+                }
             });
         }
-        let data = SegmentData::read(&path)?;
-        let checks = ScanChecks {
-            first_position: expected,
-            prev_hash: report.last_hash,
-            verify_chain: true,
-            is_last,
-        };
-        let end = segment::scan(&data, checks, |r| {
-            if find_hash == Some(r.prev_hash) && report.found_hash_at.is_none() {
-                report.found_hash_at = Some(r.position - 1);
+        drop(tx);
+        // Link the segments in order as their checks come in.
+        let mut done: Vec<Option<Result<SegmentCheck, StoreError>>> =
+            (0..listed.len()).map(|_| None).collect();
+        let mut linked = 0;
+        let mut bytes_done = 0;
+        for (i, checked) in rx.iter() {
+            done[i] = Some(checked);
+            while let Some(checked) = done.get_mut(linked).and_then(Option::take) {
+                let l = &listed[linked];
+                if let Err(e) = link(&mut report, l, checked) {
+                    // Stop the workers, and drop what they still send.
+                    first_bad.fetch_min(linked, Ordering::Relaxed);
+                    return Err(e);
+                }
+                bytes_done += l.len;
+                progress(VerifyProgress {
+                    bytes_done,
+                    bytes_total,
+                    events: report.events,
+                });
+                linked += 1;
             }
-            Ok(())
-        })?;
-        report.segments += 1;
-        report.events += end.records as u64;
-        report.bytes += end.data_end as u64;
-        report.last_position = end.next_position - 1;
-        report.last_hash = end.last_hash;
-        if end.torn {
-            report.unfinished_tail_bytes += data.bytes.len() as u64 - end.data_end as u64;
         }
-        bytes_done += len;
-        progress(VerifyProgress {
-            bytes_done,
-            bytes_total,
-            events: report.events,
-        });
-    }
+        if linked < listed.len() {
+            return Err(StoreError::Unavailable(
+                "verification stopped before every segment was checked".into(),
+            ));
+        }
+        Ok(())
+    })?;
     if find_hash.is_some() && find_hash == Some(report.last_hash) && report.found_hash_at.is_none()
     {
         report.found_hash_at = Some(report.last_position);
     }
     Ok(report)
+}
+
+/// Checks one segment against its own header: checksums, positions from
+/// the header's first position on, and the chain from the header's
+/// prev_hash on.
+fn check_segment(l: &Listed, find_hash: Option<Hash>) -> Result<SegmentCheck, StoreError> {
+    let data = SegmentData::read(&l.path).map_err(|e| match e {
+        StoreError::Corrupt {
+            segment,
+            offset,
+            position: None,
+            reason,
+        } => StoreError::Corrupt {
+            segment,
+            offset,
+            position: Some(l.first),
+            reason,
+        },
+        other => other,
+    })?;
+    let checks = ScanChecks {
+        first_position: l.first,
+        prev_hash: data.header.prev_hash,
+        verify_chain: true,
+        is_last: l.is_last,
+    };
+    let mut found_hash_at = None;
+    let end = segment::scan(&data, checks, |r| {
+        if find_hash == Some(r.prev_hash) && found_hash_at.is_none() {
+            found_hash_at = Some(r.position - 1);
+        }
+        Ok(())
+    })?;
+    let torn_bytes = if end.torn {
+        // The unfinished write runs to the last non-zero byte; what
+        // follows is preallocated space.
+        let garbage_end = data
+            .bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1)
+            .max(end.data_end);
+        (garbage_end - end.data_end) as u64
+    } else {
+        0
+    };
+    Ok(SegmentCheck {
+        prev_hash: data.header.prev_hash,
+        records: end.records as u64,
+        data_end: end.data_end as u64,
+        last_hash: end.last_hash,
+        torn_bytes,
+        found_hash_at,
+    })
+}
+
+/// Checks that a segment follows the ones before it (its first position,
+/// the hash its header links to) and adds it to the report.
+fn link(
+    report: &mut VerifyReport,
+    l: &Listed,
+    checked: Result<SegmentCheck, StoreError>,
+) -> Result<(), StoreError> {
+    let expected = report.last_position + 1;
+    if l.first != expected {
+        return Err(StoreError::Corrupt {
+            segment: l.path.clone(),
+            offset: 0,
+            position: Some(expected),
+            reason: format!(
+                "segment file starts at position {}, expected {expected}: a segment is missing or misnamed",
+                l.first
+            ),
+        });
+    }
+    let checked = checked?;
+    if checked.prev_hash != report.last_hash {
+        return Err(StoreError::Corrupt {
+            segment: l.path.clone(),
+            offset: 0,
+            position: Some(expected),
+            reason: "segment header does not link to the previous segment's last record".into(),
+        });
+    }
+    if report.found_hash_at.is_none() {
+        report.found_hash_at = checked.found_hash_at;
+    }
+    report.segments += 1;
+    report.events += checked.records;
+    report.bytes += checked.data_end;
+    report.last_position = expected + checked.records - 1;
+    report.last_hash = checked.last_hash;
+    report.unfinished_tail_bytes += checked.torn_bytes;
+    Ok(())
 }
 
 /// Parses a hash written as 64 hexadecimal digits.
