@@ -1,3 +1,404 @@
-//! `kedai-replay`: the auditor's read-only tool (being built).
+//! `kedai-replay`: the auditor's read-only tool. See the crate's README
+//! for what each subcommand proves.
+//!
+//! Exit codes: 0 when the answer is yes (intact, equal, done); 1 when it is
+//! no (a defect, a kept hash not found, differences); 2 when no answer
+//! could be had (a missing directory, a bad argument, a failing database).
 
-fn main() {}
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use kedai_engine::ShopId;
+use kedai_engine::domain::ids::{OrderId, Sku, WarehouseId};
+use kedai_replay::export::{Filter, Format};
+use kedai_replay::history::Entity;
+use kedai_replay::payload::Sorted;
+use kedai_replay::progress::{Progress, Rate, Unit};
+use kedai_replay::rebuild::{Until, parse_time};
+use kedai_replay::report::Report;
+use kedai_replay::source::Source;
+use kedai_replay::{ReplayError, diff, export, history, rebuild, verify};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kedai-replay",
+    version,
+    about = "The auditor's tool: verifies, replays and exports kedai's ledger, read-only"
+)]
+struct Cli {
+    /// kedai's data directory (the log is in DIR/log); the log directory
+    /// itself is accepted too.
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A PostgreSQL database holding the ledger, instead of --data.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Output for scripts: JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Checks every record's checksum and the hash chain from the first
+    /// event to the last; prints the head hash to keep.
+    Verify {
+        /// A head hash kept earlier: checks it is still part of the chain
+        /// (history up to it was not rewritten).
+        #[arg(long, value_name = "HEX")]
+        from_hash: Option<String>,
+        /// Threads checking segments (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Every event of one entity: position, time, actor, type, payload.
+    #[command(group(ArgGroup::new("entity").required(true).args(["stream", "order", "sku", "conversation"])))]
+    History {
+        /// The shop's id.
+        #[arg(long)]
+        shop: uuid::Uuid,
+        /// A stream by name (`order-<id>`, `stock-<SKU>@<warehouse>`, `wallet`...).
+        #[arg(long)]
+        stream: Option<String>,
+        /// An order's id.
+        #[arg(long)]
+        order: Option<uuid::Uuid>,
+        /// A SKU's stock, in every warehouse or in --warehouse.
+        #[arg(long)]
+        sku: Option<String>,
+        #[arg(long, requires = "sku")]
+        warehouse: Option<uuid::Uuid>,
+        /// A conversation's id.
+        #[arg(long)]
+        conversation: Option<uuid::Uuid>,
+    },
+    /// Folds every projection up to a moment or a position and prints
+    /// them as deterministic JSON.
+    #[command(group(ArgGroup::new("until").required(true).args(["as_of", "position"])))]
+    Rebuild {
+        /// Every event recorded at or before this RFC 3339 moment.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        /// Every event up to and including this position.
+        #[arg(long, value_name = "N")]
+        position: Option<u64>,
+        /// Only this shop's projections.
+        #[arg(long)]
+        shop: Option<uuid::Uuid>,
+        /// Write the report here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Compares two rebuild reports, or a report and a server's projection
+    /// snapshot; exit code 0 when equal, 1 when different.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Only this shop.
+        #[arg(long)]
+        shop: Option<uuid::Uuid>,
+    },
+    /// Writes events with every envelope field and the decoded payload.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Only this shop's events.
+        #[arg(long)]
+        shop: Option<uuid::Uuid>,
+        /// Events recorded at or after this RFC 3339 moment.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Events recorded before this RFC 3339 moment.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                println!("{}", json!({ "error": format!("{e:#}") }));
+            }
+            eprintln!("kedai-replay: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    if let Command::Diff { a, b, shop } = &cli.command {
+        return run_diff(a, b, *shop, cli.json);
+    }
+    let source = Source::from_args(cli.data.as_deref(), cli.database_url.as_deref())?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Verify { from_hash, threads } => {
+                run_verify(&source, from_hash.as_deref(), threads, cli.json).await
+            }
+            Command::History {
+                shop,
+                stream,
+                order,
+                sku,
+                warehouse,
+                conversation,
+            } => {
+                let entity = if let Some(name) = stream {
+                    Entity::Stream(name)
+                } else if let Some(id) = order {
+                    Entity::Order(OrderId(id))
+                } else if let Some(sku) = sku {
+                    let sku = Sku::parse(&sku).map_err(ReplayError::Invalid)?;
+                    Entity::Stock(sku, warehouse.map(WarehouseId))
+                } else if let Some(id) = conversation {
+                    Entity::Conversation(id)
+                } else {
+                    anyhow::bail!("name the entity: --stream, --order, --sku or --conversation")
+                };
+                run_history(&source, ShopId(shop), &entity, cli.json).await
+            }
+            Command::Rebuild {
+                as_of,
+                position,
+                shop,
+                output,
+            } => {
+                let until = match (as_of, position) {
+                    (Some(t), _) => Until::Time(parse_time(&t)?),
+                    (None, Some(p)) => Until::Position(p),
+                    (None, None) => anyhow::bail!("give --as-of TIME or --position N"),
+                };
+                run_rebuild(
+                    &source,
+                    until,
+                    shop.map(ShopId),
+                    output.as_deref(),
+                    cli.json,
+                )
+                .await
+            }
+            Command::Export {
+                format,
+                shop,
+                from,
+                to,
+                output,
+            } => {
+                let filter = Filter {
+                    shop: shop.map(ShopId),
+                    from: from.as_deref().map(parse_time).transpose()?,
+                    to: to.as_deref().map(parse_time).transpose()?,
+                };
+                let format = match format {
+                    ExportFormat::Jsonl => Format::Jsonl,
+                    ExportFormat::Csv => Format::Csv,
+                };
+                run_export(&source, filter, format, output.as_deref(), cli.json).await
+            }
+            Command::Diff { .. } => unreachable!("handled above"),
+        }
+    })
+}
+
+async fn run_verify(
+    source: &Source,
+    from_hash: Option<&str>,
+    threads: Option<usize>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let kept = from_hash.map(verify::parse_kept_hash).transpose()?;
+    let progress = Arc::new(Progress::new("verify", 0, Unit::Bytes));
+    let bar = Arc::clone(&progress);
+    let mut events = 0;
+    let verdict = verify::verify(source, kept, threads, move |p| {
+        bar.set_total(p.bytes_total);
+        bar.set(p.bytes_done);
+    })
+    .await
+    .with_context(|| format!("verifying the {}", source.describe()))?;
+    if let verify::Verdict::Intact(r) = &verdict {
+        events = r.events;
+    }
+    let rate = Rate {
+        events,
+        elapsed: progress.finish(),
+    };
+    if json {
+        println!("{}", verify::render_json(&verdict, kept, rate));
+    } else {
+        print!("{}", verify::render_text(&verdict, kept, rate));
+    }
+    Ok(exit(verify::passed(&verdict, kept)))
+}
+
+async fn run_history(
+    source: &Source,
+    shop: ShopId,
+    entity: &Entity,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = source.open().await?;
+    let (streams, events) = history::history(&*store, shop, entity).await?;
+    let mut out = io::stdout().lock();
+    if json {
+        let doc = history::render_json(shop, &streams, &events);
+        serde_json::to_writer_pretty(&mut out, &Sorted(&doc))?;
+        writeln!(out)?;
+    } else {
+        out.write_all(history::render_text(&streams, &events).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_rebuild(
+    source: &Source,
+    until: Until,
+    shop: Option<ShopId>,
+    output: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = source.open().await?;
+    let progress = Progress::new("rebuild", 0, Unit::Events);
+    let rebuilt = rebuild::rebuild(store, until, |done, target| {
+        progress.set_total(target);
+        progress.set(done);
+    })
+    .await?;
+    let rate = Rate {
+        events: rebuilt.projections.position,
+        elapsed: progress.finish(),
+    };
+    let report = Report::from_projections(&rebuilt.projections, shop);
+    let text = report.to_json();
+    let summary = json!({
+        "position": rebuilt.projections.position,
+        "last_recorded_at": rebuilt.last_recorded_at.map(|t| t.to_string()),
+        "log_end": rebuilt.log_end,
+        "skipped_events": rebuilt.projections.skipped,
+        "shops": report.shops.len(),
+        "seconds": rate.elapsed.as_secs_f64(),
+        "events_per_second": rate.per_second().round() as u64,
+    });
+    let line = format!(
+        "rebuilt to position {} of {} ({} events of unknown types skipped): {rate}",
+        rebuilt.projections.position, rebuilt.log_end, rebuilt.projections.skipped
+    );
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            if json {
+                println!("{summary}");
+            } else {
+                println!("{line}; report in {}", path.display());
+            }
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            eprintln!("{}", if json { summary.to_string() } else { line });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_diff(a: &Path, b: &Path, shop: Option<uuid::Uuid>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut left = diff::load(a)?;
+    let mut right = diff::load(b)?;
+    if let Some(shop) = shop {
+        diff::only_shop(&mut left, &shop.to_string());
+        diff::only_shop(&mut right, &shop.to_string());
+    }
+    let diffs = diff::diff(&left, &right);
+    if json {
+        println!("{}", diff::render_json(a, b, &diffs));
+    } else if diffs.is_empty() {
+        println!("equal: A {} and B {}", a.display(), b.display());
+    } else {
+        println!(
+            "{} difference{} between A {} and B {}:",
+            diffs.len(),
+            if diffs.len() == 1 { "" } else { "s" },
+            a.display(),
+            b.display()
+        );
+        print!("{}", diff::render_text(&diffs));
+    }
+    Ok(exit(diffs.is_empty()))
+}
+
+async fn run_export(
+    source: &Source,
+    filter: Filter,
+    format: Format,
+    output: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = source.open().await?;
+    let progress = Progress::new("export", 0, Unit::Events);
+    let mut sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())),
+    };
+    let summary = export::export(store, filter, format, &mut sink, |done, end| {
+        progress.set_total(end);
+        progress.set(done);
+    })
+    .await?;
+    drop(sink);
+    let rate = Rate {
+        events: summary.read,
+        elapsed: progress.finish(),
+    };
+    let doc = json!({
+        "written": summary.written,
+        "read": summary.read,
+        "seconds": rate.elapsed.as_secs_f64(),
+        "events_per_second": rate.per_second().round() as u64,
+    });
+    let line = format!("exported {} events (read {rate})", summary.written);
+    let text = if json { doc.to_string() } else { line };
+    // The data went to stdout: the summary goes to stderr.
+    match output {
+        Some(_) => println!("{text}"),
+        None => eprintln!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit(yes: bool) -> ExitCode {
+    if yes {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

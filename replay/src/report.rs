@@ -1,0 +1,289 @@
+//! The report a rebuild prints: for each shop, balances, withdrawals,
+//! stock per SKU and warehouse, every order's status and money, order
+//! counts per status, and the sales report by month over the whole
+//! history, plus the log position it reflects.
+//!
+//! The report is deterministic: maps are ordered and keyed by text (SKU
+//! and warehouse as `SKU@warehouse-id`, orders by id, months as
+//! `YYYY-MM`), and [`Report::to_json`] writes every object's keys sorted,
+//! so the same log gives the same bytes and two reports can be compared
+//! with `diff`. Money is in the currency's minor unit.
+//!
+//! A report is made from [`Projections`], whether folded here or loaded
+//! from a server's snapshot, so both can be compared.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use kedai_engine::{Position, ShopId};
+use kedai_projections::analytics::{Granularity, SalesRow};
+use kedai_projections::{Projections, ShopView};
+use serde::{Deserialize, Serialize};
+
+use crate::payload::Sorted;
+
+/// Names the report format (checked when a report is read back).
+pub const REPORT_FORMAT: &str = "kedai-replay rebuild v1";
+
+/// The projections of a ledger at one position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: String,
+    /// Position of the last event folded.
+    pub position: Position,
+    /// Events skipped because their type is unknown to this build.
+    pub skipped_events: u64,
+    /// By shop id.
+    pub shops: BTreeMap<String, ShopReport>,
+}
+
+/// One shop's projections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopReport {
+    pub name: String,
+    pub currency: Option<String>,
+    pub balances: BalancesReport,
+    /// By withdrawal id.
+    pub withdrawals: BTreeMap<String, WithdrawalReport>,
+    /// By `SKU@warehouse-id`.
+    pub stock: BTreeMap<String, StockReport>,
+    /// By order id.
+    pub orders: BTreeMap<String, OrderReport>,
+    /// Orders per status, every status.
+    pub order_counts: BTreeMap<String, u64>,
+    /// By month (`YYYY-MM`), in the shop's time zone; months without sales
+    /// are left out.
+    pub sales_by_month: BTreeMap<String, SalesReportRow>,
+    pub sales_total: SalesReportRow,
+}
+
+/// The seller's money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalancesReport {
+    pub available: i64,
+    pub cashback: i64,
+    pub cod_net_profit: i64,
+    pub ledger_entries: u64,
+    pub pending: i64,
+    pub service_fees: i64,
+    pub withdrawing: i64,
+    pub withdrawn: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalReport {
+    pub amount: i64,
+    pub fee: i64,
+    pub status: String,
+}
+
+/// One SKU in one warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReport {
+    pub available: i64,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub sku: String,
+    pub warehouse: String,
+    pub warehouse_id: String,
+}
+
+/// One order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReport {
+    pub awb: Option<String>,
+    pub paid: i64,
+    pub payment_status: String,
+    pub placed_at: String,
+    pub refunded: i64,
+    pub remaining: i64,
+    pub status: String,
+    pub total: i64,
+}
+
+/// One row of the sales report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesReportRow {
+    pub cost_of_goods: i64,
+    pub discounts: i64,
+    pub expenses: i64,
+    pub gross_profit: i64,
+    pub gross_sales: i64,
+    pub net_profit: i64,
+    pub net_sales: i64,
+    pub order_costs: i64,
+    pub orders: i64,
+    pub shipping: i64,
+}
+
+impl Report {
+    /// The report of `projections`, of one shop or of all.
+    pub fn from_projections(projections: &Projections, shop: Option<ShopId>) -> Report {
+        Report {
+            format: REPORT_FORMAT.into(),
+            position: projections.position,
+            skipped_events: projections.skipped,
+            shops: projections
+                .shops
+                .iter()
+                .filter(|(id, _)| shop.is_none_or(|s| s == **id))
+                .map(|(id, view)| (id.to_string(), ShopReport::from_view(view)))
+                .collect(),
+        }
+    }
+
+    /// The report as JSON: keys sorted, two-space indentation, a final
+    /// newline. The same report always gives the same bytes.
+    pub fn to_json(&self) -> String {
+        let value = serde_json::to_value(self).expect("reports have text keys");
+        let mut text = serde_json::to_string_pretty(&Sorted(&value)).expect("JSON values print");
+        text.push('\n');
+        text
+    }
+
+    /// Reads a report written by [`Report::to_json`].
+    pub fn from_json(text: &str) -> Result<Report, String> {
+        let report: Report = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if report.format != REPORT_FORMAT {
+            return Err(format!(
+                "report format {:?}, this build reads {REPORT_FORMAT:?}",
+                report.format
+            ));
+        }
+        Ok(report)
+    }
+}
+
+impl ShopReport {
+    fn from_view(view: &ShopView) -> ShopReport {
+        let b = &view.balances;
+        let meta = &view.meta;
+        ShopReport {
+            name: meta.name.clone(),
+            currency: meta.currency.map(|c| label(&c)),
+            balances: BalancesReport {
+                available: b.available.0,
+                cashback: b.cashback.0,
+                cod_net_profit: b.cod_net_profit.0,
+                ledger_entries: b.entries.len() as u64,
+                pending: b.pending.0,
+                service_fees: b.service_fees.0,
+                withdrawing: b.withdrawing.0,
+                withdrawn: b.withdrawn.0,
+            },
+            withdrawals: b
+                .withdrawals
+                .iter()
+                .map(|(id, w)| {
+                    (
+                        id.to_string(),
+                        WithdrawalReport {
+                            amount: w.amount.0,
+                            fee: w.fee.0,
+                            status: label(&w.status),
+                        },
+                    )
+                })
+                .collect(),
+            stock: view
+                .stock
+                .levels
+                .iter()
+                .map(|((sku, warehouse), level)| {
+                    (
+                        format!("{sku}@{warehouse}"),
+                        StockReport {
+                            available: level.available(),
+                            on_hand: level.on_hand,
+                            reserved: level.reserved,
+                            sku: sku.to_string(),
+                            warehouse: meta.warehouse_name(*warehouse),
+                            warehouse_id: warehouse.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            orders: view
+                .orders
+                .all()
+                .iter()
+                .map(|o| {
+                    (
+                        o.order_id.to_string(),
+                        OrderReport {
+                            awb: o.awb.clone(),
+                            paid: o.paid.0,
+                            payment_status: label(&o.payment_status),
+                            placed_at: o.placed_at.to_string(),
+                            refunded: o.refunded.0,
+                            remaining: o.remaining.0,
+                            status: label(&o.status),
+                            total: o.totals.total.0,
+                        },
+                    )
+                })
+                .collect(),
+            order_counts: view
+                .orders
+                .counts()
+                .into_iter()
+                .map(|(status, n)| (label(&status), n as u64))
+                .collect(),
+            sales_by_month: sales_by_month(view),
+            sales_total: sales_total(view),
+        }
+    }
+}
+
+/// Every month with sales, over the whole history.
+fn sales_by_month(view: &ShopView) -> BTreeMap<String, SalesReportRow> {
+    let Some((from, to)) = history_span(view) else {
+        return BTreeMap::new();
+    };
+    view.analytics
+        .sales(from, to, Granularity::Month)
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let period = row.period?;
+            Some((period.format("%Y-%m").to_string(), sales_row(row)))
+        })
+        .collect()
+}
+
+fn sales_total(view: &ShopView) -> SalesReportRow {
+    match history_span(view) {
+        Some((from, to)) => sales_row(&view.analytics.sales(from, to, Granularity::Month).total),
+        None => SalesReportRow::default(),
+    }
+}
+
+/// The first and last day analytics know of.
+fn history_span(view: &ShopView) -> Option<(NaiveDate, NaiveDate)> {
+    let days = &view.analytics.days;
+    Some((*days.keys().next()?, *days.keys().next_back()?))
+}
+
+fn sales_row(row: &SalesRow) -> SalesReportRow {
+    SalesReportRow {
+        cost_of_goods: row.cost_of_goods.0,
+        discounts: row.discounts.0,
+        expenses: row.expenses.0,
+        gross_profit: row.gross_profit.0,
+        gross_sales: row.gross_sales.0,
+        net_profit: row.net_profit.0,
+        net_sales: row.net_sales.0,
+        order_costs: row.order_costs.0,
+        orders: row.orders,
+        shipping: row.shipping.0,
+    }
+}
+
+/// An enum's serialised name (`ready_for_pickup`, `IDR`).
+fn label<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("<{e}>"),
+    }
+}
