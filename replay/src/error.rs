@@ -19,7 +19,7 @@ pub enum ReplayError {
     /// The data directory is missing, unreadable or holds no log.
     #[error("{0}")]
     NoLog(String),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -31,13 +31,28 @@ pub enum ReplayError {
     /// A file given to `diff` is neither a rebuild report nor a snapshot.
     #[error("{path}: {reason}")]
     BadInput { path: PathBuf, reason: String },
-    #[error("writing CSV: {0}")]
+    #[error("writing CSV")]
     Csv(#[from] csv::Error),
-    #[error("writing JSON: {0}")]
+    #[error("writing JSON")]
     Json(#[from] serde_json::Error),
 }
 
 impl ReplayError {
+    /// Whether the reader of the output went away (`| head`): not a
+    /// failure of the replay.
+    pub fn is_broken_pipe(&self) -> bool {
+        let kind = match self {
+            ReplayError::Io { source, .. } => Some(source.kind()),
+            ReplayError::Json(e) => e.io_error_kind(),
+            ReplayError::Csv(e) => match e.kind() {
+                csv::ErrorKind::Io(e) => Some(e.kind()),
+                _ => None,
+            },
+            _ => None,
+        };
+        kind == Some(io::ErrorKind::BrokenPipe)
+    }
+
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         ReplayError::Io {
             context: context.into(),

@@ -136,6 +136,7 @@ fn main() -> ExitCode {
     let json = cli.json;
     match run(cli) {
         Ok(code) => code,
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
                 println!("{}", json!({ "error": format!("{e:#}") }));
@@ -393,6 +394,18 @@ async fn run_export(
         None => eprintln!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the reader of our output went away (`| head`).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<ReplayError>()
+                .is_some_and(ReplayError::is_broken_pipe)
+    })
 }
 
 fn exit(yes: bool) -> ExitCode {

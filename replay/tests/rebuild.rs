@@ -71,7 +71,9 @@ async fn rebuilds_as_of_a_position_or_a_moment_equal_the_live_projections() {
     let by_time = rebuild_out(data.path(), &["--as-of", &t.to_string()]);
     assert_eq!(by_time, expected);
     // The same moment written in the shop's time zone.
-    let local = t.to_datetime().with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap());
+    let local = t
+        .to_datetime()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap());
     let by_local_time = rebuild_out(data.path(), &["--as-of", &local.to_rfc3339()]);
     assert_eq!(by_local_time, expected);
     // A microsecond earlier leaves that command's events out.
@@ -88,10 +90,17 @@ async fn rebuilds_as_of_a_position_or_a_moment_equal_the_live_projections() {
     let report = Report::from_json(&whole).unwrap();
     let shop = report.shops.values().next().unwrap();
     assert_eq!(shop.name, "Toko Batik Malang");
-    assert!(shop.sales_by_month.len() >= 2, "{:?}", shop.sales_by_month.keys());
+    assert!(
+        shop.sales_by_month.len() >= 2,
+        "{:?}",
+        shop.sales_by_month.keys()
+    );
     assert!(shop.orders.values().any(|o| o.status == "delivered"));
     assert!(shop.orders.values().any(|o| o.status == "cancelled"));
-    assert!(shop.balances.ledger_entries > 0, "COD deliveries reach the ledger");
+    assert!(
+        shop.balances.ledger_entries > 0,
+        "COD deliveries reach the ledger"
+    );
     assert!(shop.stock.contains_key(&format!("KAOS-M@{}", MALANG.0)));
     // Past the end: a clear error.
     let out = replay(&[
@@ -102,7 +111,11 @@ async fn rebuilds_as_of_a_position_or_a_moment_equal_the_live_projections() {
         &(last + 1).to_string(),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("past the end of the log"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("past the end of the log"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]
@@ -171,17 +184,33 @@ async fn diff_lists_a_changed_stock_level_and_compares_with_a_snapshot() {
     let out = replay(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    let line = format!("stock KAOS-M@{}: on_hand {level_before} -> {level_after}", MALANG.0);
+    let line = format!(
+        "stock KAOS-M@{}: on_hand {level_before} -> {level_after}",
+        MALANG.0
+    );
     assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
-    assert!(text.contains(&format!("log: position {before} -> {after}")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("order ") && l.ends_with(": only in B")), "{text}");
+    assert!(
+        text.contains(&format!("log: position {before} -> {after}")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("order ") && l.ends_with(": only in B")),
+        "{text}"
+    );
     let (code, v) = replay_json(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert_eq!(v["equal"], false);
-    assert!(v["differences"].as_array().unwrap().iter().any(|d| d["section"] == "stock"
-        && d["field"] == "on_hand"
-        && d["a"] == level_before
-        && d["b"] == level_after));
+    assert!(
+        v["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["section"] == "stock"
+                && d["field"] == "on_hand"
+                && d["a"] == level_before
+                && d["b"] == level_after)
+    );
 
     // A report against itself, and against a server's snapshot at the
     // same position.
@@ -201,7 +230,11 @@ async fn diff_lists_a_changed_stock_level_and_compares_with_a_snapshot() {
     std::fs::write(&junk, "{\"hello\": 1}").unwrap();
     let out = replay(&["diff", a.to_str().unwrap(), junk.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not a rebuild report"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a rebuild report"),
+        "{}",
+        stderr(&out)
+    );
     drop(world);
     drop(store);
 }
@@ -252,7 +285,15 @@ fn it_reads_while_a_writer_appends() {
     let out = replay(&["--data", &d, "rebuild", "--as-of", "2100-01-01T00:00:00Z"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(Report::from_json(&stdout(&out)).unwrap().position >= second);
-    let (code, v) = replay_json(&["--data", &d, "export", "--format", "jsonl", "--output", "/dev/null"]);
+    let (code, v) = replay_json(&[
+        "--data",
+        &d,
+        "export",
+        "--format",
+        "jsonl",
+        "--output",
+        "/dev/null",
+    ]);
     assert_eq!(code, 0, "{v}");
     assert!(v["written"].as_u64().unwrap() >= third);
     stop.store(true, Ordering::Relaxed);
