@@ -52,7 +52,7 @@ pub struct ExportSummary {
 
 /// Where rows go.
 enum Sink<'a> {
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
     Jsonl(&'a mut dyn Write),
 }
 
@@ -75,7 +75,7 @@ pub async fn export(
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(ENVELOPE_COLUMNS.iter().copied().chain(["payload"]))?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
         Format::Jsonl => Sink::Jsonl(out),
     };

@@ -60,7 +60,7 @@ pub async fn trade(w: &World, first: u128, orders: u128, start: Timestamp) -> Ti
     let mut t = start;
     for i in first..first + orders {
         let next = |t: Timestamp, minutes: i64| Timestamp(t.0 + minutes * 60_000_000);
-        if (i - first) % 5 == 0 {
+        if (i - first).is_multiple_of(5) {
             for (s, wh, n) in [("KAOS-M", MALANG, 10), ("KAOS-L", SURABAYA, 6)] {
                 at(
                     w,
