@@ -326,6 +326,10 @@ async fn run_rebuild(
             eprintln!("{}", if json { summary.to_string() } else { line });
         }
     }
+    // The process ends here: freeing millions of small allocations one by
+    // one would only cost time.
+    std::mem::forget(rebuilt);
+    std::mem::forget(report);
     Ok(ExitCode::SUCCESS)
 }
 
