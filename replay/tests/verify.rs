@@ -1,7 +1,8 @@
 //! `kedai-replay verify` on real log files, through the binary: intact
 //! data passes with its count, last position and head hash; a flipped
 //! byte, a deleted record, two swapped records and a truncated sealed
-//! segment are each pinpointed (position, segment file, offset); the
+//! segment are each pinpointed (position, segment file, offset), while
+//! half a record at the end (a writer mid-write) is only a note; the
 //! earliest of two defects is the one reported, whatever order the
 //! parallel checks finish in; a kept head hash is found after more events
 //! are appended, a foreign one is not; and verification writes nothing.
@@ -139,6 +140,33 @@ async fn damage_is_pinpointed() {
     fs::write(&target, &bytes[..offset]).unwrap();
     let next = dir.join(segs[2].file_name().unwrap());
     expect_defect(&dir, position, &next, 0, "a segment is missing");
+}
+
+#[tokio::test]
+async fn an_unfinished_tail_is_a_note_not_a_defect() {
+    let (_data, log, last) = traded_log(10).await;
+    let (_c, dir) = copy_log(&log);
+    let target = dir.join(segments(&log).last().unwrap().file_name().unwrap());
+    let recs = records(&target);
+    let (offset, end, _) = *recs.last().unwrap();
+    // Half of a record written after the last one: a writer mid-write.
+    let mut bytes = fs::read(&target).unwrap();
+    let partial = bytes[offset..offset + (end - offset) / 2].to_vec();
+    bytes.truncate(end);
+    bytes.extend_from_slice(&partial);
+    fs::write(&target, &bytes).unwrap();
+    let (code, v) = verify_json(&dir, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["last_position"], last);
+    assert_eq!(v["unfinished_tail_bytes"], partial.len());
+    let out = replay(&["--data", dir.to_str().unwrap(), "verify"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("note: "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("unfinished write"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test]
