@@ -133,10 +133,30 @@ impl Projections {
             recorded_at: event.recorded_at,
             actor: &event.actor,
         };
-        self.shops
-            .entry(event.stream.shop)
-            .or_default()
-            .apply(at, &decoded);
+        let shop = event.stream.shop;
+        match &decoded {
+            DomainEvent::ApiKeyIssued(e) => {
+                let entry = KeyEntry {
+                    shop,
+                    key_id: e.key_id,
+                    role: e.role,
+                    label: e.label.clone(),
+                    issued_at: e.issued_at,
+                    revoked: false,
+                };
+                self.keys.insert(e.hash.clone(), entry);
+            }
+            DomainEvent::ApiKeyRevoked(e) => {
+                if let Some(k) = self
+                    .keys
+                    .values_mut()
+                    .find(|k| k.key_id == e.key_id && k.shop == shop)
+                {
+                    k.revoked = true;
+                }
+            }
+            _ => self.shops.entry(shop).or_default().apply(at, &decoded),
+        }
         Ok(())
     }
 

@@ -137,6 +137,43 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command's name (as in its JSON form), for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateShop(_) => "create_shop",
+            Command::ChangeShopSettings { .. } => "change_shop_settings",
+            Command::AddWarehouse(_) => "add_warehouse",
+            Command::SetDefaultWarehouse { .. } => "set_default_warehouse",
+            Command::CreateProduct(_) => "create_product",
+            Command::ChangeProduct { .. } => "change_product",
+            Command::RegisterCustomer { .. } => "register_customer",
+            Command::UpdateCustomer { .. } => "update_customer",
+            Command::MoveStock(_) => "move_stock",
+            Command::PlaceOrder(_) => "place_order",
+            Command::PayOrder { .. } => "pay_order",
+            Command::TransitionOrder { .. } => "transition_order",
+            Command::RefundOrder { .. } => "refund_order",
+            Command::WalletEntry(_) => "wallet_entry",
+            Command::RequestWithdrawal(_) => "request_withdrawal",
+            Command::ActOnWithdrawal { .. } => "act_on_withdrawal",
+            Command::RecordExpense(_) => "record_expense",
+            Command::VoidExpense { .. } => "void_expense",
+            Command::StartCheckout(_) => "start_checkout",
+            Command::UpdateCheckout { .. } => "update_checkout",
+            Command::CompleteCheckout { .. } => "complete_checkout",
+            Command::AbandonCheckout { .. } => "abandon_checkout",
+            Command::ReceiveMessage(_) => "receive_message",
+            Command::SendMessage(_) => "send_message",
+            Command::SendTemplate { .. } => "send_template",
+            Command::ChangeConversation { .. } => "change_conversation",
+            Command::ImportHistory(_) => "import_history",
+            Command::SaveTemplate(_) => "save_template",
+            Command::DeleteTemplate { .. } => "delete_template",
+            Command::IssueKey(_) => "issue_key",
+            Command::RevokeKey { .. } => "revoke_key",
+        }
+    }
+
     /// Checks the command's own fields (before any state is read).
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         match self {

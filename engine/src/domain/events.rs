@@ -72,6 +72,16 @@ macro_rules! domain_events {
             pub const TYPES: &'static [&'static str] = &[$(stringify!($name),)*];
         }
 
+        /// An event serialises as its payload (the struct), without its
+        /// type name: the envelope carries that.
+        impl Serialize for DomainEvent {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(DomainEvent::$name(e) => e.serialize(s),)*
+                }
+            }
+        }
+
         $(
             impl From<$name> for DomainEvent {
                 fn from(e: $name) -> DomainEvent {

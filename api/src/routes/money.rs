@@ -1,0 +1,329 @@
+//! The seller's balance and ledger, wallet entries, withdrawals, expenses,
+//! and checkouts.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use kedai_engine::Timestamp;
+use kedai_engine::command::Command;
+use kedai_engine::command::slots::Kind;
+use kedai_engine::domain::checkout::{CheckoutContent, StartCheckout};
+use kedai_engine::domain::ids::streams;
+use kedai_engine::domain::order::PlaceOrder;
+use kedai_engine::domain::wallet::{
+    RecordExpense, RequestWithdrawal, WalletEntry, WithdrawalAction, WithdrawalStatus,
+};
+use kedai_engine::event::Position;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, OWNER, READERS, WRITERS};
+use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
+use crate::error::{ApiError, Json, Path, Query};
+use crate::routes::{body_as, page_size};
+use crate::state::AppState;
+
+type Answer = Result<(StatusCode, Json<CommandAnswer>), ApiError>;
+
+/// `GET /v1/balance`: pending, available, withdrawing, and totals earned.
+pub async fn balance(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[
+        kedai_engine::Role::Owner,
+        kedai_engine::Role::Staff,
+        kedai_engine::Role::Analyst,
+        kedai_engine::Role::Auditor,
+    ])?;
+    Ok(axum::Json(state.read(|p| {
+        let b = p.shop(caller.shop).map(|v| v.balances.clone()).unwrap_or_default();
+        json!({
+            "pending": b.pending, "available": b.available, "withdrawing": b.withdrawing,
+            "cod_net_profit": b.cod_net_profit, "cashback": b.cashback, "service_fees": b.service_fees, "withdrawn": b.withdrawn,
+            "position": p.position,
+        })
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LedgerQuery {
+    #[serde(default)]
+    before: Option<Position>,
+    #[serde(default)]
+    from: Option<Timestamp>,
+    #[serde(default)]
+    to: Option<Timestamp>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/ledger`: ledger entries newest first with the balances after
+/// each (pass `next` as `before`).
+pub async fn ledger(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+    Query(q): Query<LedgerQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[
+        kedai_engine::Role::Owner,
+        kedai_engine::Role::Staff,
+        kedai_engine::Role::Analyst,
+        kedai_engine::Role::Auditor,
+    ])?;
+    let limit = page_size(q.limit)?;
+    Ok(axum::Json(state.read(|p| {
+        let Some(v) = p.shop(caller.shop) else {
+            return json!({"entries": [], "next": null});
+        };
+        let page = v.balances.entries_page(q.before, q.from, q.to, limit + 1);
+        let next = (page.len() > limit).then(|| page[limit - 1].position);
+        json!({"entries": &page[..page.len().min(limit)], "next": next})
+    })))
+}
+
+/// `POST /v1/wallet/entries`: a top-up, a compensation, a return claim, or
+/// a COD settlement.
+pub async fn wallet_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    caller.require(OWNER)?;
+    let entry: WalletEntry = body_as(body, &[])?;
+    run(&state, &caller, &headers, Command::WalletEntry(entry), None).await
+}
+
+/// `POST /v1/withdrawals` (owner).
+pub async fn request_withdrawal(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    caller.require(OWNER)?;
+    let id = new_id(
+        caller.shop,
+        idempotency_key(&headers)?.as_deref(),
+        "withdrawal",
+    );
+    let cmd: RequestWithdrawal = body_as(body, &[("withdrawal_id", id)])?;
+    let id = cmd.withdrawal_id.to_string();
+    run(
+        &state,
+        &caller,
+        &headers,
+        Command::RequestWithdrawal(cmd),
+        Some(id),
+    )
+    .await
+}
+
+/// `POST /v1/withdrawals/{id}/{action}`: review, complete (with
+/// `transfer_reference`), reject (with `reason`), cancel.
+pub async fn act_on_withdrawal(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((withdrawal_id, action)): Path<(uuid::Uuid, String)>,
+    body: Option<Json<Value>>,
+) -> Answer {
+    caller.require(OWNER)?;
+    if !matches!(action.as_str(), "review" | "complete" | "reject" | "cancel") {
+        return Err(ApiError::not_found(format!(
+            "no withdrawal action {action:?}; use review, complete, reject or cancel"
+        )));
+    }
+    let mut body = body.map(|Json(b)| b).unwrap_or_else(|| json!({}));
+    if let Value::Object(map) = &mut body {
+        map.insert("action".into(), Value::String(action));
+    }
+    let action: WithdrawalAction = body_as(body, &[])?;
+    run(
+        &state,
+        &caller,
+        &headers,
+        Command::ActOnWithdrawal {
+            withdrawal_id,
+            action,
+        },
+        None,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WithdrawalsQuery {
+    #[serde(default)]
+    status: Option<WithdrawalStatus>,
+}
+
+/// `GET /v1/withdrawals`.
+pub async fn withdrawals(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+    Query(q): Query<WithdrawalsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[
+        kedai_engine::Role::Owner,
+        kedai_engine::Role::Auditor,
+        kedai_engine::Role::Analyst,
+    ])?;
+    Ok(axum::Json(state.read(|p| {
+        let list = p
+            .shop(caller.shop)
+            .map(|v| {
+                v.balances
+                    .withdrawals_list(q.status)
+                    .into_iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        json!({"withdrawals": list})
+    })))
+}
+
+/// `POST /v1/expenses`.
+pub async fn record_expense(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    caller.require(WRITERS)?;
+    let id = new_id(
+        caller.shop,
+        idempotency_key(&headers)?.as_deref(),
+        "expense",
+    );
+    let cmd: RecordExpense = body_as(body, &[("expense_id", id)])?;
+    let id = cmd.expense_id.to_string();
+    run(
+        &state,
+        &caller,
+        &headers,
+        Command::RecordExpense(cmd),
+        Some(id),
+    )
+    .await
+}
+
+/// `DELETE /v1/expenses/{id}`: voids an expense (history keeps it).
+pub async fn void_expense(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(expense_id): Path<uuid::Uuid>,
+) -> Answer {
+    caller.require(WRITERS)?;
+    run(
+        &state,
+        &caller,
+        &headers,
+        Command::VoidExpense {
+            expense_id,
+            reason: String::new(),
+        },
+        None,
+    )
+    .await
+}
+
+/// `POST /v1/checkouts`.
+pub async fn start_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    caller.require(WRITERS)?;
+    let id = new_id(
+        caller.shop,
+        idempotency_key(&headers)?.as_deref(),
+        "checkout",
+    );
+    let cmd: StartCheckout = body_as(body, &[("checkout_id", id)])?;
+    let id = cmd.checkout_id.to_string();
+    run(
+        &state,
+        &caller,
+        &headers,
+        Command::StartCheckout(cmd),
+        Some(id),
+    )
+    .await
+}
+
+/// `PUT /v1/checkouts/{id}`: the cart as it is now.
+pub async fn update_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(checkout_id): Path<uuid::Uuid>,
+    Json(body): Json<Value>,
+) -> Answer {
+    caller.require(WRITERS)?;
+    let content: CheckoutContent = body_as(body, &[])?;
+    run(
+        &state,
+        &caller,
+        &headers,
+        Command::UpdateCheckout {
+            checkout_id,
+            content,
+        },
+        None,
+    )
+    .await
+}
+
+/// `POST /v1/checkouts/{id}/complete`: places the order (the body is an
+/// order, as for `POST /v1/orders`) and completes the checkout, atomically.
+pub async fn complete_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(checkout_id): Path<uuid::Uuid>,
+    Json(body): Json<Value>,
+) -> Answer {
+    caller.require(WRITERS)?;
+    let id = new_id(caller.shop, idempotency_key(&headers)?.as_deref(), "order");
+    let order: PlaceOrder = body_as(body, &[("order_id", id)])?;
+    let id = order.order_id.to_string();
+    run(
+        &state,
+        &caller,
+        &headers,
+        Command::CompleteCheckout { checkout_id, order },
+        Some(id),
+    )
+    .await
+}
+
+/// `GET /v1/checkouts/{id}`.
+pub async fn get_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(READERS)?;
+    let c = state
+        .engine
+        .load_state(&streams::checkout(caller.shop, id), Kind::Checkout)
+        .await?;
+    let c = c.checkout();
+    let started = c
+        .started
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(format!("checkout {id} does not exist")))?;
+    Ok(axum::Json(json!({
+        "checkout_id": id, "status": c.status, "domain": started.domain, "currency": started.currency,
+        "content": c.content, "total": c.content.as_ref().map(CheckoutContent::total), "created_at": started.created_at,
+        "updated_at": c.updated_at, "order_id": c.order_id,
+    })))
+}

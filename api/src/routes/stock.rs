@@ -1,0 +1,164 @@
+//! Stock moves and stock reads: levels per SKU and warehouse, history, low
+//! stock.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use kedai_engine::Timestamp;
+use kedai_engine::command::Command;
+use kedai_engine::domain::ids::{Sku, WarehouseId};
+use kedai_engine::domain::stock::StockMove;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, READERS, WRITERS};
+use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
+use crate::error::{ApiError, Json, Path, Query};
+use crate::routes::{body_as, page_size};
+use crate::state::AppState;
+
+/// `POST /v1/stock/moves`: receive, remove, transfer or count.
+pub async fn move_stock(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<CommandAnswer>), ApiError> {
+    caller.require(WRITERS)?;
+    let id = new_id(
+        caller.shop,
+        idempotency_key(&headers)?.as_deref(),
+        "transfer",
+    );
+    let fill: &[(&str, uuid::Uuid)] =
+        if body.get("type").and_then(Value::as_str) == Some("transfer") {
+            &[("transfer_id", id)]
+        } else {
+            &[]
+        };
+    let cmd: StockMove = body_as(body, fill)?;
+    run(&state, &caller, &headers, Command::MoveStock(cmd), None).await
+}
+
+fn parse_sku(text: &str) -> Result<Sku, ApiError> {
+    Sku::parse(text).map_err(|why| ApiError::bad_request(format!("invalid SKU: {why}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LevelsQuery {
+    #[serde(default)]
+    warehouse_id: Option<WarehouseId>,
+    /// Continue after this SKU.
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/stock`: every item's level, by SKU.
+pub async fn levels(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+    Query(q): Query<LevelsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(READERS)?;
+    let limit = page_size(q.limit)?;
+    let after = q.after.as_deref().map(parse_sku).transpose()?;
+    Ok(axum::Json(state.read(|p| {
+        let Some(v) = p.shop(caller.shop) else { return json!({"items": [], "next": null}) };
+        let items: Vec<Value> = v
+            .stock
+            .levels
+            .iter()
+            .filter(|((s, w), _)| after.as_ref().is_none_or(|a| s > a) && q.warehouse_id.is_none_or(|x| x == *w))
+            .take(limit + 1)
+            .map(|((s, w), l)| json!({"sku": s, "warehouse_id": w, "warehouse": v.meta.warehouse_name(*w), "on_hand": l.on_hand, "reserved": l.reserved, "available": l.available()}))
+            .collect();
+        let more = items.len() > limit;
+        let items: Vec<Value> = items.into_iter().take(limit).collect();
+        let next = if more { items.last().map(|i| i["sku"].clone()) } else { None };
+        json!({ "items": items, "next": next })
+    })))
+}
+
+/// `GET /v1/stock/{sku}`: one SKU in every warehouse, and its total.
+pub async fn of_sku(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+    Path(sku): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(READERS)?;
+    let sku = parse_sku(&sku)?;
+    state.read(|p| {
+        let v = p.shop(caller.shop).filter(|v| v.meta.skus.contains_key(&sku)).ok_or_else(|| ApiError::not_found(format!("SKU {sku} does not exist")))?;
+        let warehouses: Vec<Value> = v
+            .stock
+            .of_sku(&sku)
+            .into_iter()
+            .map(|(w, l)| json!({"warehouse_id": w, "warehouse": v.meta.warehouse_name(w), "on_hand": l.on_hand, "reserved": l.reserved, "available": l.available()}))
+            .collect();
+        let t = v.stock.total(&sku);
+        Ok(axum::Json(json!({"sku": sku, "warehouses": warehouses, "total": {"on_hand": t.on_hand, "reserved": t.reserved, "available": t.available()}})))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    warehouse_id: Option<WarehouseId>,
+    #[serde(default)]
+    from: Option<Timestamp>,
+    #[serde(default)]
+    to: Option<Timestamp>,
+}
+
+/// `GET /v1/stock/{sku}/history`: moves of goods, oldest first (Ngorder's
+/// date, user, description, order, warehouse, in, out, last).
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+    Path(sku): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(READERS)?;
+    let sku = parse_sku(&sku)?;
+    state.read(|p| {
+        let v = p
+            .shop(caller.shop)
+            .filter(|v| v.meta.skus.contains_key(&sku))
+            .ok_or_else(|| ApiError::not_found(format!("SKU {sku} does not exist")))?;
+        let lines = v.stock.history_of(&sku, q.warehouse_id, q.from, q.to);
+        Ok(axum::Json(json!({"sku": sku, "history": lines})))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LowQuery {
+    #[serde(default)]
+    threshold: Option<i64>,
+}
+
+/// `GET /v1/stock/low`: items at or below the threshold (the shop's
+/// setting unless given).
+pub async fn low(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+    Query(q): Query<LowQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(READERS)?;
+    Ok(axum::Json(state.read(|p| {
+        let Some(v) = p.shop(caller.shop) else { return json!({"items": []}) };
+        let threshold = q.threshold.unwrap_or_else(|| v.meta.low_stock_threshold());
+        let items: Vec<Value> = v
+            .stock
+            .low_stock(threshold)
+            .into_iter()
+            .map(|(s, w, l)| json!({"sku": s, "warehouse_id": w, "warehouse": v.meta.warehouse_name(w), "on_hand": l.on_hand, "reserved": l.reserved, "available": l.available()}))
+            .collect();
+        json!({"threshold": threshold, "items": items})
+    })))
+}

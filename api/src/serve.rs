@@ -1,0 +1,454 @@
+//! `kedai serve` and `kedai seed`: opening the store, the projections
+//! (from their snapshot, then the rest of the log), the runner that keeps
+//! them current, the listener (at most `CONNECTIONS_MAX` connections), the
+//! demo shop, and the graceful shutdown (stop accepting, finish what is in
+//! flight, write a last snapshot, close the store, exit 0).
+//!
+//! The data directory holds `log/` (the embedded store),
+//! `projections.snapshot`, `operator-token` and, after `--demo`,
+//! `demo-keys.txt` (both mode 0600).
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kedai_engine::command::{Command, CommandMeta, Engine, EngineOptions};
+use kedai_engine::domain::access::IssueKey;
+use kedai_engine::store::log::LogStore;
+use kedai_engine::store::postgres::{PgOptions, PgStore};
+use kedai_engine::{Actor, EventStore, Role, ShopId};
+use kedai_fixtures::FixtureConfig;
+use kedai_projections::Projections;
+use kedai_projections::runner::{ProjectionHandle, Runner, SnapshotPolicy, load_snapshot};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::auth::{hash_secret, new_secret};
+use crate::limits::{CONNECTIONS_MAX, SHUTDOWN_GRACE};
+use crate::state::AppState;
+
+/// Where events live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded log in `<data>/log`.
+    Log,
+    /// PostgreSQL at this URL.
+    Postgres(String),
+}
+
+/// What `kedai serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub store: StoreChoice,
+    pub demo: bool,
+}
+
+/// A running kedai: the state handlers share, and what to stop on the way
+/// out.
+pub struct Running {
+    pub state: AppState,
+    pub projections: ProjectionHandle,
+    stop: watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<Result<(), kedai_projections::runner::RunError>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Stops the runner (it writes a last snapshot) and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.send_replace(true);
+        self.runner
+            .await
+            .context("the projection runner panicked")??;
+        Ok(())
+    }
+}
+
+/// Opens the store and the projections, and starts the runner.
+pub async fn start(data: &Path, store: &StoreChoice) -> anyhow::Result<Running> {
+    fs::create_dir_all(data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let (store, sole_writer): (Arc<dyn EventStore>, bool) = match store {
+        StoreChoice::Log => {
+            let log = LogStore::open(data.join("log")).with_context(|| {
+                format!("opening the event log in {}", data.join("log").display())
+            })?;
+            (Arc::new(log), true)
+        }
+        StoreChoice::Postgres(url) => (
+            Arc::new(
+                PgStore::connect(url, PgOptions::default())
+                    .await
+                    .context("connecting to PostgreSQL")?,
+            ),
+            false,
+        ),
+    };
+    let engine = Arc::new(Engine::new(
+        Arc::clone(&store),
+        EngineOptions {
+            sole_writer,
+            ..EngineOptions::default()
+        },
+    ));
+    let snapshot_path = data.join("projections.snapshot");
+    let head = store.last_position().await?;
+    let initial = match load_snapshot(&snapshot_path) {
+        Ok(Some(p)) if p.position <= head => {
+            tracing::info!(
+                position = p.position,
+                head,
+                "projections from their snapshot, then the rest of the log"
+            );
+            p
+        }
+        Ok(Some(p)) => {
+            tracing::warn!(
+                snapshot = p.position,
+                head,
+                "the snapshot is ahead of the store; rebuilding from the start"
+            );
+            Projections::new()
+        }
+        Ok(None) => Projections::new(),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the projection snapshot; rebuilding from the start");
+            Projections::new()
+        }
+    };
+    let policy = SnapshotPolicy {
+        path: snapshot_path,
+        every_events: 200_000,
+        every: Duration::from_secs(60),
+    };
+    let (runner, projections) = Runner::new(Arc::clone(&store), initial, Some(policy));
+    let (stop, stop_rx) = watch::channel(false);
+    let runner = tokio::spawn(runner.run(stop_rx));
+    let token = operator_token(data)?;
+    let state = AppState::new(engine, projections.clone(), &token);
+    Ok(Running {
+        state,
+        projections,
+        stop,
+        runner,
+    })
+}
+
+/// The operator token: `KEDAI_OPERATOR_TOKEN`, else the one in the data
+/// directory, else a new one written there (mode 0600).
+fn operator_token(data: &Path) -> anyhow::Result<String> {
+    if let Ok(t) = std::env::var("KEDAI_OPERATOR_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let path = data.join("operator-token");
+    match fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let token = new_secret().replace("kedai_sk_", "kedai_op_");
+    write_private(&path, &format!("{token}\n"))?;
+    tracing::info!(path = %path.display(), "wrote a new operator token");
+    Ok(token)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// Serves until SIGTERM or ctrl-c.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let running = start(&config.data, &config.store).await?;
+    if config.demo {
+        demo(&config, &running).await?;
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %config.data.display(), "kedai is serving");
+    eprintln!(
+        "kedai is serving on http://{addr} (data in {})",
+        config.data.display()
+    );
+    let app = crate::router(running.state.clone());
+    let (closing_tx, mut closing) = watch::channel(false);
+    let server = axum::serve(Limited::new(listener, CONNECTIONS_MAX), app).with_graceful_shutdown(
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections; finishing requests in flight");
+            closing_tx.send_replace(true);
+        },
+    );
+    let server = tokio::spawn(async move { server.await });
+    // Bound the graceful phase: once the signal came, in-flight requests
+    // get `SHUTDOWN_GRACE` to finish.
+    let _ = closing.wait_for(|c| *c).await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(result) => result
+            .context("the server task failed")?
+            .context("serving")?,
+        Err(_) => tracing::warn!("requests still in flight after the grace period; closing anyway"),
+    }
+    running.stop().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// On first start, fills the store with a demo shop and writes its keys;
+/// on later starts, prints them again.
+async fn demo(config: &ServeConfig, running: &Running) -> anyhow::Result<()> {
+    let keys = config.data.join("demo-keys.txt");
+    if let Ok(text) = fs::read_to_string(&keys) {
+        eprintln!(
+            "\nThe demo shop exists already. Its keys (from {}):\n{text}",
+            keys.display()
+        );
+        return Ok(());
+    }
+    let engine = &running.state.engine;
+    if engine.store().last_position().await? > 0 {
+        anyhow::bail!(
+            "--demo wants an empty data directory the first time, and {} already holds events; use another --data",
+            config.data.display()
+        );
+    }
+    eprintln!("Creating the demo shop (a few hundred orders, chats, money)...");
+    let summary = kedai_fixtures::generate(engine, &FixtureConfig::demo(), &mut |_| {})
+        .await
+        .context("generating the demo shop")?;
+    let shop = summary
+        .shops
+        .first()
+        .context("the demo config makes a shop")?;
+    let mut text = format!("shop: {} ({})\n", shop.name, shop.shop_id);
+    for role in [Role::Owner, Role::Staff, Role::Analyst, Role::Auditor] {
+        let secret = issue_key(engine, shop.shop_id, role).await?;
+        text.push_str(&format!("{role} key: {secret}\n"));
+    }
+    write_private(&keys, &text)?;
+    let owner = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split(": ").nth(1))
+        .unwrap_or_default()
+        .to_owned();
+    let base = format!("http://{}", config.listen);
+    eprintln!(
+        "\nThe demo shop is ready. Keys (also in {}):\n{text}",
+        keys.display()
+    );
+    eprintln!("Try:\n  export KEY={owner}");
+    for (what, path) in [
+        ("the shop", "/v1/shop"),
+        ("orders, newest first", "/v1/orders?limit=5"),
+        ("orders per status", "/v1/orders/counts"),
+        ("the balance", "/v1/balance"),
+        ("low stock", "/v1/stock/low"),
+        (
+            "sales by day",
+            "/v1/analytics/sales?from=2025-11-25&to=2025-12-15",
+        ),
+        ("the chat inbox", "/v1/conversations?limit=5"),
+    ] {
+        eprintln!("  # {what}\n  curl -s -H \"Authorization: Bearer $KEY\" {base}{path}");
+    }
+    eprintln!();
+    Ok(())
+}
+
+/// Issues a key for a shop (as the operator) and returns its secret.
+pub async fn issue_key(engine: &Engine, shop: ShopId, role: Role) -> anyhow::Result<String> {
+    let secret = new_secret();
+    let command = Command::IssueKey(IssueKey {
+        key_id: uuid::Uuid::now_v7(),
+        role,
+        label: format!("{role} (demo)"),
+        hash: hash_secret(&secret),
+    });
+    engine
+        .execute(
+            shop,
+            &CommandMeta::new(Actor::new(Role::Operator, "operator")),
+            &command,
+        )
+        .await
+        .context("issuing a demo key")?;
+    Ok(secret)
+}
+
+/// `kedai seed`: writes fixture data into a data directory.
+pub async fn seed(data: &Path, shops: usize, orders: usize, seed: u64) -> anyhow::Result<()> {
+    let running = start(data, &StoreChoice::Log).await?;
+    let config = FixtureConfig {
+        shops,
+        orders_per_shop: orders.div_ceil(shops.max(1)),
+        seed,
+        ..FixtureConfig::default()
+    };
+    let bar = indicatif::ProgressBar::new((config.shops * config.orders_per_shop) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} orders, {msg} [{elapsed_precise}, {eta} left]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let summary = kedai_fixtures::generate(&running.state.engine, &config, &mut |p| {
+        bar.set_position(p.done);
+        bar.set_message(format!("{} events", p.events));
+    })
+    .await
+    .context("generating fixture data")?;
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote {} shops, {} orders, {} events in {:.1} s ({:.0} events/s) into {}",
+        summary.shops.len(),
+        summary.totals.orders_placed(),
+        summary.events,
+        secs,
+        summary.events as f64 / secs,
+        data.display()
+    );
+    for shop in &summary.shops {
+        eprintln!(
+            "  {} {} ({})",
+            shop.shop_id,
+            shop.name,
+            shop.currency.code()
+        );
+    }
+    running.stop().await
+}
+
+/// A listener that serves at most `max` connections at once: accepting
+/// waits for a free slot, and a connection frees its slot when it closes.
+#[derive(Debug)]
+pub struct Limited {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl Limited {
+    pub fn new(inner: TcpListener, max: usize) -> Self {
+        Limited {
+            inner,
+            slots: Arc::new(Semaphore::new(max)),
+        }
+    }
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = SlotStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        SlotStream {
+                            stream,
+                            _slot: slot,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, retry.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection holding its slot.
+#[derive(Debug)]
+pub struct SlotStream {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for SlotStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SlotStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

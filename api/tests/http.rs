@@ -1,0 +1,708 @@
+//! The API in process: every area's success and failure cases, bad input
+//! of every kind (each answered with the right problem and changing
+//! nothing), keys and roles, idempotency, and reading one's own writes.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn a_shop_from_creation_to_reports() {
+    let app = app().await;
+    let (key, warehouse, customer, product) = app.stocked_shop("Toko Batik").await;
+    app.settle().await;
+    let shop = app.get("/v1/shop", &key).await;
+    assert_eq!(
+        (
+            shop.status,
+            shop.body["name"].as_str(),
+            shop.body["currency"].as_str()
+        ),
+        (StatusCode::OK, Some("Toko Batik"), Some("IDR"))
+    );
+    assert_eq!(shop.body["warehouses"][0]["default"], json!(true));
+
+    let placed = app
+        .post("/v1/orders", &key, TestApp::order(&customer, "KAOS-M", 3))
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{:?}", placed.body);
+    let order = placed.body["id"].as_str().unwrap().to_owned();
+    let position = placed.body["position"].as_u64().unwrap();
+    assert_eq!(
+        placed.body["events"].as_array().unwrap().len(),
+        2,
+        "the order and its reservation"
+    );
+
+    // Read your own write.
+    let read = app
+        .get(&format!("/v1/orders/{order}?min_position={position}"), &key)
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    assert_eq!(
+        (
+            read.body["status"].as_str(),
+            read.body["totals"]["total"].as_i64()
+        ),
+        (Some("placed"), Some(160_000))
+    );
+    let stock = app
+        .get(&format!("/v1/stock/KAOS-M?min_position={position}"), &key)
+        .await;
+    assert_eq!(
+        (
+            stock.body["total"]["on_hand"].as_i64(),
+            stock.body["total"]["reserved"].as_i64()
+        ),
+        (Some(10), Some(3))
+    );
+
+    let paid = app
+        .post(
+            &format!("/v1/orders/{order}/payments"),
+            &key,
+            json!({"amount": 60_000, "method": "bank_transfer"}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
+    let over = app
+        .post(
+            &format!("/v1/orders/{order}/payments"),
+            &key,
+            json!({"amount": 200_000, "method": "bank_transfer"}),
+        )
+        .await;
+    assert_eq!(
+        (over.status, over.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "amount_exceeds_remaining")
+    );
+    assert!(
+        over.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Amount is more than amount remaining of this order")
+    );
+    for action in ["process", "pack"] {
+        assert_eq!(
+            app.call(
+                Method::POST,
+                &format!("/v1/orders/{order}/{action}"),
+                Some(&key),
+                None
+            )
+            .await
+            .status,
+            StatusCode::CREATED
+        );
+    }
+    let early = app
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{order}/deliver"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (early.status, early.code()),
+        (StatusCode::CONFLICT, "illegal_transition")
+    );
+    let shipped = app
+        .post(
+            &format!("/v1/orders/{order}/ship"),
+            &key,
+            json!({"awb": "JNE0001"}),
+        )
+        .await;
+    assert_eq!(shipped.status, StatusCode::CREATED, "{:?}", shipped.body);
+    let p = shipped.body["position"].as_u64().unwrap();
+    let list = app
+        .get(&format!("/v1/orders?awb=JNE0001&min_position={p}"), &key)
+        .await;
+    assert_eq!(
+        list.body["orders"][0]["order_id"].as_str(),
+        Some(order.as_str())
+    );
+    let counts = app
+        .get(&format!("/v1/orders/counts?min_position={p}"), &key)
+        .await;
+    assert_eq!(
+        (
+            counts.body["counts"]["shipped"].as_u64(),
+            counts.body["total"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+
+    let history = app
+        .get(
+            &format!("/v1/stock/KAOS-M/history?warehouse_id={warehouse}&min_position={p}"),
+            &key,
+        )
+        .await;
+    let lines = history.body["history"].as_array().unwrap();
+    assert_eq!(
+        (lines[1]["out"].as_i64(), lines[1]["last"].as_i64()),
+        (Some(3), Some(7))
+    );
+    let product = app.get(&format!("/v1/products/{product}"), &key).await;
+    assert_eq!(product.body["variations"].as_array().unwrap().len(), 2);
+    let today = chrono::Utc::now().date_naive();
+    let sales = app
+        .get(
+            &format!(
+                "/v1/analytics/sales?from={}&to={}&min_position={p}",
+                today - chrono::Duration::days(1),
+                today + chrono::Duration::days(1)
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(sales.status, StatusCode::OK, "{:?}", sales.body);
+    assert_eq!(sales.body["data"]["total"]["orders"].as_i64(), Some(1));
+    for report in [
+        "best",
+        "locations",
+        "couriers",
+        "weekdays",
+        "cod",
+        "customer-service",
+    ] {
+        assert_eq!(
+            app.get(&format!("/v1/analytics/{report}"), &key)
+                .await
+                .status,
+            StatusCode::OK,
+            "{report}"
+        );
+    }
+    assert_eq!(
+        app.get("/v1/analytics/nope", &key).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn money_checkouts_and_chat_over_http() {
+    let app = app().await;
+    let (key, _, customer, _) = app.stocked_shop("Toko Kain").await;
+    let topup = app
+        .post(
+            "/v1/wallet/entries",
+            &key,
+            json!({"type": "top_up", "amount": 1_000_000}),
+        )
+        .await;
+    assert_eq!(topup.status, StatusCode::CREATED, "{:?}", topup.body);
+    let w = app.post("/v1/withdrawals", &key, json!({"amount": 700_000, "bank_name": "BCA", "bank_account_no": "981238787", "bank_account_name": "Toko"})).await;
+    assert_eq!(w.status, StatusCode::CREATED, "{:?}", w.body);
+    let p = w.body["position"].as_u64().unwrap();
+    let balance = app
+        .get(&format!("/v1/balance?min_position={p}"), &key)
+        .await;
+    assert_eq!(
+        (
+            balance.body["available"].as_i64(),
+            balance.body["withdrawing"].as_i64()
+        ),
+        (Some(300_000), Some(700_000))
+    );
+    let id = w.body["id"].as_str().unwrap();
+    let done = app
+        .post(
+            &format!("/v1/withdrawals/{id}/complete"),
+            &key,
+            json!({"transfer_reference": "TRF-1"}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.body);
+    let ledger = app
+        .get(
+            &format!("/v1/ledger?min_position={}", done.body["position"]),
+            &key,
+        )
+        .await;
+    assert_eq!(ledger.body["entries"].as_array().unwrap().len(), 3);
+
+    let checkout = json!({"domain": "tokokain.myshoppegram.com", "content": {"items": [{"sku": "KAOS-M", "product_name": "Kaos", "name": "M", "price": 50_000, "quantity": 1}], "customer": {"first_name": "Abu"}}});
+    let c = app.post("/v1/checkouts", &key, checkout).await;
+    assert_eq!(c.status, StatusCode::CREATED, "{:?}", c.body);
+    let cid = c.body["id"].as_str().unwrap();
+    let completed = app
+        .post(
+            &format!("/v1/checkouts/{cid}/complete"),
+            &key,
+            TestApp::order(&customer, "KAOS-M", 1),
+        )
+        .await;
+    assert_eq!(
+        completed.status,
+        StatusCode::CREATED,
+        "{:?}",
+        completed.body
+    );
+    assert_eq!(
+        app.get(&format!("/v1/checkouts/{cid}"), &key).await.body["status"].as_str(),
+        Some("completed")
+    );
+
+    let party = json!({"channel": "whatsapp", "handle": "6281234567890", "name": "Budi"});
+    let inbound = app
+        .post(
+            "/v1/conversations/inbound",
+            &key,
+            json!({"party": party, "text": "Kak, ready?"}),
+        )
+        .await;
+    assert_eq!(inbound.status, StatusCode::CREATED, "{:?}", inbound.body);
+    let conversation = inbound.body["id"].as_str().unwrap().to_owned();
+    let label = app
+        .post(
+            &format!("/v1/conversations/{conversation}/labels"),
+            &key,
+            json!({"label": "belum bayar"}),
+        )
+        .await;
+    assert_eq!(label.status, StatusCode::CREATED, "{:?}", label.body);
+    let t = app
+        .post(
+            "/v1/templates",
+            &key,
+            json!({"name": "resi", "body": "Halo {{fullname}}, resi {{awb}}"}),
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{:?}", t.body);
+    let tid = t.body["id"].as_str().unwrap();
+    let sent = app
+        .post(
+            "/v1/messages/template",
+            &key,
+            json!({"party": party, "template_id": tid, "data": {"fullname": "Budi", "awb": 12345}}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
+    assert_eq!(
+        sent.body["events"][0]["data"]["text"].as_str(),
+        Some("Halo Budi, resi 12345")
+    );
+    let missing = app
+        .post(
+            "/v1/messages/template",
+            &key,
+            json!({"party": party, "template_id": tid, "data": {"fullname": "Budi"}}),
+        )
+        .await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "template_key_missing")
+    );
+    assert!(missing.body["detail"].as_str().unwrap().contains("awb"));
+    let p = sent.body["position"].as_u64().unwrap();
+    let inbox = app
+        .get(
+            &format!("/v1/conversations?label=belum%20bayar&min_position={p}"),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        inbox.body["conversations"][0]["status"].as_str(),
+        Some("served")
+    );
+    let messages = app
+        .get(&format!("/v1/conversations/{conversation}/messages"), &key)
+        .await;
+    assert_eq!(messages.body["messages"].as_array().unwrap().len(), 2);
+    let one = app
+        .get(&format!("/v1/conversations/{conversation}"), &key)
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_that_names_it_and_changes_nothing() {
+    let app = app().await;
+    let (key, warehouse, customer, _) = app.stocked_shop("Toko A").await;
+    let before = app.head().await;
+    let raw = |body: &'static str, content_type: Option<&'static str>| {
+        let mut r = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/orders")
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        r.body(Body::from(body)).unwrap()
+    };
+    let malformed = app
+        .send(raw("{\"channel\": ", Some("application/json")))
+        .await;
+    assert_eq!(
+        (malformed.status, malformed.code()),
+        (StatusCode::BAD_REQUEST, "malformed_json")
+    );
+    assert_eq!(
+        malformed.headers["content-type"],
+        "application/problem+json"
+    );
+    assert!(
+        malformed.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("line 1"),
+        "{:?}",
+        malformed.body
+    );
+    let no_type = app.send(raw("{}", None)).await;
+    assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let wrong_type = app.post("/v1/orders", &key, json!({"channel": "WHATSAPP", "sender_id": customer, "lines": [{"sku": "KAOS-M", "quantity": "two"}], "shipping": {"courier": "JNE", "service": "REG", "cost": 0}})).await;
+    assert_eq!(
+        (wrong_type.status, wrong_type.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+    );
+    assert!(
+        wrong_type.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid type"),
+        "{:?}",
+        wrong_type.body
+    );
+    let missing = app
+        .post(
+            "/v1/orders",
+            &key,
+            json!({"channel": "WHATSAPP", "sender_id": customer}),
+        )
+        .await;
+    assert!(
+        missing.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `lines`"),
+        "{:?}",
+        missing.body
+    );
+    for quantity in [0, -3] {
+        let bad = app
+            .post(
+                "/v1/orders",
+                &key,
+                TestApp::order(&customer, "KAOS-M", quantity),
+            )
+            .await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+        );
+        assert!(
+            bad.body["errors"]["lines[0].quantity"].is_array(),
+            "{:?}",
+            bad.body
+        );
+    }
+    let zero_move = app
+        .post(
+            "/v1/stock/moves",
+            &key,
+            json!({"type": "receive", "sku": "KAOS-M", "warehouse_id": warehouse, "quantity": 0}),
+        )
+        .await;
+    assert!(zero_move.body["errors"]["quantity"].is_array());
+    let unknown_sku = app
+        .post("/v1/orders", &key, TestApp::order(&customer, "NOPE", 1))
+        .await;
+    assert_eq!(
+        (unknown_sku.status, unknown_sku.code()),
+        (StatusCode::NOT_FOUND, "unknown_sku")
+    );
+    let unknown_customer = app
+        .post(
+            "/v1/orders",
+            &key,
+            TestApp::order("00000000-0000-7000-8000-000000000000", "KAOS-M", 1),
+        )
+        .await;
+    assert_eq!(unknown_customer.status, StatusCode::NOT_FOUND);
+    let short = app
+        .post("/v1/orders", &key, TestApp::order(&customer, "KAOS-M", 11))
+        .await;
+    assert_eq!(
+        (short.status, short.code()),
+        (StatusCode::CONFLICT, "insufficient_stock")
+    );
+    assert!(
+        short.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("KAOS-M (requested 11, available 10)")
+    );
+    let not_uuid = app.get("/v1/orders/not-a-uuid", &key).await;
+    assert_eq!(
+        (not_uuid.status, not_uuid.code()),
+        (StatusCode::BAD_REQUEST, "invalid_path")
+    );
+    let big = "x".repeat(kedai_api::limits::BODY_BYTES_MAX + 10);
+    let too_big = app.post("/v1/products", &key, json!({"name": big})).await;
+    assert_eq!(
+        (too_big.status, too_big.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+    let bad_query = app.get("/v1/orders?limit=abc", &key).await;
+    assert_eq!(
+        (bad_query.status, bad_query.code()),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+    let huge_page = app.get("/v1/orders?limit=100000", &key).await;
+    assert_eq!(huge_page.status, StatusCode::BAD_REQUEST);
+    let no_route = app.get("/v1/nothing", &key).await;
+    assert_eq!(
+        (no_route.status, no_route.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    assert_eq!(app.head().await, before, "none of it recorded anything");
+    // And the server keeps serving.
+    assert_eq!(app.get("/v1/shop", &key).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_roles_and_shops_keep_to_themselves() {
+    let app = app().await;
+    let (key_a, _, customer_a, product_a) = app.stocked_shop("Toko A").await;
+    let (key_b, _, _, _) = app.stocked_shop("Toko B").await;
+    let order = app
+        .post(
+            "/v1/orders",
+            &key_a,
+            TestApp::order(&customer_a, "KAOS-M", 1),
+        )
+        .await;
+    let order = order.body["id"].as_str().unwrap().to_owned();
+    app.settle().await;
+    // Another shop's ids are not found, as if they did not exist.
+    for path in [
+        format!("/v1/orders/{order}"),
+        format!("/v1/customers/{customer_a}"),
+        format!("/v1/products/{product_a}"),
+    ] {
+        let a = app.get(&path, &key_b).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}: {:?}", a.body);
+    }
+    let pay = app
+        .post(
+            &format!("/v1/orders/{order}/payments"),
+            &key_b,
+            json!({"amount": 1, "method": "cash"}),
+        )
+        .await;
+    assert_eq!(pay.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/v1/orders/{order}"), &key_a).await.status,
+        StatusCode::OK
+    );
+
+    let no_key = app.call(Method::GET, "/v1/shop", None, None).await;
+    assert_eq!(
+        (no_key.status, no_key.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert_eq!(
+        app.get("/v1/shop", "kedai_sk_wrong").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/v1/shop", OPERATOR).await.status,
+        StatusCode::FORBIDDEN,
+        "the operator token creates shops only"
+    );
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/shops",
+            Some(&key_a),
+            Some(json!({"name": "x", "currency": "IDR"}))
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let analyst = app
+        .post(
+            "/v1/keys",
+            &key_a,
+            json!({"role": "analyst", "label": "BI"}),
+        )
+        .await;
+    assert_eq!(analyst.status, StatusCode::CREATED, "{:?}", analyst.body);
+    let analyst_key = analyst.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/v1/orders", &analyst_key).await.status,
+        StatusCode::OK
+    );
+    let write = app
+        .post(
+            "/v1/orders",
+            &analyst_key,
+            TestApp::order(&customer_a, "KAOS-M", 1),
+        )
+        .await;
+    assert_eq!(
+        (write.status, write.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    assert_eq!(
+        app.get("/v1/events", &analyst_key).await.status,
+        StatusCode::FORBIDDEN,
+        "events are for auditors"
+    );
+    let auditor = app
+        .post("/v1/keys", &key_a, json!({"role": "auditor"}))
+        .await;
+    let auditor_key = auditor.body["key"].as_str().unwrap().to_owned();
+    let feed = app.get("/v1/events?limit=500", &auditor_key).await;
+    assert_eq!(feed.status, StatusCode::OK);
+    let events = feed.body["events"].as_array().unwrap();
+    assert!(!events.is_empty() && events.iter().all(|e| e["stream"].as_str() != Some("")));
+    let history = app
+        .get(&format!("/v1/streams/order-{order}/events"), &auditor_key)
+        .await;
+    assert_eq!(
+        history.body["events"][0]["type"].as_str(),
+        Some("OrderPlaced")
+    );
+    let keys = app.get("/v1/keys", &key_a).await;
+    assert_eq!(keys.body["keys"].as_array().unwrap().len(), 3);
+    let analyst_id = analyst.body["key_id"].as_str().unwrap();
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            &format!("/v1/keys/{analyst_id}"),
+            Some(&key_a),
+            None
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let revoked = app.get("/v1/orders", &analyst_key).await;
+    assert_eq!(
+        revoked.status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked key stops working"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_answers_a_retry_with_the_first_answer() {
+    let app = app().await;
+    let (key, _, customer, _) = app.stocked_shop("Toko A").await;
+    let send = |body: Value, idem: &'static str| {
+        let key = key.clone();
+        let app = &app;
+        async move {
+            app.call_with(
+                Method::POST,
+                "/v1/orders",
+                Some(&key),
+                Some(body),
+                &[("idempotency-key", idem)],
+            )
+            .await
+        }
+    };
+    let first = send(TestApp::order(&customer, "KAOS-M", 2), "order-991").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let head = app.head().await;
+    let again = send(TestApp::order(&customer, "KAOS-M", 2), "order-991").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["status"].as_str(), Some("already_recorded"));
+    assert_eq!(
+        (
+            &again.body["id"],
+            &again.body["position"],
+            &again.body["events"]
+        ),
+        (
+            &first.body["id"],
+            &first.body["position"],
+            &first.body["events"]
+        )
+    );
+    assert_eq!(app.head().await, head, "nothing new recorded");
+    let changed = send(TestApp::order(&customer, "KAOS-M", 1), "order-991").await;
+    assert_eq!(
+        (changed.status, changed.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    let bad_key = app
+        .call_with(
+            Method::POST,
+            "/v1/orders",
+            Some(&key),
+            Some(TestApp::order(&customer, "KAOS-M", 1)),
+            &[("idempotency-key", "")],
+        )
+        .await;
+    assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let app = app().await;
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (key, _, _, _) = app.stocked_shop("Toko A").await;
+    let _ = app.get("/v1/shop", &key).await;
+    let metrics = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let openapi = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(
+        openapi.body["openapi"].as_str().map(|v| v.starts_with('3')),
+        Some(true)
+    );
+    assert!(openapi.body["paths"]["/v1/orders/{order_id}/{action}"]["post"].is_object());
+    assert!(openapi.body["components"]["schemas"]["Problem"].is_object());
+    let with_id = app.call(Method::GET, "/healthz", None, None).await;
+    assert!(
+        with_id.headers.contains_key("x-request-id"),
+        "every answer carries a request id"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_commands() {
+    let app = app().await;
+    let (key, _, customer, _) = app.stocked_shop("Toko A").await;
+    app.post("/v1/orders", &key, TestApp::order(&customer, "KAOS-M", 1))
+        .await;
+    let response = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(
+            "kedai_http_requests_total{method=\"POST\",route=\"/v1/orders\",status=\"201\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("kedai_commands_total{command=\"place_order\",outcome=\"ok\"} 1"));
+    assert!(text.contains("kedai_projection_lag_events"));
+}
