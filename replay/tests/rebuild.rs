@@ -153,6 +153,22 @@ async fn the_same_data_gives_the_same_bytes() {
     // The report's own serialisation sorts keys (fields are declared in
     // alphabetical order): the same bytes as sorting a JSON tree.
     assert_eq!(first, Report::from_json(&first).unwrap().to_sorted_json());
+    // One shop: the only one here, or one with no events.
+    let shop = "00000000-0000-0000-0000-000000000005";
+    assert_eq!(
+        rebuild_out(data.path(), &["--position", &position, "--shop", shop]),
+        first
+    );
+    let other = rebuild_out(
+        data.path(),
+        &[
+            "--position",
+            &position,
+            "--shop",
+            "00000000-0000-0000-0000-000000000099",
+        ],
+    );
+    assert!(Report::from_json(&other).unwrap().shops.is_empty());
     assert!(first.find("\"balances\"").unwrap() < first.find("\"stock\"").unwrap());
 }
 
