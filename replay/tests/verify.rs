@@ -37,6 +37,14 @@ async fn intact_data_passes_with_its_head_hash() {
     let engine = verify(&log, None, |_| {}).unwrap();
     assert_eq!(v["head_hash"], hash_to_hex(&engine.last_hash));
     assert!(v["events_per_second"].as_u64().is_some());
+    for threads in ["1", "3"] {
+        let (code, w) = verify_json(data.path(), &["--threads", threads]);
+        assert_eq!(code, 0);
+        assert_eq!(
+            (&w["events"], &w["head_hash"]),
+            (&v["events"], &v["head_hash"])
+        );
+    }
 
     // The text form, and the log directory given directly.
     let out = replay(&["--data", log.to_str().unwrap(), "verify"]);
