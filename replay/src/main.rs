@@ -296,7 +296,6 @@ async fn run_rebuild(
         elapsed: progress.finish(),
     };
     let report = Report::from_projections(&rebuilt.projections, shop);
-    let text = report.to_json();
     let summary = json!({
         "position": rebuilt.projections.position,
         "last_recorded_at": rebuilt.last_recorded_at.map(|t| t.to_string()),
@@ -312,7 +311,11 @@ async fn run_rebuild(
     );
     match output {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            report
+                .write_json(BufWriter::with_capacity(1 << 20, file))
+                .with_context(|| format!("writing {}", path.display()))?;
             if json {
                 println!("{summary}");
             } else {
@@ -320,9 +323,7 @@ async fn run_rebuild(
             }
         }
         None => {
-            let mut out = io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
+            report.write_json(BufWriter::with_capacity(1 << 20, io::stdout().lock()))?;
             eprintln!("{}", if json { summary.to_string() } else { line });
         }
     }

@@ -145,6 +145,14 @@ impl Report {
         text
     }
 
+    /// Writes [`Report::to_json`]'s bytes to `out` without holding them
+    /// all in memory.
+    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
     /// [`Report::to_json`] by way of a JSON tree sorted by [`Sorted`]: the
     /// same bytes, more slowly (for tests).
     pub fn to_sorted_json(&self) -> String {
