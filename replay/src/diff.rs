@@ -234,15 +234,10 @@ pub fn render_text(diffs: &[Difference]) -> String {
             let _ = write!(out, "shop {shop}: ");
         }
         let word = entity_word(&d.section);
-        let subject = if d.entity.is_empty() || d.section == "shop" && d.field.is_none() {
+        let subject = if d.entity.is_empty() {
             word.to_owned()
         } else {
             format!("{word} {}", d.entity)
-        };
-        let subject = if d.section == "shop" && d.field.is_none() {
-            format!("shop {}", d.entity)
-        } else {
-            subject
         };
         match &d.field {
             Some(field) => {
