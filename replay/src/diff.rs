@@ -219,6 +219,7 @@ fn show(v: Option<&Value>) -> String {
     match v {
         None => "(absent)".into(),
         Some(Value::Null) => "none".into(),
+        Some(Value::String(s)) if s.is_empty() => "\"\"".into(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }
@@ -277,4 +278,45 @@ pub fn render_json(a: &Path, b: &Path, diffs: &[Difference]) -> Value {
 /// Keeps only one shop in a report.
 pub fn only_shop(report: &mut Report, shop: &str) {
     report.shops.retain(|id, _| id == shop);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kedai_engine::ShopId;
+    use kedai_projections::{Projections, ShopView};
+
+    fn report(shops: &[u128], position: u64) -> Report {
+        let mut p = Projections::new();
+        p.position = position;
+        for s in shops {
+            p.shops
+                .insert(ShopId(uuid::Uuid::from_u128(*s)), ShopView::default());
+        }
+        Report::from_projections(&p, None)
+    }
+
+    #[test]
+    fn equal_reports_have_no_differences() {
+        assert!(diff(&report(&[1, 2], 9), &report(&[1, 2], 9)).is_empty());
+    }
+
+    #[test]
+    fn shops_and_fields_on_one_side_are_named() {
+        let (a, mut b) = (report(&[1], 9), report(&[1, 2], 10));
+        let shop = uuid::Uuid::from_u128(1).to_string();
+        b.shops.get_mut(&shop).unwrap().name = "Toko Baru".into();
+        let diffs = diff(&a, &b);
+        let text = render_text(&diffs);
+        let other = uuid::Uuid::from_u128(2);
+        assert_eq!(
+            text,
+            format!(
+                "log: position 9 -> 10\nshop {shop}: shop: name \"\" -> Toko Baru\nshop {other}: shop {other}: only in B\n"
+            )
+        );
+        let json = render_json(Path::new("a"), Path::new("b"), &diffs);
+        assert_eq!(json["equal"], false);
+        assert_eq!(json["differences"].as_array().unwrap().len(), 3);
+    }
 }
