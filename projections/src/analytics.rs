@@ -24,12 +24,13 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
-use kedai_engine::domain::ids::{CustomerId, Sku};
+use kedai_engine::domain::ids::CustomerId;
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{Channel, OrderStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::intern::{Interner, Text};
 use crate::orders::{OrderChange, OrderSummary};
 use crate::shop::{ShopMeta, month_of};
 
@@ -74,14 +75,14 @@ pub struct Day {
     pub expenses: Money,
     pub cod: Tally,
     pub non_cod: Tally,
-    pub products: BTreeMap<String, Tally>,
-    pub skus: BTreeMap<Sku, Tally>,
-    pub categories: BTreeMap<String, Tally>,
-    pub customers: BTreeMap<CustomerId, (String, Tally)>,
-    pub cities: BTreeMap<String, i64>,
-    pub couriers: BTreeMap<String, CourierTally>,
+    pub products: BTreeMap<Text, Tally>,
+    pub skus: BTreeMap<Text, Tally>,
+    pub categories: BTreeMap<Text, Tally>,
+    pub customers: BTreeMap<CustomerId, (Text, Tally)>,
+    pub cities: BTreeMap<Text, i64>,
+    pub couriers: BTreeMap<Text, CourierTally>,
     pub channels: BTreeMap<Channel, Tally>,
-    pub staff: BTreeMap<String, Tally>,
+    pub staff: BTreeMap<Text, Tally>,
     pub orders_by_hour: Vec<i64>,
     pub leads: i64,
     pub leads_by_hour: Vec<i64>,
@@ -108,6 +109,9 @@ pub struct Analytics {
     pub days: BTreeMap<NaiveDate, Day>,
     conversations: BTreeMap<uuid::Uuid, ConversationClock>,
     expenses: BTreeMap<uuid::Uuid, (NaiveDate, Money)>,
+    /// Shares the texts of cities and "-" (a cache, not state).
+    #[serde(skip)]
+    interner: Interner,
 }
 
 fn counts(status: OrderStatus) -> bool {
@@ -169,8 +173,21 @@ impl Analytics {
                         .entry(e.resolved_by.clone())
                         .or_default() += 1;
                 }
+                self.forget_if_idle(e.conversation_id);
             }
             _ => {}
+        }
+    }
+
+    /// Drops a conversation's clocks once neither runs (most of them: a
+    /// resolved conversation keeps nothing here until it is reopened).
+    fn forget_if_idle(&mut self, conversation: uuid::Uuid) {
+        if self
+            .conversations
+            .get(&conversation)
+            .is_some_and(|c| c.waiting_since.is_none() && c.opened_at.is_none())
+        {
+            self.conversations.remove(&conversation);
         }
     }
 
@@ -192,14 +209,11 @@ impl Analytics {
             day.response_seconds.push(seconds(since, sent_at));
             *day.responses_by_staff.entry(staff.to_owned()).or_default() += 1;
         }
+        self.forget_if_idle(conversation);
     }
 
     fn day(&mut self, date: NaiveDate) -> &mut Day {
-        self.days.entry(date).or_insert_with(|| Day {
-            orders_by_hour: vec![0; 24],
-            leads_by_hour: vec![0; 24],
-            ..Day::default()
-        })
+        day_of(&mut self.days, date)
     }
 
     fn order(&mut self, meta: &ShopMeta, event: &DomainEvent, change: &OrderChange<'_>) {
@@ -208,20 +222,21 @@ impl Analytics {
         match change.previous {
             None => {
                 let hour = meta.local_hour(o.placed_at) as usize;
-                let day = self.day(date);
+                let day = day_of(&mut self.days, date);
                 day.orders_by_hour[hour] += 1;
-                contribute(day, o, 1);
+                contribute(&mut self.interner, day, o, 1);
             }
             Some(previous) => {
                 if counts(previous) && !counts(o.status) {
-                    contribute(self.day(date), o, -1);
+                    let day = day_of(&mut self.days, date);
+                    contribute(&mut self.interner, day, o, -1);
                 }
                 let shipped = matches!(event, DomainEvent::OrderShipped(_));
                 if shipped || matches!(event, DomainEvent::OrderReturnStarted(_)) {
                     let courier = self
                         .day(date)
                         .couriers
-                        .entry(o.courier.clone())
+                        .entry(Text::clone(&o.courier))
                         .or_default();
                     if shipped {
                         courier.shipped += 1
@@ -270,31 +285,40 @@ impl Analytics {
         by: RankBy,
         limit: usize,
     ) -> Vec<Ranked> {
-        let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+        let mut tallies: BTreeMap<Text, Tally> = BTreeMap::new();
+        let mut add = |k: &Text, t: &Tally| match tallies.get_mut(k) {
+            Some(sum) => sum.merge(t),
+            None => {
+                tallies.insert(Text::clone(k), *t);
+            }
+        };
         for (_, day) in self.range(from, to) {
-            let source: Box<dyn Iterator<Item = (String, &Tally)>> = match group {
-                Group::Product => Box::new(day.products.iter().map(|(k, t)| (k.clone(), t))),
-                Group::Sku => Box::new(day.skus.iter().map(|(k, t)| (k.to_string(), t))),
-                Group::Category => Box::new(day.categories.iter().map(|(k, t)| (k.clone(), t))),
-                Group::Channel => {
-                    Box::new(day.channels.iter().map(|(k, t)| (k.as_str().to_owned(), t)))
-                }
-                Group::Staff => Box::new(day.staff.iter().map(|(k, t)| (k.clone(), t))),
-                Group::Customer => {
-                    Box::new(day.customers.iter().map(|(k, (_, t))| (k.to_string(), t)))
-                }
-            };
-            for (k, t) in source {
-                tallies.entry(k).or_default().merge(t);
+            match group {
+                Group::Product => day.products.iter().for_each(|(k, t)| add(k, t)),
+                Group::Sku => day.skus.iter().for_each(|(k, t)| add(k, t)),
+                Group::Category => day.categories.iter().for_each(|(k, t)| add(k, t)),
+                Group::Channel => day
+                    .channels
+                    .iter()
+                    .for_each(|(k, t)| add(&Text::from(k.as_str()), t)),
+                Group::Staff => day.staff.iter().for_each(|(k, t)| add(k, t)),
+                Group::Customer => day
+                    .customers
+                    .iter()
+                    .for_each(|(k, (_, t))| add(&Text::from(k.to_string()), t)),
             }
         }
+        let tallies: BTreeMap<String, Tally> = tallies
+            .into_iter()
+            .map(|(k, t)| (k.to_string(), t))
+            .collect();
         let names: BTreeMap<String, String> = match group {
             Group::Customer => self
                 .range(from, to)
                 .flat_map(|(_, d)| {
                     d.customers
                         .iter()
-                        .map(|(k, (n, _))| (k.to_string(), n.clone()))
+                        .map(|(k, (n, _))| (k.to_string(), n.to_string()))
                 })
                 .collect(),
             _ => BTreeMap::new(),
@@ -309,7 +333,7 @@ impl Analytics {
         let mut cities: BTreeMap<String, i64> = BTreeMap::new();
         for (_, day) in self.range(from, to) {
             for (c, n) in &day.cities {
-                *cities.entry(c.clone()).or_default() += n;
+                *cities.entry(c.to_string()).or_default() += n;
             }
         }
         shares(cities, limit)
@@ -320,7 +344,7 @@ impl Analytics {
         let mut couriers: BTreeMap<String, CourierTally> = BTreeMap::new();
         for (_, day) in self.range(from, to) {
             for (c, t) in &day.couriers {
-                let e = couriers.entry(c.clone()).or_default();
+                let e = couriers.entry(c.to_string()).or_default();
                 e.orders += t.orders;
                 e.shipping_cost = e.shipping_cost + t.shipping_cost;
                 e.shipped += t.shipped;
@@ -398,7 +422,7 @@ impl Analytics {
 }
 
 /// Adds (`sign` 1) or takes off (-1) an order's contribution to its day.
-fn contribute(day: &mut Day, o: &OrderSummary, sign: i64) {
+fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i64) {
     let t = &o.totals;
     let m = |x: Money| Money(sign * x.0);
     let net = t.gross - t.line_discounts - t.order_discounts;
@@ -416,40 +440,47 @@ fn contribute(day: &mut Day, o: &OrderSummary, sign: i64) {
     .add(sign, 1, 0, net);
     let quantity: i64 = o.lines.iter().map(|l| l.quantity).sum();
     for l in &o.lines {
-        day.products.entry(l.product_name.clone()).or_default().add(
-            sign,
-            1,
-            l.quantity,
-            l.line_total,
-        );
-        day.skus
-            .entry(l.sku.clone())
-            .or_default()
-            .add(sign, 1, l.quantity, l.line_total);
-        day.categories
-            .entry(l.category.clone().unwrap_or_else(|| "-".into()))
-            .or_default()
-            .add(sign, 1, l.quantity, l.line_total);
+        let (q, total) = (l.quantity, l.line_total);
+        tally(&mut day.products, &l.product_name).add(sign, 1, q, total);
+        tally(&mut day.skus, &l.sku).add(sign, 1, q, total);
+        let category = match &l.category {
+            Some(c) => Text::clone(c),
+            None => interner.str("-"),
+        };
+        tally(&mut day.categories, &category).add(sign, 1, q, total);
     }
     let customer = day
         .customers
         .entry(o.receiver.customer_id)
-        .or_insert_with(|| (o.receiver.name.clone(), Tally::default()));
+        .or_insert_with(|| (interner.str(&o.receiver.name), Tally::default()));
     customer.1.add(sign, 1, quantity, net);
-    *day.cities
-        .entry(o.receiver.city.clone().unwrap_or_else(|| "-".into()))
-        .or_default() += sign;
-    let courier = day.couriers.entry(o.courier.clone()).or_default();
+    let city = interner.str(o.receiver.city.as_deref().unwrap_or("-"));
+    *tally(&mut day.cities, &city) += sign;
+    let courier = tally(&mut day.couriers, &o.courier);
     courier.orders += sign;
     courier.shipping_cost = courier.shipping_cost + m(t.shipping);
     day.channels
         .entry(o.channel)
         .or_default()
         .add(sign, 1, quantity, net);
-    day.staff
-        .entry(o.placed_by.clone())
-        .or_default()
-        .add(sign, 1, quantity, net);
+    tally(&mut day.staff, &o.placed_by).add(sign, 1, quantity, net);
+}
+
+/// The day of `date`, made if missing.
+fn day_of(days: &mut BTreeMap<NaiveDate, Day>, date: NaiveDate) -> &mut Day {
+    days.entry(date).or_insert_with(|| Day {
+        orders_by_hour: vec![0; 24],
+        leads_by_hour: vec![0; 24],
+        ..Day::default()
+    })
+}
+
+/// The entry of `key` (a shared text), made if missing.
+fn tally<'a, T: Default>(map: &'a mut BTreeMap<Text, T>, key: &Text) -> &'a mut T {
+    if !map.contains_key(key) {
+        map.insert(Text::clone(key), T::default());
+    }
+    map.get_mut(key).expect("just made")
 }
 
 fn seconds(from: Timestamp, to: Timestamp) -> i64 {

@@ -17,6 +17,7 @@ use kedai_engine::event::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::intern::{Interner, Text};
 
 /// One ledger transaction as the seller sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +28,7 @@ pub struct LedgerEntry {
     pub kind: EntryKind,
     pub order_id: Option<OrderId>,
     pub withdrawal_id: Option<uuid::Uuid>,
-    pub note: String,
+    pub note: Text,
     /// Change of each of the seller's buckets.
     pub pending: Money,
     pub available: Money,
@@ -72,6 +73,9 @@ pub struct Balances {
     pub withdrawn: Money,
     pub entries: Vec<LedgerEntry>,
     pub withdrawals: BTreeMap<uuid::Uuid, WithdrawalView>,
+    /// Shares the entries' notes (a cache, not state).
+    #[serde(skip)]
+    interner: Interner,
 }
 
 impl Balances {
@@ -126,6 +130,13 @@ impl Balances {
         }
     }
 
+    /// Shares the texts of a loaded view again.
+    pub fn share_loaded(&mut self) {
+        for e in &mut self.entries {
+            self.interner.share(&mut e.note);
+        }
+    }
+
     fn step(
         &mut self,
         id: uuid::Uuid,
@@ -167,7 +178,7 @@ impl Balances {
             kind: t.kind,
             order_id: t.order_id,
             withdrawal_id: t.withdrawal_id,
-            note: t.note.clone(),
+            note: self.interner.str(&t.note),
             pending,
             available,
             withdrawing,

@@ -13,6 +13,7 @@ use kedai_engine::domain::ids::CustomerId;
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::intern::{Interner, Text};
 
 /// Most conversations or messages one page holds.
 pub const PAGE_MAX: usize = 500;
@@ -23,8 +24,8 @@ pub struct MessageView {
     pub message_id: uuid::Uuid,
     pub inbound: bool,
     /// `customer`, or the staff member's id.
-    pub author: String,
-    pub text: String,
+    pub author: Text,
+    pub text: Text,
     pub attachment: Option<Attachment>,
     pub template_id: Option<uuid::Uuid>,
     pub at: Timestamp,
@@ -90,6 +91,9 @@ pub struct Inbox {
     /// Newest activity first.
     #[serde(skip)]
     recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,
+    /// Shares authors (a cache, not state).
+    #[serde(skip)]
+    interner: Interner,
 }
 
 impl PartialEq for Inbox {
@@ -108,6 +112,17 @@ impl Inbox {
             .values()
             .map(|c| (Reverse(c.last_activity), c.conversation_id))
             .collect();
+        for m in self.messages.values_mut().flatten() {
+            self.interner.share(&mut m.author);
+        }
+        for c in self.conversations.values_mut() {
+            // The last message shares its text with the list again.
+            c.last_message = self
+                .messages
+                .get(&c.conversation_id)
+                .and_then(|list| list.last())
+                .cloned();
+        }
     }
 
     pub fn apply(&mut self, _at: At<'_>, event: &DomainEvent) {
@@ -134,35 +149,41 @@ impl Inbox {
                 self.recent
                     .insert((Reverse(e.started_at), e.conversation_id));
             }
-            DomainEvent::MessageReceived(e) => self.message(
-                e.conversation_id,
-                MessageView {
-                    message_id: e.message_id,
-                    inbound: true,
-                    author: "customer".into(),
-                    text: e.text.clone(),
-                    attachment: e.attachment.clone(),
-                    template_id: None,
-                    at: e.sent_at,
-                },
-            ),
-            DomainEvent::MessageSent(e) => self.message(
-                e.conversation_id,
-                MessageView {
-                    message_id: e.message_id,
-                    inbound: false,
-                    author: e.staff_id.clone(),
-                    text: e.text.clone(),
-                    attachment: e.attachment.clone(),
-                    template_id: e.template_id,
-                    at: e.sent_at,
-                },
-            ),
+            DomainEvent::MessageReceived(e) => {
+                let author = self.interner.str("customer");
+                self.message(
+                    e.conversation_id,
+                    MessageView {
+                        message_id: e.message_id,
+                        inbound: true,
+                        author,
+                        text: e.text.as_str().into(),
+                        attachment: e.attachment.clone(),
+                        template_id: None,
+                        at: e.sent_at,
+                    },
+                );
+            }
+            DomainEvent::MessageSent(e) => {
+                let author = self.interner.str(&e.staff_id);
+                self.message(
+                    e.conversation_id,
+                    MessageView {
+                        message_id: e.message_id,
+                        inbound: false,
+                        author,
+                        text: e.text.as_str().into(),
+                        attachment: e.attachment.clone(),
+                        template_id: e.template_id,
+                        at: e.sent_at,
+                    },
+                );
+            }
             DomainEvent::MessagesImported(e) => {
                 for m in &e.messages {
                     let (inbound, author) = match &m.author {
-                        Author::Customer => (true, "customer".to_owned()),
-                        Author::Staff { staff_id } => (false, staff_id.clone()),
+                        Author::Customer => (true, self.interner.str("customer")),
+                        Author::Staff { staff_id } => (false, self.interner.str(staff_id)),
                     };
                     self.message(
                         e.conversation_id,
@@ -170,7 +191,7 @@ impl Inbox {
                             message_id: m.message_id,
                             inbound,
                             author,
-                            text: m.text.clone(),
+                            text: m.text.as_str().into(),
                             attachment: m.attachment.clone(),
                             template_id: None,
                             at: m.sent_at,

@@ -16,12 +16,14 @@
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
 //! - [`inbox`]: conversations newest first, messages, unread counts.
+//! - [`intern`]: repeated values (couriers, names, customers) kept once.
 //! - [`runner`]: follows the store, applies events, waits for positions,
 //!   snapshots.
 
 pub mod analytics;
 pub mod balances;
 pub mod inbox;
+pub mod intern;
 pub mod orders;
 pub mod runner;
 pub mod shop;
@@ -188,6 +190,8 @@ impl Projections {
         for shop in p.shops.values_mut() {
             shop.orders.rebuild_indexes();
             shop.inbox.rebuild_indexes();
+            shop.stock.share_loaded();
+            shop.balances.share_loaded();
         }
         Ok(p)
     }

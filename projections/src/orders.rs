@@ -9,19 +9,19 @@
 //! order's placement position is its stable sort key and its cursor.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
-use kedai_engine::domain::ids::{CustomerId, OrderId, Sku};
+use kedai_engine::domain::ids::{CustomerId, OrderId};
 use kedai_engine::domain::money::Money;
-use kedai_engine::domain::order::{
-    Channel, CustomerSnapshot, OrderStatus, PaymentStatus, Totals, payment_status,
-};
+use kedai_engine::domain::order::{Channel, OrderStatus, PaymentStatus, Totals, payment_status};
 use kedai_engine::domain::wallet::CodFigures;
 use kedai_engine::event::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::intern::{Interner, Party, Text};
 use crate::shop::ShopMeta;
 
 /// Most orders one page holds.
@@ -30,9 +30,9 @@ pub const PAGE_MAX: usize = 500;
 /// A line as lists and reports need it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineSummary {
-    pub sku: Sku,
-    pub product_name: String,
-    pub category: Option<String>,
+    pub sku: Text,
+    pub product_name: Text,
+    pub category: Option<Text>,
     pub quantity: i64,
     pub unit_price: Money,
     pub unit_cost: Money,
@@ -44,8 +44,8 @@ pub struct LineSummary {
 pub struct TimelineEntry {
     pub position: Position,
     pub at: Timestamp,
-    pub what: String,
-    pub by: String,
+    pub what: Text,
+    pub by: Text,
 }
 
 /// One order.
@@ -57,7 +57,7 @@ pub struct OrderSummary {
     pub placed_at: Timestamp,
     pub updated_at: Timestamp,
     pub channel: Channel,
-    pub order_source: Option<String>,
+    pub order_source: Option<Text>,
     pub status: OrderStatus,
     pub payment_status: PaymentStatus,
     pub totals: Totals,
@@ -65,14 +65,14 @@ pub struct OrderSummary {
     pub refunded: Money,
     pub remaining: Money,
     pub cod: bool,
-    pub cod_figures: Option<CodFigures>,
-    pub courier: String,
-    pub service: String,
-    pub awb: Option<String>,
-    pub sender: CustomerSnapshot,
-    pub receiver: CustomerSnapshot,
+    pub cod_figures: Option<Box<CodFigures>>,
+    pub courier: Text,
+    pub service: Text,
+    pub awb: Option<Text>,
+    pub sender: Party,
+    pub receiver: Party,
     pub lines: Vec<LineSummary>,
-    pub placed_by: String,
+    pub placed_by: Text,
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -133,7 +133,10 @@ pub struct OrdersView {
     #[serde(skip)]
     by_customer: HashMap<CustomerId, Vec<u32>>,
     #[serde(skip)]
-    by_awb: HashMap<String, u32>,
+    by_awb: HashMap<Text, u32>,
+    /// Shares repeated values among orders (rebuilt after loading).
+    #[serde(skip)]
+    interner: Interner,
 }
 
 impl PartialEq for OrdersView {
@@ -149,8 +152,40 @@ impl OrdersView {
         self.by_status.clear();
         self.by_customer.clear();
         self.by_awb.clear();
+        let mut orders = std::mem::take(&mut self.orders);
+        for o in &mut orders {
+            self.share(o);
+        }
+        self.orders = orders;
         for i in 0..self.orders.len() as u32 {
             self.index_order(i);
+        }
+    }
+
+    /// Replaces a loaded order's values by shared copies.
+    fn share(&mut self, o: &mut OrderSummary) {
+        let i = &mut self.interner;
+        for t in o
+            .order_source
+            .iter_mut()
+            .chain([&mut o.courier, &mut o.service, &mut o.placed_by])
+        {
+            i.share(t);
+        }
+        i.share_party(&mut o.sender);
+        i.share_party(&mut o.receiver);
+        for l in &mut o.lines {
+            i.share(&mut l.sku);
+            i.share(&mut l.product_name);
+            if let Some(c) = &mut l.category {
+                i.share(c);
+            }
+        }
+        for t in &mut o.timeline {
+            i.share(&mut t.by);
+            if !t.what.contains(' ') {
+                i.share(&mut t.what);
+            }
         }
     }
 
@@ -167,7 +202,7 @@ impl OrdersView {
             self.by_customer.entry(c).or_default().push(i);
         }
         if let Some(awb) = &o.awb {
-            self.by_awb.insert(awb.clone(), i);
+            self.by_awb.insert(Arc::clone(awb), i);
         }
     }
 
@@ -179,14 +214,17 @@ impl OrdersView {
     ) -> Option<OrderChange<'a>> {
         if let DomainEvent::OrderPlaced(e) = event {
             let i = self.orders.len() as u32;
-            self.orders.push(placed(at, e));
+            let o = placed(&mut self.interner, at, e);
+            self.orders.push(o);
             self.index_order(i);
             return Some(OrderChange {
                 order: &self.orders[i as usize],
                 previous: None,
             });
         }
-        let (order_id, what, status) = order_event(event)?;
+        use OrderStatus::{Cancelled, Completed, Lost, Returned};
+        let (order_id, what, status) = order_event(&mut self.interner, event)?;
+        let by = self.interner.str(&at.actor.id);
         let i = *self.index.get(&order_id)?;
         let o = &mut self.orders[i as usize];
         let previous = o.status;
@@ -194,8 +232,9 @@ impl OrdersView {
             DomainEvent::OrderPaymentRecorded(e) => o.paid = e.paid_total,
             DomainEvent::OrderRefunded(e) => o.refunded = o.refunded + e.amount,
             DomainEvent::OrderShipped(e) => {
-                o.awb = Some(e.awb.clone());
-                self.by_awb.insert(e.awb.clone(), i);
+                let awb: Text = Arc::from(e.awb.as_str());
+                o.awb = Some(Arc::clone(&awb));
+                self.by_awb.insert(awb, i);
             }
             _ => {}
         }
@@ -207,12 +246,16 @@ impl OrdersView {
             position: at.position,
             at: at.recorded_at,
             what,
-            by: at.actor.id.clone(),
+            by,
         });
         if let Some(status) = status
             && status != previous
         {
             o.status = status;
+            if matches!(status, Completed | Cancelled | Returned | Lost) {
+                // Little happens to a settled order: give back the spare room.
+                o.timeline.shrink_to_fit();
+            }
             if let Some(set) = self.by_status.get_mut(&previous) {
                 set.remove(&i);
             }
@@ -227,7 +270,7 @@ impl OrdersView {
     /// Records a delivered COD order's figures (from the ledger).
     pub fn set_cod_figures(&mut self, order_id: OrderId, figures: CodFigures) {
         if let Some(&i) = self.index.get(&order_id) {
-            self.orders[i as usize].cod_figures = Some(figures);
+            self.orders[i as usize].cod_figures = Some(Box::new(figures));
         }
     }
 
@@ -280,7 +323,7 @@ impl OrdersView {
     pub fn list(&self, q: &OrderQuery) -> OrderPage<'_> {
         let limit = q.limit.clamp(1, PAGE_MAX);
         let candidates: Box<dyn DoubleEndedIterator<Item = u32> + '_> = if let Some(awb) = &q.awb {
-            Box::new(self.by_awb.get(awb).copied().into_iter())
+            Box::new(self.by_awb.get(awb.as_str()).copied().into_iter())
         } else if let Some(c) = q.customer_id {
             Box::new(self.by_customer.get(&c).into_iter().flatten().copied())
         } else if let Some(s) = q.status {
@@ -330,25 +373,30 @@ fn matches(o: &OrderSummary, q: &OrderQuery, text: Option<&str>) -> bool {
         && q.to.is_none_or(|t| o.placed_at < t)
         && q.customer_id
             .is_none_or(|c| o.sender.customer_id == c || o.receiver.customer_id == c)
-        && q.awb.as_ref().is_none_or(|a| o.awb.as_ref() == Some(a))
+        && q.awb.as_deref().is_none_or(|a| o.awb.as_deref() == Some(a))
         && text.is_none_or(|t| {
             let hit = |s: &str| s.to_lowercase().contains(t);
             hit(&o.receiver.name)
                 || hit(&o.sender.name)
                 || o.receiver.phone.as_deref().is_some_and(hit)
                 || o.sender.phone.as_deref().is_some_and(hit)
-                || o.lines.iter().any(|l| hit(l.sku.as_str()))
+                || o.lines.iter().any(|l| hit(&l.sku))
         })
 }
 
-fn placed(at: At<'_>, e: &kedai_engine::domain::events::OrderPlaced) -> OrderSummary {
+fn placed(
+    interner: &mut Interner,
+    at: At<'_>,
+    e: &kedai_engine::domain::events::OrderPlaced,
+) -> OrderSummary {
+    let by = interner.str(&at.actor.id);
     OrderSummary {
         order_id: e.order_id,
         position: at.position,
         placed_at: e.placed_at,
         updated_at: at.recorded_at,
         channel: e.channel,
-        order_source: e.order_source.clone(),
+        order_source: interner.opt(e.order_source.as_deref()),
         status: OrderStatus::Placed,
         payment_status: payment_status(e.totals.total, Money::ZERO, Money::ZERO),
         totals: e.totals,
@@ -357,70 +405,85 @@ fn placed(at: At<'_>, e: &kedai_engine::domain::events::OrderPlaced) -> OrderSum
         remaining: e.totals.total,
         cod: e.cod,
         cod_figures: None,
-        courier: e.shipping.courier.clone(),
-        service: e.shipping.service.clone(),
+        courier: interner.str(&e.shipping.courier),
+        service: interner.str(&e.shipping.service),
         awb: None,
-        sender: e.sender.clone(),
-        receiver: e.receiver.clone(),
+        sender: interner.party(&e.sender),
+        receiver: interner.party(&e.receiver),
         lines: e
             .lines
             .iter()
             .map(|l| LineSummary {
-                sku: l.sku.clone(),
-                product_name: l.product_name.clone(),
-                category: l.category.clone(),
+                sku: interner.str(l.sku.as_str()),
+                product_name: interner.str(&l.product_name),
+                category: interner.opt(l.category.as_deref()),
                 quantity: l.quantity,
                 unit_price: l.unit_price,
                 unit_cost: l.unit_cost,
                 line_total: l.line_total,
             })
             .collect(),
-        placed_by: at.actor.id.clone(),
+        placed_by: Arc::clone(&by),
         timeline: vec![TimelineEntry {
             position: at.position,
             at: at.recorded_at,
-            what: "placed".into(),
-            by: at.actor.id.clone(),
+            what: interner.str("placed"),
+            by,
         }],
     }
 }
 
-/// The order, a timeline word, and the new status of an order event.
-fn order_event(event: &DomainEvent) -> Option<(OrderId, String, Option<OrderStatus>)> {
+/// The order, a timeline entry's words, and the new status of an order
+/// event.
+fn order_event(
+    interner: &mut Interner,
+    event: &DomainEvent,
+) -> Option<(OrderId, Text, Option<OrderStatus>)> {
     use OrderStatus::*;
+    let mut word = |w: &str| interner.str(w);
     Some(match event {
-        DomainEvent::OrderPaymentRecorded(e) => (e.order_id, format!("paid {}", e.amount), None),
-        DomainEvent::OrderRefunded(e) => (e.order_id, format!("refunded {}", e.amount), None),
-        DomainEvent::OrderProcessing(e) => (e.order_id, "processing".into(), Some(Processing)),
-        DomainEvent::OrderPacked(e) => (e.order_id, "packed".into(), Some(Packed)),
+        DomainEvent::OrderPaymentRecorded(e) => {
+            (e.order_id, format!("paid {}", e.amount).into(), None)
+        }
+        DomainEvent::OrderRefunded(e) => {
+            (e.order_id, format!("refunded {}", e.amount).into(), None)
+        }
+        DomainEvent::OrderProcessing(e) => (e.order_id, word("processing"), Some(Processing)),
+        DomainEvent::OrderPacked(e) => (e.order_id, word("packed"), Some(Packed)),
         DomainEvent::OrderReadyForPickup(e) => {
-            (e.order_id, "ready_for_pickup".into(), Some(ReadyForPickup))
+            (e.order_id, word("ready_for_pickup"), Some(ReadyForPickup))
         }
-        DomainEvent::OrderShipped(e) => {
-            (e.order_id, format!("shipped, AWB {}", e.awb), Some(Shipped))
-        }
-        DomainEvent::OrderDelivered(e) => (e.order_id, "delivered".into(), Some(Delivered)),
-        DomainEvent::OrderCompleted(e) => (e.order_id, "completed".into(), Some(Completed)),
+        DomainEvent::OrderShipped(e) => (
+            e.order_id,
+            format!("shipped, AWB {}", e.awb).into(),
+            Some(Shipped),
+        ),
+        DomainEvent::OrderDelivered(e) => (e.order_id, word("delivered"), Some(Delivered)),
+        DomainEvent::OrderCompleted(e) => (e.order_id, word("completed"), Some(Completed)),
         DomainEvent::OrderCancelled(e) => (
             e.order_id,
-            with_reason("cancelled", &e.reason),
+            with_reason(&mut word, "cancelled", &e.reason),
             Some(Cancelled),
         ),
         DomainEvent::OrderReturnStarted(e) => (
             e.order_id,
-            with_reason("returning", &e.reason),
+            with_reason(&mut word, "returning", &e.reason),
             Some(Returning),
         ),
-        DomainEvent::OrderReturnReceived(e) => (e.order_id, "returned".into(), Some(Returned)),
-        DomainEvent::OrderLost(e) => (e.order_id, with_reason("lost", &e.note), Some(Lost)),
+        DomainEvent::OrderReturnReceived(e) => (e.order_id, word("returned"), Some(Returned)),
+        DomainEvent::OrderLost(e) => (
+            e.order_id,
+            with_reason(&mut word, "lost", &e.note),
+            Some(Lost),
+        ),
         _ => return None,
     })
 }
 
-fn with_reason(what: &str, reason: &str) -> String {
+fn with_reason(word: &mut impl FnMut(&str) -> Text, what: &str, reason: &str) -> Text {
     if reason.is_empty() {
-        what.to_owned()
+        word(what)
     } else {
-        format!("{what}: {reason}")
+        format!("{what}: {reason}").into()
     }
 }

@@ -15,6 +15,7 @@ use kedai_engine::event::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::intern::{Interner, Text};
 use crate::shop::ShopMeta;
 
 /// One SKU in one warehouse.
@@ -36,8 +37,8 @@ pub struct HistoryLine {
     pub position: Position,
     pub date: Timestamp,
     /// Who did it (the actor's id).
-    pub user: String,
-    pub description: String,
+    pub user: Text,
+    pub description: Text,
     pub order_id: Option<OrderId>,
     pub warehouse_id: WarehouseId,
     #[serde(rename = "in")]
@@ -53,6 +54,9 @@ pub struct HistoryLine {
 pub struct StockView {
     pub levels: BTreeMap<(Sku, WarehouseId), StockLevel>,
     pub history: BTreeMap<(Sku, WarehouseId), Vec<HistoryLine>>,
+    /// Shares users and descriptions (a cache, not state).
+    #[serde(skip)]
+    interner: Interner,
 }
 
 impl StockView {
@@ -73,7 +77,7 @@ impl StockView {
                     e.warehouse_id,
                     e.quantity,
                     0,
-                    with_note(what, &e.note),
+                    with_note(&mut self.interner, what, &e.note),
                     None,
                 )
             }
@@ -89,7 +93,11 @@ impl StockView {
                     e.warehouse_id,
                     -e.quantity,
                     0,
-                    with_note(format!("Stock removed ({reason})"), &e.note),
+                    with_note(
+                        &mut self.interner,
+                        format!("Stock removed ({reason})"),
+                        &e.note,
+                    ),
                     None,
                 )
             }
@@ -100,7 +108,7 @@ impl StockView {
                     e.warehouse_id,
                     -e.quantity,
                     0,
-                    with_note(what, &e.note),
+                    with_note(&mut self.interner, what, &e.note),
                     None,
                 )
             }
@@ -114,7 +122,7 @@ impl StockView {
                     e.warehouse_id,
                     e.quantity,
                     0,
-                    with_note(what, &e.note),
+                    with_note(&mut self.interner, what, &e.note),
                     None,
                 )
             }
@@ -123,7 +131,11 @@ impl StockView {
                 e.warehouse_id,
                 e.delta,
                 0,
-                with_note(format!("Stock count: {}", e.counted), &e.note),
+                with_note(
+                    &mut self.interner,
+                    format!("Stock count: {}", e.counted),
+                    &e.note,
+                ),
                 None,
             ),
             DomainEvent::StockReserved(e) => (
@@ -131,7 +143,7 @@ impl StockView {
                 e.warehouse_id,
                 0,
                 e.quantity,
-                String::new(),
+                Text::from(""),
                 Some(e.order_id),
             ),
             DomainEvent::StockReleased(e) => (
@@ -139,7 +151,7 @@ impl StockView {
                 e.warehouse_id,
                 0,
                 -e.quantity,
-                String::new(),
+                Text::from(""),
                 Some(e.order_id),
             ),
             DomainEvent::StockShipped(e) => (
@@ -147,7 +159,7 @@ impl StockView {
                 e.warehouse_id,
                 -e.quantity,
                 -e.quantity,
-                "Shipped for order".to_owned(),
+                self.interner.str("Shipped for order"),
                 Some(e.order_id),
             ),
             DomainEvent::StockRestocked(e) => (
@@ -155,13 +167,16 @@ impl StockView {
                 e.warehouse_id,
                 e.quantity,
                 0,
-                "Returned goods restocked".to_owned(),
+                self.interner.str("Returned goods restocked"),
                 Some(e.order_id),
             ),
             _ => return,
         };
         let key = (sku.clone(), warehouse);
-        let level = self.levels.entry(key.clone()).or_default();
+        let level = match self.levels.get_mut(&key) {
+            Some(level) => level,
+            None => self.levels.entry(key.clone()).or_default(),
+        };
         level.on_hand += d_on_hand;
         level.reserved += d_reserved;
         let last = level.on_hand;
@@ -171,17 +186,32 @@ impl StockView {
                 DomainEvent::StockCounted(_) | DomainEvent::StockReceived(_)
             )
         {
-            self.history.entry(key).or_default().push(HistoryLine {
+            let user = self.interner.str(&at.actor.id);
+            let line = HistoryLine {
                 position: at.position,
                 date: at.recorded_at,
-                user: at.actor.id.clone(),
+                user,
                 description,
                 order_id: order,
                 warehouse_id: warehouse,
                 quantity_in: d_on_hand.max(0),
                 quantity_out: (-d_on_hand).max(0),
                 last,
-            });
+            };
+            match self.history.get_mut(&key) {
+                Some(lines) => lines.push(line),
+                None => {
+                    self.history.insert(key, vec![line]);
+                }
+            }
+        }
+    }
+
+    /// Shares the texts of a loaded view again.
+    pub fn share_loaded(&mut self) {
+        for line in self.history.values_mut().flatten() {
+            self.interner.share(&mut line.user);
+            self.interner.share(&mut line.description);
         }
     }
 
@@ -234,10 +264,10 @@ impl StockView {
     }
 }
 
-fn with_note(what: String, note: &str) -> String {
+fn with_note(interner: &mut Interner, what: String, note: &str) -> Text {
     if note.is_empty() {
-        what
+        interner.str(&what)
     } else {
-        format!("{what}: {note}")
+        interner.str(&format!("{what}: {note}"))
     }
 }

@@ -232,7 +232,7 @@ impl ShopReport {
                     (
                         o.order_id.to_string(),
                         OrderReport {
-                            awb: o.awb.clone(),
+                            awb: o.awb.as_deref().map(str::to_owned),
                             paid: o.paid.0,
                             payment_status: label(&o.payment_status),
                             placed_at: o.placed_at.to_string(),

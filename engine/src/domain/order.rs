@@ -71,7 +71,7 @@ impl Channel {
 
 /// A customer as the order saw them (kept, so later edits of the customer
 /// do not change history).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CustomerSnapshot {
     pub customer_id: CustomerId,
     pub name: String,

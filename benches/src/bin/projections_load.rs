@@ -1,0 +1,370 @@
+//! Load scenario: the projections over a realistic log. How fast every
+//! projection folds the log (decoding included), how much memory the
+//! projections of N orders take, how big and how fast a snapshot is, and
+//! how long the queries the API serves take over them (the query and its
+//! JSON answer, in process: the HTTP figures are `http_load`'s).
+//!
+//! The log is made by the fixtures generator (shops in Indonesia and
+//! Malaysia trading for a year through the real command engine, into a
+//! memory store), so the events are the ones the domain decides, in the
+//! mix a real shop produces (~15 events per order: placements, payments,
+//! packing, shipping, deliveries, ledger transactions, stock moves, chats).
+//!
+//! `cargo run --release -p kedai-benches --bin projections_load -- --orders 1000000`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cap::Cap;
+use chrono::NaiveDate;
+use clap::Parser;
+use kedai_benches::{median, thousands};
+use kedai_engine::command::{Engine, EngineOptions};
+use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::order::OrderStatus;
+use kedai_engine::store::memory::MemoryStore;
+use kedai_engine::{EventStore, Position, RecordedEvent};
+use kedai_fixtures::{FixtureConfig, generate};
+use kedai_projections::Projections;
+use kedai_projections::analytics::{Granularity, Group, RankBy};
+use kedai_projections::orders::OrderQuery;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// mimalloc, counting the bytes currently allocated.
+#[global_allocator]
+static ALLOCATOR: Cap<mimalloc::MiMalloc> = Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+fn live_bytes() -> isize {
+    ALLOCATOR.allocated() as isize
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "fold rate, memory, snapshots and query latency of kedai's projections")]
+struct Args {
+    /// Orders in all (split over the shops).
+    #[arg(long, default_value_t = 200_000)]
+    orders: usize,
+    /// Shops.
+    #[arg(long, default_value_t = 4)]
+    shops: usize,
+    /// Days of trading.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Runs of each fold measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Queries of each kind.
+    #[arg(long, default_value_t = 20_000)]
+    queries: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let events = runtime.block_on(make_log(&args))?;
+    let orders = fold_and_measure(&args, &events)?;
+    drop(events);
+    queries(&args, &orders)?;
+    Ok(())
+}
+
+/// Generates the log into a memory store and reads it back whole.
+async fn make_log(args: &Args) -> anyhow::Result<Vec<RecordedEvent>> {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::new(
+        store.clone(),
+        EngineOptions {
+            sole_writer: true,
+            ..EngineOptions::default()
+        },
+    );
+    let config = FixtureConfig {
+        shops: args.shops,
+        orders_per_shop: args.orders.div_ceil(args.shops),
+        days: args.days,
+        ..FixtureConfig::default()
+    };
+    let started = Instant::now();
+    let summary = generate(&engine, &config, &mut |p| {
+        if p.done % 100_000 == 0 && p.done > 0 {
+            eprintln!("  generated {}/{} orders", p.done, p.total);
+        }
+    })
+    .await
+    .context("generating the fixtures")?;
+    let last = store.last_position().await?;
+    eprintln!(
+        "generated {} orders tried ({} placed) in {} shops, {} events, in {:.1} s",
+        summary.totals.orders_tried,
+        summary.totals.orders_placed(),
+        summary.shops.len(),
+        thousands(last as f64),
+        started.elapsed().as_secs_f64()
+    );
+    let mut events = Vec::with_capacity(last as usize);
+    let mut after: Position = 0;
+    while after < last {
+        let page = store.read_all(after, 10_000).await?;
+        after = page.last().map_or(last, |e| e.position);
+        events.extend(page);
+    }
+    drop(engine);
+    Ok(events)
+}
+
+fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Projections> {
+    let n = events.len() as f64;
+    let payload_bytes: usize = events.iter().map(|e| e.payload.len()).sum();
+    println!(
+        "log: {} events, {:.0} payload bytes per event on average",
+        thousands(n),
+        payload_bytes as f64 / n
+    );
+
+    let mut decode_rates = Vec::new();
+    for _ in 0..args.runs {
+        let started = Instant::now();
+        let mut known = 0u64;
+        for e in events {
+            if DomainEvent::decode(&e.event_type, &e.payload)?.is_some() {
+                known += 1;
+            }
+        }
+        assert_eq!(
+            known as usize,
+            events.len(),
+            "every event is a domain event"
+        );
+        decode_rates.push(n / started.elapsed().as_secs_f64());
+    }
+    println!(
+        "decode only (MessagePack to DomainEvent): {} events/s",
+        thousands(median(&mut decode_rates))
+    );
+
+    let mut fold_rates = Vec::new();
+    let mut last = None;
+    let mut memory = 0isize;
+    for _ in 0..args.runs {
+        drop(last.take());
+        let before = live_bytes();
+        let started = Instant::now();
+        let mut p = Projections::new();
+        for e in events {
+            p.apply(e)?;
+        }
+        fold_rates.push(n / started.elapsed().as_secs_f64());
+        memory = live_bytes() - before;
+        last = Some(p);
+    }
+    let p = last.expect("at least one run");
+    let orders: usize = p.shops.values().map(|s| s.orders.len()).sum();
+    println!(
+        "fold (decode + every projection, one thread): {} events/s",
+        thousands(median(&mut fold_rates))
+    );
+    println!(
+        "memory of the projections: {:.1} MiB for {} orders ({} bytes per order; 1M orders: {:.2} GiB)",
+        memory as f64 / (1 << 20) as f64,
+        thousands(orders as f64),
+        thousands(memory as f64 / orders as f64),
+        memory as f64 / orders as f64 * 1e6 / (1u64 << 30) as f64
+    );
+
+    let size_of = |f: &dyn Fn() -> Box<dyn std::any::Any>| {
+        let before = live_bytes();
+        let copy = f();
+        let size = live_bytes() - before;
+        drop(copy);
+        size as f64 / orders as f64
+    };
+    let views: Vec<_> = p.shops.values().collect();
+    println!(
+        "bytes per order by projection: orders {:.0}, stock {:.0}, balances {:.0}, analytics {:.0}, inbox {:.0}, meta {:.0}",
+        size_of(&|| Box::new(views.iter().map(|v| v.orders.clone()).collect::<Vec<_>>())),
+        size_of(&|| Box::new(views.iter().map(|v| v.stock.clone()).collect::<Vec<_>>())),
+        size_of(&|| Box::new(views.iter().map(|v| v.balances.clone()).collect::<Vec<_>>())),
+        size_of(&|| Box::new(
+            views
+                .iter()
+                .map(|v| v.analytics.clone())
+                .collect::<Vec<_>>()
+        )),
+        size_of(&|| Box::new(views.iter().map(|v| v.inbox.clone()).collect::<Vec<_>>())),
+        size_of(&|| Box::new(views.iter().map(|v| v.meta.clone()).collect::<Vec<_>>())),
+    );
+
+    {
+        use kedai_projections::{balances, inbox, orders, stock};
+        use std::mem::size_of;
+        println!(
+            "record sizes (bytes, without what they point to): order {}, line {}, timeline entry {}, stock history line {}, ledger entry {}, message {}, conversation {}",
+            size_of::<orders::OrderSummary>(),
+            size_of::<orders::LineSummary>(),
+            size_of::<orders::TimelineEntry>(),
+            size_of::<stock::HistoryLine>(),
+            size_of::<balances::LedgerEntry>(),
+            size_of::<inbox::MessageView>(),
+            size_of::<inbox::ConversationView>(),
+        );
+    }
+    let started = Instant::now();
+    let bytes = p.to_bytes();
+    let encode = started.elapsed();
+    let started = Instant::now();
+    let back = Projections::from_bytes(&bytes)?;
+    let decode = started.elapsed();
+    assert!(back == p, "a snapshot loads back to the same projections");
+    println!(
+        "snapshot: {:.1} MiB, written in {:.0} ms, loaded (indexes rebuilt) in {:.0} ms",
+        bytes.len() as f64 / (1 << 20) as f64,
+        encode.as_secs_f64() * 1e3,
+        decode.as_secs_f64() * 1e3
+    );
+    Ok(p)
+}
+
+/// Latencies of one kind of query, query and JSON encoding together.
+fn measure<T: serde::Serialize>(
+    name: &str,
+    count: usize,
+    rng: &mut ChaCha8Rng,
+    mut query: impl FnMut(&mut ChaCha8Rng) -> T,
+) -> anyhow::Result<()> {
+    let mut times: Vec<Duration> = Vec::with_capacity(count);
+    let mut bytes = 0usize;
+    for _ in 0..count {
+        let started = Instant::now();
+        let answer = query(rng);
+        let json = serde_json::to_vec(&answer)?;
+        times.push(started.elapsed());
+        bytes += json.len();
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    println!(
+        "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+        at(0.5).as_secs_f64() * 1e6,
+        at(0.99).as_secs_f64() * 1e6,
+        at(0.999).as_secs_f64() * 1e6,
+        times[times.len() - 1].as_secs_f64() * 1e6,
+        thousands(bytes as f64 / count as f64),
+    );
+    Ok(())
+}
+
+fn queries(args: &Args, p: &Projections) -> anyhow::Result<()> {
+    let shops: Vec<_> = p.shops.values().collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let pick_shop = |rng: &mut ChaCha8Rng| shops[rng.random_range(0..shops.len())];
+    let year_from = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a date");
+    let year_to = NaiveDate::from_ymd_opt(2100, 1, 1).expect("a date");
+    let q = args.queries;
+    if q == 0 {
+        return Ok(());
+    }
+    println!();
+    println!("| query (in process, with its JSON) | p50 µs | p99 µs | p99.9 µs | max µs | bytes |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    measure("one order by id", q, &mut rng, |rng| {
+        let shop = pick_shop(rng);
+        let all = shop.orders.all();
+        let id = all[rng.random_range(0..all.len())].order_id;
+        shop.orders.get(id).cloned()
+    })?;
+    measure("orders, newest page of 50", q, &mut rng, |rng| {
+        let shop = pick_shop(rng);
+        let page = shop.orders.list(&OrderQuery {
+            limit: 50,
+            ..OrderQuery::default()
+        });
+        page.orders.into_iter().cloned().collect::<Vec<_>>()
+    })?;
+    measure(
+        "orders by status (shipped), page of 50",
+        q,
+        &mut rng,
+        |rng| {
+            let shop = pick_shop(rng);
+            let page = shop.orders.list(&OrderQuery {
+                status: Some(OrderStatus::Shipped),
+                limit: 50,
+                ..OrderQuery::default()
+            });
+            page.orders.into_iter().cloned().collect::<Vec<_>>()
+        },
+    )?;
+    measure("orders of a customer", q, &mut rng, |rng| {
+        let shop = pick_shop(rng);
+        let all = shop.orders.all();
+        let customer = all[rng.random_range(0..all.len())].receiver.customer_id;
+        let page = shop.orders.list(&OrderQuery {
+            customer_id: Some(customer),
+            limit: 50,
+            ..OrderQuery::default()
+        });
+        page.orders.into_iter().cloned().collect::<Vec<_>>()
+    })?;
+    measure("order counts by status", q, &mut rng, |rng| {
+        pick_shop(rng).orders.counts()
+    })?;
+    measure("stock of one SKU", q, &mut rng, |rng| {
+        let shop = pick_shop(rng);
+        let levels: Vec<_> = shop.stock.levels.keys().collect();
+        let (sku, _) = levels[rng.random_range(0..levels.len())];
+        shop.stock.of_sku(sku)
+    })?;
+    measure("balances and last 50 ledger entries", q, &mut rng, |rng| {
+        let shop = pick_shop(rng);
+        let entries: Vec<_> = shop
+            .balances
+            .entries_page(None, None, None, 50)
+            .into_iter()
+            .cloned()
+            .collect();
+        let b = &shop.balances;
+        ((b.pending, b.available, b.withdrawing), entries)
+    })?;
+    let slow = (q / 10).max(100);
+    measure(
+        "sales by month over the whole period",
+        slow,
+        &mut rng,
+        |rng| {
+            pick_shop(rng)
+                .analytics
+                .sales(year_from, year_to, Granularity::Month)
+        },
+    )?;
+    measure(
+        "best 10 products by revenue, whole period",
+        slow,
+        &mut rng,
+        |rng| {
+            pick_shop(rng)
+                .analytics
+                .best(year_from, year_to, Group::Product, RankBy::Revenue, 10)
+        },
+    )?;
+    measure(
+        "text search in orders (a name), page of 50",
+        slow,
+        &mut rng,
+        |rng| {
+            let shop = pick_shop(rng);
+            let all = shop.orders.all();
+            let name = all[rng.random_range(0..all.len())].receiver.name.clone();
+            let page = shop.orders.list(&OrderQuery {
+                text: Some(name),
+                limit: 50,
+                ..OrderQuery::default()
+            });
+            page.orders.into_iter().cloned().collect::<Vec<_>>()
+        },
+    )?;
+    Ok(())
+}
