@@ -39,7 +39,8 @@ pub struct LineSummary {
     pub line_total: Money,
 }
 
-/// Something that happened to an order.
+/// Something that happened to an order. Timelines are not kept in
+/// memory: [`timeline`] makes one from the order's stream when asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub position: Position,
@@ -73,7 +74,6 @@ pub struct OrderSummary {
     pub receiver: Party,
     pub lines: Vec<LineSummary>,
     pub placed_by: Text,
-    pub timeline: Vec<TimelineEntry>,
 }
 
 /// What an order event did, for the folds that follow.
@@ -181,12 +181,6 @@ impl OrdersView {
                 i.share(c);
             }
         }
-        for t in &mut o.timeline {
-            i.share(&mut t.by);
-            if !t.what.contains(' ') {
-                i.share(&mut t.what);
-            }
-        }
     }
 
     fn index_order(&mut self, i: u32) {
@@ -222,9 +216,7 @@ impl OrdersView {
                 previous: None,
             });
         }
-        use OrderStatus::{Cancelled, Completed, Lost, Returned};
-        let (order_id, what, status) = order_event(&mut self.interner, event)?;
-        let by = self.interner.str(&at.actor.id);
+        let (order_id, status) = order_event(event)?;
         let i = *self.index.get(&order_id)?;
         let o = &mut self.orders[i as usize];
         let previous = o.status;
@@ -242,20 +234,10 @@ impl OrdersView {
         o.remaining = (o.totals.total - o.paid).max(Money::ZERO);
         o.payment_status = payment_status(o.totals.total, o.paid, o.refunded);
         o.updated_at = at.recorded_at;
-        o.timeline.push(TimelineEntry {
-            position: at.position,
-            at: at.recorded_at,
-            what,
-            by,
-        });
         if let Some(status) = status
             && status != previous
         {
             o.status = status;
-            if matches!(status, Completed | Cancelled | Returned | Lost) {
-                // Little happens to a settled order: give back the spare room.
-                o.timeline.shrink_to_fit();
-            }
             if let Some(set) = self.by_status.get_mut(&previous) {
                 set.remove(&i);
             }
@@ -389,7 +371,6 @@ fn placed(
     at: At<'_>,
     e: &kedai_engine::domain::events::OrderPlaced,
 ) -> OrderSummary {
-    let by = interner.str(&at.actor.id);
     OrderSummary {
         order_id: e.order_id,
         position: at.position,
@@ -423,67 +404,81 @@ fn placed(
                 line_total: l.line_total,
             })
             .collect(),
-        placed_by: Arc::clone(&by),
-        timeline: vec![TimelineEntry {
-            position: at.position,
-            at: at.recorded_at,
-            what: interner.str("placed"),
-            by,
-        }],
+        placed_by: interner.str(&at.actor.id),
     }
 }
 
-/// The order, a timeline entry's words, and the new status of an order
-/// event.
-fn order_event(
-    interner: &mut Interner,
-    event: &DomainEvent,
-) -> Option<(OrderId, Text, Option<OrderStatus>)> {
+/// The order and the new status (if any) of an order event.
+fn order_event(event: &DomainEvent) -> Option<(OrderId, Option<OrderStatus>)> {
     use OrderStatus::*;
-    let mut word = |w: &str| interner.str(w);
     Some(match event {
-        DomainEvent::OrderPaymentRecorded(e) => {
-            (e.order_id, format!("paid {}", e.amount).into(), None)
-        }
-        DomainEvent::OrderRefunded(e) => {
-            (e.order_id, format!("refunded {}", e.amount).into(), None)
-        }
-        DomainEvent::OrderProcessing(e) => (e.order_id, word("processing"), Some(Processing)),
-        DomainEvent::OrderPacked(e) => (e.order_id, word("packed"), Some(Packed)),
-        DomainEvent::OrderReadyForPickup(e) => {
-            (e.order_id, word("ready_for_pickup"), Some(ReadyForPickup))
-        }
-        DomainEvent::OrderShipped(e) => (
-            e.order_id,
-            format!("shipped, AWB {}", e.awb).into(),
-            Some(Shipped),
-        ),
-        DomainEvent::OrderDelivered(e) => (e.order_id, word("delivered"), Some(Delivered)),
-        DomainEvent::OrderCompleted(e) => (e.order_id, word("completed"), Some(Completed)),
-        DomainEvent::OrderCancelled(e) => (
-            e.order_id,
-            with_reason(&mut word, "cancelled", &e.reason),
-            Some(Cancelled),
-        ),
-        DomainEvent::OrderReturnStarted(e) => (
-            e.order_id,
-            with_reason(&mut word, "returning", &e.reason),
-            Some(Returning),
-        ),
-        DomainEvent::OrderReturnReceived(e) => (e.order_id, word("returned"), Some(Returned)),
-        DomainEvent::OrderLost(e) => (
-            e.order_id,
-            with_reason(&mut word, "lost", &e.note),
-            Some(Lost),
-        ),
+        DomainEvent::OrderPaymentRecorded(e) => (e.order_id, None),
+        DomainEvent::OrderRefunded(e) => (e.order_id, None),
+        DomainEvent::OrderProcessing(e) => (e.order_id, Some(Processing)),
+        DomainEvent::OrderPacked(e) => (e.order_id, Some(Packed)),
+        DomainEvent::OrderReadyForPickup(e) => (e.order_id, Some(ReadyForPickup)),
+        DomainEvent::OrderShipped(e) => (e.order_id, Some(Shipped)),
+        DomainEvent::OrderDelivered(e) => (e.order_id, Some(Delivered)),
+        DomainEvent::OrderCompleted(e) => (e.order_id, Some(Completed)),
+        DomainEvent::OrderCancelled(e) => (e.order_id, Some(Cancelled)),
+        DomainEvent::OrderReturnStarted(e) => (e.order_id, Some(Returning)),
+        DomainEvent::OrderReturnReceived(e) => (e.order_id, Some(Returned)),
+        DomainEvent::OrderLost(e) => (e.order_id, Some(Lost)),
         _ => return None,
     })
 }
 
-fn with_reason(word: &mut impl FnMut(&str) -> Text, what: &str, reason: &str) -> Text {
-    if reason.is_empty() {
-        word(what)
-    } else {
-        format!("{what}: {reason}").into()
+/// What a timeline says of an order event (`None`: not an order event).
+fn timeline_words(event: &DomainEvent) -> Option<String> {
+    let with_reason = |what: &str, reason: &str| {
+        if reason.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what}: {reason}")
+        }
+    };
+    Some(match event {
+        DomainEvent::OrderPlaced(_) => "placed".into(),
+        DomainEvent::OrderPaymentRecorded(e) => format!("paid {}", e.amount),
+        DomainEvent::OrderRefunded(e) => format!("refunded {}", e.amount),
+        DomainEvent::OrderProcessing(_) => "processing".into(),
+        DomainEvent::OrderPacked(_) => "packed".into(),
+        DomainEvent::OrderReadyForPickup(_) => "ready_for_pickup".into(),
+        DomainEvent::OrderShipped(e) => format!("shipped, AWB {}", e.awb),
+        DomainEvent::OrderDelivered(_) => "delivered".into(),
+        DomainEvent::OrderCompleted(_) => "completed".into(),
+        DomainEvent::OrderCancelled(e) => with_reason("cancelled", &e.reason),
+        DomainEvent::OrderReturnStarted(e) => with_reason("returning", &e.reason),
+        DomainEvent::OrderReturnReceived(_) => "returned".into(),
+        DomainEvent::OrderLost(e) => with_reason("lost", &e.note),
+        _ => return None,
+    })
+}
+
+/// An order's timeline from the events of its stream (as the store reads
+/// them), up to position `until`: what happened, when and by whom.
+///
+/// Timelines are read from the log rather than kept in memory, where they
+/// would be the biggest part of an order's projection.
+pub fn timeline(
+    events: &[kedai_engine::RecordedEvent],
+    until: Position,
+) -> Result<Vec<TimelineEntry>, crate::ApplyError> {
+    let mut entries = Vec::with_capacity(events.len());
+    for e in events.iter().filter(|e| e.position <= until) {
+        let decoded =
+            DomainEvent::decode(&e.event_type, &e.payload).map_err(|source| crate::ApplyError {
+                position: e.position,
+                source,
+            })?;
+        if let Some(what) = decoded.as_ref().and_then(timeline_words) {
+            entries.push(TimelineEntry {
+                position: e.position,
+                at: e.recorded_at,
+                what: what.into(),
+                by: e.actor.id.as_str().into(),
+            });
+        }
     }
+    Ok(entries)
 }

@@ -328,10 +328,23 @@ async fn order_lists_filter_page_and_count() {
         }),
         [order_id(8)]
     );
-    let o = v.orders.get(order_id(3)).unwrap();
+    // The timeline comes from the order's stream, as the API reads it.
+    let (p, _) = view(&w).await;
+    let stream = kedai_engine::domain::ids::streams::order(w.shop, order_id(3));
+    let events = w.engine.store().read_stream(&stream, 1, 100).await.unwrap();
+    let timeline = kedai_projections::orders::timeline(&events, p.position).unwrap();
     assert_eq!(
-        o.timeline.iter().map(|t| &*t.what).collect::<Vec<_>>(),
+        timeline.iter().map(|t| &*t.what).collect::<Vec<_>>(),
         ["placed", "shipped, AWB JNE0003"]
+    );
+    assert!(timeline.windows(2).all(|t| t[0].position < t[1].position));
+    // Nothing past the position asked for.
+    let first = timeline[0].position;
+    assert_eq!(
+        kedai_projections::orders::timeline(&events, first)
+            .unwrap()
+            .len(),
+        1
     );
 }
 

@@ -6,13 +6,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use kedai_engine::Timestamp;
 use kedai_engine::command::Command;
-use kedai_engine::domain::ids::{CustomerId, OrderId};
+use kedai_engine::domain::ids::{CustomerId, OrderId, streams};
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{
     Channel, OrderStatus, PayOrder, PaymentStatus, PlaceOrder, Transition,
 };
 use kedai_engine::event::Position;
-use kedai_projections::orders::{OrderQuery, Sort};
+use kedai_projections::orders::{OrderQuery, Sort, timeline};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -235,7 +235,7 @@ pub async fn get(
     Path(order_id): Path<OrderId>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
-    state.read(|p| {
+    let (mut value, position) = state.read(|p| {
         let o = p
             .shop(caller.shop)
             .and_then(|v| v.orders.get(order_id))
@@ -243,9 +243,23 @@ pub async fn get(
         let mut value = serde_json::to_value(o).map_err(ApiError::internal)?;
         value["komship_status"] = json!(o.status.komship());
         value["ngorder_status"] = json!(o.status.ngorder(o.payment_status));
-        Ok(axum::Json(value))
-    })
+        Ok::<_, ApiError>((value, p.position))
+    })?;
+    // The timeline is read from the order's stream, as of the position
+    // the summary reflects, so the two agree.
+    let stream = streams::order(caller.shop, order_id);
+    let events = state
+        .store
+        .read_stream(&stream, 1, TIMELINE_EVENTS_MAX)
+        .await?;
+    let timeline = timeline(&events, position).map_err(ApiError::internal)?;
+    value["timeline"] = serde_json::to_value(timeline).map_err(ApiError::internal)?;
+    Ok(axum::Json(value))
 }
+
+/// Most events of one order a timeline shows (an order has a few dozen at
+/// most: placement, payments, each step of its way).
+const TIMELINE_EVENTS_MAX: usize = 10_000;
 
 /// `GET /v1/customers/{id}/orders`.
 pub async fn of_customer(
