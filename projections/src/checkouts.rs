@@ -182,9 +182,9 @@ impl Checkouts {
             }
         }
         let ended = counts.completed + counts.abandoned;
-        if ended > 0 {
-            counts.abandonment_rate_bp = (counts.abandoned * 10_000 / ended) as u32;
-        }
+        counts.abandonment_rate_bp = (counts.abandoned * 10_000)
+            .checked_div(ended)
+            .map_or(0, |bp| bp as u32);
         counts
     }
 
