@@ -120,9 +120,13 @@ pub struct Inbox {
     conversations: BTreeMap<uuid::Uuid, ConversationView>,
     messages: BTreeMap<uuid::Uuid, Vec<MessageView>>,
     templates: BTreeMap<uuid::Uuid, TemplateView>,
-    /// Queued messages no sender has finished with, by (conversation,
+    /// Queued messages no sender has finished with, oldest first (by the
+    /// position they were queued at).
+    outbox: BTreeMap<Position, OutboxEntry>,
+    /// Where each queued message is in `outbox`, by (conversation,
     /// message): message ids are unique within a conversation only.
-    outbox: BTreeMap<(uuid::Uuid, uuid::Uuid), OutboxEntry>,
+    #[serde(skip)]
+    outbox_index: BTreeMap<(uuid::Uuid, uuid::Uuid), Position>,
     /// Newest activity first.
     #[serde(skip)]
     recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,
@@ -140,6 +144,11 @@ impl PartialEq for Inbox {
 impl Inbox {
     /// Rebuilds the recency index (not serialised) after loading.
     pub fn rebuild_indexes(&mut self) {
+        self.outbox_index = self
+            .outbox
+            .iter()
+            .map(|(p, e)| ((e.conversation_id, e.message_id), *p))
+            .collect();
         self.recent = self
             .conversations
             .values()
@@ -261,8 +270,10 @@ impl Inbox {
                     reason: None,
                 };
                 let text = self.set_delivery(e.conversation_id, e.message_id, delivery);
+                self.outbox_index
+                    .insert((e.conversation_id, e.message_id), at.position);
                 self.outbox.insert(
-                    (e.conversation_id, e.message_id),
+                    at.position,
                     OutboxEntry {
                         conversation_id: e.conversation_id,
                         message_id: e.message_id,
@@ -326,7 +337,9 @@ impl Inbox {
         message: uuid::Uuid,
         f: impl FnOnce(&mut DeliveryView),
     ) {
-        self.outbox.remove(&(conversation, message));
+        if let Some(p) = self.outbox_index.remove(&(conversation, message)) {
+            self.outbox.remove(&p);
+        }
         let current = self
             .messages
             .get(&conversation)
@@ -338,8 +351,7 @@ impl Inbox {
         }
     }
 
-    /// Queued messages no sender has finished with (by conversation and
-    /// message).
+    /// Queued messages no sender has finished with, oldest first.
     pub fn outbox(&self) -> impl Iterator<Item = &OutboxEntry> {
         self.outbox.values()
     }

@@ -232,14 +232,20 @@ impl Projections {
     /// Queued messages of every shop, oldest first (by the position they
     /// were queued at), at most `limit`.
     pub fn outbox(&self, limit: usize) -> Vec<(ShopId, &inbox::OutboxEntry)> {
+        // The oldest `limit` of each shop hold the oldest `limit` of all.
         let mut all: Vec<(ShopId, &inbox::OutboxEntry)> = self
             .shops
             .iter()
-            .flat_map(|(shop, v)| v.inbox.outbox().map(move |e| (*shop, e)))
+            .flat_map(|(shop, v)| v.inbox.outbox().take(limit).map(move |e| (*shop, e)))
             .collect();
         all.sort_by_key(|(_, e)| e.position);
         all.truncate(limit);
         all
+    }
+
+    /// Queued messages of every shop.
+    pub fn outbox_len(&self) -> usize {
+        self.shops.values().map(|v| v.inbox.outbox_len()).sum()
     }
 
     /// The projections as MessagePack (a snapshot's payload): the same
