@@ -122,9 +122,10 @@ type Key = (ShopId, uuid::Uuid, uuid::Uuid);
 /// How the work on one message ended.
 #[derive(Debug)]
 enum Finished {
-    /// Its outcome is recorded (now, at this position, or before).
+    /// Its outcome is recorded (the projections show it once they reach
+    /// this position).
     Done(Option<Position>),
-    /// Stopped before an outcome: it stays queued.
+    /// Stopped (or the store failed) before an outcome: it stays queued.
     Stopped,
     /// An outcome the store would not take: recorded on the next try,
     /// without sending again.
@@ -258,9 +259,15 @@ impl Outbox {
     ) -> Finished {
         match self.delivery(&m).await {
             Ok(Some(Delivery::Queued)) => {}
-            Ok(_) => return Finished::Done(None),
+            // Recorded already: the projections will show it by the head.
+            Ok(_) => return Finished::Done(self.head().await),
             Err(e) => {
                 tracing::warn!(message = %m.message_id, error = %e, "reading a queued message's conversation");
+                // Not at once again: the store is likely unavailable.
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
                 return Finished::Stopped;
             }
         }
@@ -272,6 +279,11 @@ impl Outbox {
             },
         };
         self.record(&m, outcome, &mut stop).await
+    }
+
+    /// The log's head, if the store answers.
+    async fn head(&self) -> Option<Position> {
+        self.engine.store().last_position().await.ok()
     }
 
     /// The message's delivery as its conversation's stream has it.
@@ -347,7 +359,7 @@ impl Outbox {
                 Ok(done) => return Finished::Done(Some(done.position)),
                 Err(CommandError::Rejected(r)) => {
                     tracing::warn!(message = %m.message_id, rejection = %r, "a message's outcome was refused");
-                    return Finished::Done(None);
+                    return Finished::Done(self.head().await);
                 }
                 Err(e) => {
                     tracing::warn!(message = %m.message_id, error = %e, tries, "could not record a message's outcome");
