@@ -126,6 +126,7 @@ async fn bad_template_messages_get_a_problem_naming_the_field_and_change_nothing
     let app = app().await;
     let (key, template) = shop_with_template(&app, "Toko A").await;
     let (other_key, other_template) = shop_with_template(&app, "Toko B").await;
+    let (_, _, other_customer, _) = app.stocked_shop("Toko C").await;
     let data = json!({"fullname": "Budi", "awb": "JNE1"});
     let before = app.head().await;
     let send = |body: Value| app.post("/v1/messages/template", &key, body);
@@ -187,6 +188,24 @@ async fn bad_template_messages_get_a_problem_naming_the_field_and_change_nothing
             bad.body
         );
         assert!(bad.body["detail"].as_str().unwrap().contains(id));
+    }
+
+    for customer in [
+        other_customer.as_str(),
+        "0199e000-0000-7000-8000-000000000002",
+    ] {
+        let bad = send(json!({"template_id": template, "phone_number": "0812 3456 7890", "data": data, "customer_id": customer})).await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "unknown_customer"),
+            "{:?}",
+            bad.body
+        );
+        assert!(
+            bad.body["errors"]["customer_id"].is_array(),
+            "{:?}",
+            bad.body
+        );
     }
 
     let missing = send(json!({"template_id": template, "phone_number": "0812 3456 7890", "data": {"fullname": "Budi"}})).await;

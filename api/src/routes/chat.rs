@@ -353,8 +353,9 @@ pub async fn list_templates(
 /// recorded in the conversation of the normalised number as an outbound
 /// message and queued for the sender; the answer's `id` is that
 /// conversation. Every problem is a 422 naming the field: an invalid
-/// number (`phone_number`), an unknown template (`template_id`), a key the
-/// data lacks or the template does not have (`data.<key>`).
+/// number (`phone_number`), an unknown template (`template_id`) or
+/// customer (`customer_id`), a key the data lacks or the template does not
+/// have (`data.<key>`).
 pub async fn send_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -448,6 +449,7 @@ pub async fn send_template(
 fn template_problem(r: Rejection) -> ApiError {
     let field = match &r {
         Rejection::UnknownTemplate { .. } => "template_id".to_owned(),
+        Rejection::UnknownCustomer { .. } => "customer_id".to_owned(),
         Rejection::TemplateKeyMissing { key } | Rejection::TemplateKeyUnknown { key } => {
             format!("data.{key}")
         }

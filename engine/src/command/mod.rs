@@ -679,6 +679,14 @@ impl Engine {
                     .await?
             }
             Command::SendTemplateMessage(c) => {
+                if let Some(customer_id) = c.customer_id {
+                    let customer = self
+                        .read(&streams::customer(shop, customer_id), Kind::Customer)
+                        .await?;
+                    if customer.customer().details.is_none() {
+                        return Err(Rejection::UnknownCustomer { customer_id }.into());
+                    }
+                }
                 let text = self.filled_template(shop, c.template_id, &c.data).await?;
                 let party = c.party();
                 // The filled text must fit in a message.
