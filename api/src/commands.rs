@@ -17,8 +17,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use kedai_engine::command::{Command, CommandMeta, Executed, event_id};
-use kedai_engine::domain::DomainEvent;
+use kedai_engine::command::{Command, CommandError, CommandMeta, Executed, event_id};
+use kedai_engine::domain::{DomainEvent, Rejection};
 use kedai_engine::event::Position;
 use kedai_engine::{AppendStatus, ShopId};
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,29 @@ pub async fn run(
     run_for(state, caller.shop, caller.actor(), headers, command, id).await
 }
 
+/// Runs a command for the caller, answering its rejections with
+/// `rejected` (to name the request's fields in them) instead of the usual
+/// mapping.
+pub async fn run_naming(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    command: Command,
+    id: Option<String>,
+    rejected: impl FnOnce(Rejection) -> ApiError,
+) -> Result<(StatusCode, Json<CommandAnswer>), ApiError> {
+    run_inner(
+        state,
+        caller.shop,
+        caller.actor(),
+        headers,
+        command,
+        id,
+        rejected,
+    )
+    .await
+}
+
 /// Runs a command for a shop as an actor.
 pub async fn run_for(
     state: &AppState,
@@ -105,8 +128,20 @@ pub async fn run_for(
     command: Command,
     id: Option<String>,
 ) -> Result<(StatusCode, Json<CommandAnswer>), ApiError> {
+    run_inner(state, shop, actor, headers, command, id, ApiError::from).await
+}
+
+async fn run_inner(
+    state: &AppState,
+    shop: ShopId,
+    actor: kedai_engine::Actor,
+    headers: &HeaderMap,
+    command: Command,
+    id: Option<String>,
+    rejected: impl FnOnce(Rejection) -> ApiError,
+) -> Result<(StatusCode, Json<CommandAnswer>), ApiError> {
     let key = idempotency_key(headers)?;
-    let mut meta = CommandMeta::new(actor);
+    let mut meta = CommandMeta::new(actor).at(state.clock.now());
     if let Some(k) = &key {
         let fingerprint = serde_json::to_vec(&command).map_err(ApiError::internal)?;
         let fingerprint = hex::encode(&Sha256::digest(&fingerprint)[..16]);
@@ -119,7 +154,11 @@ pub async fn run_for(
     state
         .metrics
         .command(command.name(), result.is_ok(), started.elapsed());
-    let executed = result?;
+    let executed = match result {
+        Ok(e) => e,
+        Err(CommandError::Rejected(r)) => return Err(rejected(r)),
+        Err(e) => return Err(e.into()),
+    };
     let answer = answer(state, &meta, executed, id).await?;
     let status = if answer.status == "recorded" {
         StatusCode::CREATED

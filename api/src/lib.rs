@@ -20,6 +20,9 @@
 //! - [`serve`]: `kedai serve` (store, projections, runner, listener,
 //!   graceful shutdown, the demo shop) and `kedai seed`.
 //! - [`state`]: what handlers share.
+//! - [`workers`]: what runs beside the API: the checkout abandonment
+//!   scheduler and the sender of queued messages (with its WhatsApp-like
+//!   HTTP adapter).
 
 pub mod auth;
 pub mod commands;
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod workers;
 
 use std::time::Instant;
 
@@ -113,6 +117,7 @@ api! {
     post "/v1/expenses" => money::record_expense, Command, "money", "Record an expense";
     delete "/v1/expenses/{expense_id}" => money::void_expense, Command, "money", "Void an expense";
     post "/v1/checkouts" => money::start_checkout, Command, "checkouts", "Start a checkout";
+    get "/v1/checkouts" => money::list_checkouts, Read, "checkouts", "Checkouts newest first, by status (open, completed, abandoned), with counts and the abandonment rate";
     get "/v1/checkouts/{checkout_id}" => money::get_checkout, Read, "checkouts", "A checkout";
     put "/v1/checkouts/{checkout_id}" => money::update_checkout, Command, "checkouts", "Update a checkout's content";
     post "/v1/checkouts/{checkout_id}/complete" => money::complete_checkout, Command, "checkouts", "Complete a checkout by placing its order";
@@ -128,7 +133,7 @@ api! {
     get "/v1/templates" => chat::list_templates, Read, "chat", "Message templates";
     put "/v1/templates/{template_id}" => chat::update_template, Command, "chat", "Change a template";
     delete "/v1/templates/{template_id}" => chat::delete_template, Command, "chat", "Delete a template";
-    post "/v1/messages/template" => chat::send_template, Command, "chat", "Send a template filled with data";
+    post "/v1/messages/template" => chat::send_template, Command, "chat", "Send a template filled with data to a WhatsApp number (template_id, phone_number, data): recorded in the conversation and queued for the sender";
     get "/v1/analytics/{report}" => analytics::report, Read, "analytics", "sales, best, locations, couriers, weekdays, cod, customer-service";
     get "/v1/events" => events::feed, Read, "events", "The shop's events after a position (auditor, owner)";
     get "/v1/events/stream" => events::live, Read, "events", "The shop's events as server-sent events, resumable with Last-Event-ID";

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kedai_api::serve::{self, ServeConfig, StoreChoice};
+use kedai_api::workers::whatsapp::WhatsappConfig;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -49,6 +50,13 @@ enum Cmd {
         /// its keys and a few commands to try.
         #[arg(long)]
         demo: bool,
+        /// The WhatsApp-like HTTP gateway templated messages are POSTed to
+        /// (http://...); without it they wait in the outbox.
+        #[arg(long, env = "KEDAI_WHATSAPP_URL")]
+        whatsapp_url: Option<String>,
+        /// Sent to the gateway as `Authorization: Bearer <token>`.
+        #[arg(long, env = "KEDAI_WHATSAPP_TOKEN", hide_env_values = true)]
+        whatsapp_token: Option<String>,
     },
     /// Write realistic fixture data (shops, orders, chats, money).
     Seed {
@@ -82,6 +90,8 @@ fn main() -> anyhow::Result<()> {
                 store,
                 database_url,
                 demo,
+                whatsapp_url,
+                whatsapp_token,
             } => {
                 let store = match (store, database_url) {
                     (Store::Log, _) => StoreChoice::Log,
@@ -90,11 +100,16 @@ fn main() -> anyhow::Result<()> {
                         "--store postgres needs --database-url (or KEDAI_DATABASE_URL)"
                     ),
                 };
+                let whatsapp = whatsapp_url.map(|url| WhatsappConfig {
+                    token: whatsapp_token,
+                    ..WhatsappConfig::new(url)
+                });
                 serve::serve(ServeConfig {
                     data,
                     listen,
                     store,
                     demo,
+                    whatsapp,
                 })
                 .await
             }

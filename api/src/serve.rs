@@ -1,8 +1,10 @@
 //! `kedai serve` and `kedai seed`: opening the store, the projections
 //! (from their snapshot, then the rest of the log), the runner that keeps
-//! them current, the listener (at most `CONNECTIONS_MAX` connections), the
-//! demo shop, and the graceful shutdown (stop accepting, finish what is in
-//! flight, write a last snapshot, close the store, exit 0).
+//! them current, the workers (the abandonment scheduler, and the message
+//! sender when a gateway is configured), the listener (at most
+//! `CONNECTIONS_MAX` connections), the demo shop, and the graceful
+//! shutdown (stop accepting, finish what is in flight, stop the workers,
+//! write a last snapshot, close the store, exit 0).
 //!
 //! The data directory holds `log/` (the embedded store),
 //! `projections.snapshot`, `operator-token` and, after `--demo`,
@@ -19,9 +21,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kedai_engine::clock::{Clock, SystemClock};
 use kedai_engine::command::{Command, CommandMeta, Engine, EngineOptions};
 use kedai_engine::domain::access::IssueKey;
-use kedai_engine::store::log::LogStore;
+use kedai_engine::store::log::{LogOptions, LogStore};
 use kedai_engine::store::postgres::{PgOptions, PgStore};
 use kedai_engine::{Actor, EventStore, Role, ShopId};
 use kedai_fixtures::FixtureConfig;
@@ -34,12 +37,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use crate::auth::{hash_secret, new_secret};
 use crate::limits::{CONNECTIONS_MAX, SHUTDOWN_GRACE};
 use crate::state::AppState;
+use crate::workers::abandonment::Scheduler;
+use crate::workers::outbox::{MessageSender, Outbox, RetryPolicy};
+use crate::workers::whatsapp::{WhatsappConfig, WhatsappSender};
 
 /// Where events live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StoreChoice {
     /// The embedded log in `<data>/log`.
     Log,
+    /// The embedded log with other options (tests: no preallocated
+    /// segments, which makes opening a new log cheap).
+    LogWith(LogOptions),
     /// PostgreSQL at this URL.
     Postgres(String),
 }
@@ -51,6 +60,29 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub store: StoreChoice,
     pub demo: bool,
+    /// The WhatsApp-like gateway queued messages are sent to; without one
+    /// they wait in the outbox.
+    pub whatsapp: Option<WhatsappConfig>,
+}
+
+/// What runs beside the API, and the time it runs on.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    pub clock: Arc<dyn Clock>,
+    /// The sender of queued messages, if any.
+    pub sender: Option<Arc<dyn MessageSender>>,
+    pub retry: RetryPolicy,
+}
+
+impl Workers {
+    /// On the system clock, with `sender`.
+    pub fn system(sender: Option<Arc<dyn MessageSender>>) -> Self {
+        Workers {
+            clock: Arc::new(SystemClock),
+            sender,
+            retry: RetryPolicy::default(),
+        }
+    }
 }
 
 /// A running kedai: the state handlers share, and what to stop on the way
@@ -60,6 +92,8 @@ pub struct Running {
     pub projections: ProjectionHandle,
     stop: watch::Sender<bool>,
     runner: tokio::task::JoinHandle<Result<(), kedai_projections::runner::RunError>>,
+    stop_workers: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -69,8 +103,51 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
-    /// Stops the runner (it writes a last snapshot) and waits for it.
+    /// Starts the workers: the abandonment scheduler, and the message
+    /// sender if there is one.
+    pub fn spawn_workers(&mut self, workers: Workers) {
+        let stop = self.stop_workers.subscribe();
+        let scheduler = Scheduler::new(
+            Arc::clone(&self.state.engine),
+            self.projections.clone(),
+            Arc::clone(&workers.clock),
+        );
+        self.workers.push(tokio::spawn(scheduler.run(stop.clone())));
+        match workers.sender {
+            Some(sender) => {
+                let outbox = Outbox::new(
+                    Arc::clone(&self.state.engine),
+                    self.projections.clone(),
+                    Arc::clone(&workers.clock),
+                    sender,
+                    workers.retry,
+                );
+                self.workers.push(tokio::spawn(outbox.run(stop)));
+            }
+            None => {
+                let queued = self.projections.read(|p| {
+                    p.shops
+                        .values()
+                        .map(|v| v.inbox.outbox_len())
+                        .sum::<usize>()
+                });
+                tracing::info!(
+                    queued,
+                    "no message gateway configured (--whatsapp-url): templated messages wait in the outbox"
+                );
+            }
+        }
+    }
+
+    /// Stops the workers (messages in flight finish their attempt), then
+    /// the runner (it writes a last snapshot), and waits for them.
     pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_workers.send_replace(true);
+        for worker in self.workers {
+            if let Err(e) = worker.await {
+                tracing::error!(error = %e, "a worker panicked");
+            }
+        }
         self.stop.send_replace(true);
         self.runner
             .await
@@ -79,13 +156,35 @@ impl Running {
     }
 }
 
-/// Opens the store and the projections, and starts the runner.
+/// Opens the store and the projections, starts the runner, and starts the
+/// workers: the abandonment scheduler, and the message sender if there is
+/// one.
+pub async fn start_with_workers(
+    data: &Path,
+    store: &StoreChoice,
+    workers: Workers,
+) -> anyhow::Result<Running> {
+    let mut running = open(data, store, Arc::clone(&workers.clock)).await?;
+    running.spawn_workers(workers);
+    Ok(running)
+}
+
+/// Opens the store and the projections, and starts the runner (no
+/// workers: for `kedai seed` and tools).
 pub async fn start(data: &Path, store: &StoreChoice) -> anyhow::Result<Running> {
+    open(data, store, Arc::new(SystemClock)).await
+}
+
+async fn open(data: &Path, store: &StoreChoice, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
     let (store, sole_writer): (Arc<dyn EventStore>, bool) = match store {
-        StoreChoice::Log => {
-            let log = LogStore::open(data.join("log")).with_context(|| {
+        StoreChoice::Log | StoreChoice::LogWith(_) => {
+            let options = match store {
+                StoreChoice::LogWith(o) => o.clone(),
+                _ => LogOptions::default(),
+            };
+            let log = LogStore::open_with(data.join("log"), options).with_context(|| {
                 format!("opening the event log in {}", data.join("log").display())
             })?;
             (Arc::new(log), true)
@@ -140,12 +239,14 @@ pub async fn start(data: &Path, store: &StoreChoice) -> anyhow::Result<Running> 
     let (stop, stop_rx) = watch::channel(false);
     let runner = tokio::spawn(runner.run(stop_rx));
     let token = operator_token(data)?;
-    let state = AppState::new(engine, projections.clone(), &token);
+    let state = AppState::with_clock(engine, projections.clone(), &token, clock);
     Ok(Running {
         state,
         projections,
         stop,
         runner,
+        stop_workers: watch::channel(false).0,
+        workers: Vec::new(),
     })
 }
 
@@ -187,10 +288,16 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Serves until SIGTERM or ctrl-c.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let running = start(&config.data, &config.store).await?;
+    let sender: Option<Arc<dyn MessageSender>> = match &config.whatsapp {
+        Some(c) => Some(Arc::new(WhatsappSender::new(c)?)),
+        None => None,
+    };
+    let mut running = start(&config.data, &config.store).await?;
     if config.demo {
         demo(&config, &running).await?;
     }
+    // After the demo: the generator plays checkouts at its own times.
+    running.spawn_workers(Workers::system(sender));
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

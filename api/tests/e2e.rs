@@ -2,7 +2,8 @@
 //! whole scenario through HTTP, concurrent orders on one SKU (never
 //! oversold), `kill -9` and restart (nothing acknowledged lost, the same
 //! answers), and a graceful shutdown (SIGTERM: exit 0, a snapshot to
-//! start from).
+//! start from); `--whatsapp-url` (or `KEDAI_WHATSAPP_URL`) wires the
+//! message sender to a gateway, and a URL it cannot use stops the start.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -30,11 +31,17 @@ impl Drop for Server {
 impl Server {
     /// Starts `kedai serve` on a free port and waits until it listens.
     fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    /// Starts `kedai serve` with more environment variables.
+    fn start_with(data: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .env("KEDAI_OPERATOR_TOKEN", OPERATOR)
             .env("KEDAI_LOG", "warn")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start kedai");
@@ -288,4 +295,137 @@ async fn a_whole_shop_over_http_survives_kill_9_and_stops_gracefully() {
     let health = c.get("/healthz").await;
     assert_eq!(health["status"].as_str(), Some("ok"));
     assert!(server.terminate().success());
+}
+
+/// A WhatsApp-like gateway on loopback that counts what it gets.
+async fn gateway() -> (String, tokio::sync::watch::Receiver<Vec<Value>>) {
+    let (tx, rx) = tokio::sync::watch::channel(Vec::<Value>::new());
+    let tx = std::sync::Arc::new(tx);
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let tx = std::sync::Arc::clone(&tx);
+            async move {
+                tx.send_modify(|got| got.push(body));
+                axum::Json(json!({"messages": [{"id": "wamid.e2e"}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/send"), rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kedai_serve_sends_templated_messages_to_its_gateway() {
+    let data = tempfile::tempdir().unwrap();
+    let (url, mut got) = gateway().await;
+    let server = Server::start_with(data.path(), &[("KEDAI_WHATSAPP_URL", &url)]);
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/v1/shops", server.base))
+        .bearer_auth(OPERATOR)
+        .json(&json!({"name": "Toko Pesan", "currency": "MYR"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let c = Client {
+        http,
+        base: server.base.clone(),
+        key: created["owner_key"].as_str().unwrap().to_owned(),
+    };
+    let template = c
+        .post(
+            "/v1/templates",
+            json!({"name": "pesanan", "body": "Hai {{fullname}}, pesanan #{{order_id}} sudah dihantar."}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = c
+        .post(
+            "/v1/messages/template",
+            json!({"template_id": template, "phone_number": "012-345 6789", "data": {"fullname": "Aisyah", "order_id": 67}}),
+        )
+        .await;
+    let conversation = sent["id"].as_str().unwrap().to_owned();
+    let reached = tokio::time::timeout(Duration::from_secs(30), got.wait_for(|g| !g.is_empty()))
+        .await
+        .expect("the gateway got the message in time")
+        .unwrap()
+        .clone();
+    assert_eq!(reached[0]["to"].as_str(), Some("60123456789"));
+    assert_eq!(
+        reached[0]["text"]["body"].as_str(),
+        Some("Hai Aisyah, pesanan #67 sudah dihantar.")
+    );
+    // The outcome is recorded: follow the shop's events until it is.
+    let mut stream = c
+        .http
+        .get(format!(
+            "{}/v1/events/stream?after={}",
+            c.base, sent["position"]
+        ))
+        .bearer_auth(&c.key)
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let dispatched = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            // Server-sent events are blocks of lines ended by a blank line.
+            let found = text.split("\n\n").find_map(|block| {
+                let lines: Vec<&str> = block.lines().collect();
+                lines.contains(&"event: MessageDispatched").then(|| {
+                    lines
+                        .iter()
+                        .find_map(|l| l.strip_prefix("id: "))
+                        .map(|p| p.trim().parse::<u64>().unwrap())
+                })?
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    })
+    .await
+    .expect("MessageDispatched in time")
+    .expect("a position");
+    // An open stream would hold the graceful stop for its grace period.
+    drop(stream);
+    let messages = c
+        .get(&format!(
+            "/v1/conversations/{conversation}/messages?min_position={dispatched}"
+        ))
+        .await;
+    assert_eq!(
+        messages["messages"][0]["delivery"]["status"].as_str(),
+        Some("sent")
+    );
+    assert_eq!(
+        messages["messages"][0]["delivery"]["gateway_message_id"].as_str(),
+        Some("wamid.e2e")
+    );
+    assert!(server.terminate().success());
+    assert_eq!(got.borrow().len(), 1, "sent once");
+
+    // A gateway URL this build cannot use stops kedai before it serves.
+    let refused = Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .args(["--whatsapp-url", "https://127.0.0.1:9/send"])
+        .env("KEDAI_OPERATOR_TOKEN", OPERATOR)
+        .env("KEDAI_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("must start with http://"), "{stderr}");
 }

@@ -280,7 +280,7 @@ async fn money_checkouts_and_chat_over_http() {
         .post(
             "/v1/messages/template",
             &key,
-            json!({"party": party, "template_id": tid, "data": {"fullname": "Budi", "awb": 12345}}),
+            json!({"phone_number": "0812-3456-7890", "template_id": tid, "data": {"fullname": "Budi", "awb": 12345}}),
         )
         .await;
     assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
@@ -288,11 +288,16 @@ async fn money_checkouts_and_chat_over_http() {
         sent.body["events"][0]["data"]["text"].as_str(),
         Some("Halo Budi, resi 12345")
     );
+    assert_eq!(
+        sent.body["id"].as_str(),
+        Some(conversation.as_str()),
+        "the inbound conversation of the same number"
+    );
     let missing = app
         .post(
             "/v1/messages/template",
             &key,
-            json!({"party": party, "template_id": tid, "data": {"fullname": "Budi"}}),
+            json!({"phone_number": "0812-3456-7890", "template_id": tid, "data": {"fullname": "Budi"}}),
         )
         .await;
     assert_eq!(

@@ -8,8 +8,11 @@
 //!   and the conformance suite every backend passes.
 //! - [`domain`]: the business rules as pure decisions and events.
 //! - [`command`]: the command engine: load, decide, append, retry.
+//! - [`clock`]: where the edges get time (the system clock, or a manual
+//!   one in tests).
 //! - [`testkit`]: a small shop for tests of this crate and those above it.
 
+pub mod clock;
 pub mod command;
 pub mod domain;
 pub mod event;

@@ -11,8 +11,9 @@ use kedai_engine::Timestamp;
 use kedai_engine::command::{Command, CommandError};
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::chat::{
-    self, Attachment, Author, ChatChannel, ChatStatus, ConversationChange, ImportHistory,
-    ImportedConversation, ImportedMessage, Party, ReceiveMessage, SaveTemplate, SendMessage,
+    self, Attachment, Author, ChatChannel, ChatStatus, ConversationChange, Delivery,
+    DispatchOutcome, ImportHistory, ImportedConversation, ImportedMessage, Party, ReceiveMessage,
+    SaveTemplate, SendMessage, SendTemplateMessage,
 };
 use kedai_engine::domain::checkout::{
     CheckoutContent, CheckoutCustomer, CheckoutItem, CheckoutStatus, StartCheckout,
@@ -274,6 +275,178 @@ async fn templates_are_filled_with_data_and_wrong_keys_are_named() {
     assert!(matches!(malformed, Err(CommandError::Invalid(e)) if e[0].field == "body"));
 }
 
+fn template_message(phone: &str, n: u128, template_id: Uuid, data: &[(&str, &str)]) -> Command {
+    Command::SendTemplateMessage(SendTemplateMessage {
+        message_id: Uuid::from_u128(0x4000 + n),
+        template_id,
+        phone_number: phone.into(),
+        name: "Budi".into(),
+        customer_id: None,
+        data: data
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+}
+
+#[tokio::test]
+async fn a_templated_whatsapp_message_is_recorded_and_queued_for_the_sender() {
+    let w = World::new().await;
+    let template_id = Uuid::from_u128(0x7f);
+    w.ok(Command::SaveTemplate(SaveTemplate {
+        template_id,
+        name: "Resi".into(),
+        body: "Halo {{fullname}}, resi {{awb}}".into(),
+    }))
+    .await;
+    let data = [("fullname", "Budi"), ("awb", "JNE123")];
+    // Given any accepted form of the number, when the template is sent,
+    // then it lands in the conversation of the normalised number.
+    let sent = w
+        .ok(template_message("+62 812-3456-7890", 1, template_id, &data))
+        .await;
+    let types: Vec<&str> = sent.events.iter().map(|(_, e)| e.event_type()).collect();
+    assert_eq!(
+        types,
+        ["ConversationStarted", "MessageSent", "MessageQueued"]
+    );
+    let id = chat::conversation_id(w.shop, ChatChannel::Whatsapp, "6281234567890");
+    match &sent.events[2].1 {
+        DomainEvent::MessageQueued(q) => {
+            assert_eq!((q.conversation_id, q.to.as_str()), (id, "6281234567890"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match &sent.events[1].1 {
+        DomainEvent::MessageSent(m) => assert_eq!(m.text, "Halo Budi, resi JNE123"),
+        other => panic!("{other:?}"),
+    }
+    w.ok(template_message("0812 3456 7890", 2, template_id, &data))
+        .await;
+    let conversation = w.conversation(id).await;
+    assert_eq!(
+        conversation.messages, 2,
+        "both forms reach one conversation"
+    );
+    assert_eq!(conversation.status, Some(ChatStatus::Served));
+    assert_eq!(
+        conversation.outbox.values().copied().collect::<Vec<_>>(),
+        [Delivery::Queued, Delivery::Queued]
+    );
+    // The same message id again records nothing.
+    let again = w
+        .ok(template_message("6281234567890", 1, template_id, &data))
+        .await;
+    assert!(again.events.is_empty());
+
+    // Bad input is refused before anything is recorded.
+    let bad_phone = w
+        .run(template_message("021-555-1234", 3, template_id, &data))
+        .await;
+    assert!(
+        matches!(&bad_phone, Err(CommandError::Invalid(e)) if e[0].field == "phone_number"),
+        "{bad_phone:?}"
+    );
+    assert_eq!(
+        w.rejected(template_message(
+            "0812 3456 7890",
+            4,
+            template_id,
+            &[("fullname", "Budi")]
+        ))
+        .await,
+        Rejection::TemplateKeyMissing { key: "awb".into() }
+    );
+    let unknown = Uuid::from_u128(0xdead);
+    assert_eq!(
+        w.rejected(template_message("0812 3456 7890", 5, unknown, &data))
+            .await,
+        Rejection::UnknownTemplate {
+            template_id: unknown
+        }
+    );
+    assert_eq!(w.conversation(id).await.messages, 2);
+}
+
+#[tokio::test]
+async fn the_first_dispatch_outcome_of_a_queued_message_stands() {
+    let w = World::new().await;
+    let template_id = Uuid::from_u128(0x80);
+    w.ok(Command::SaveTemplate(SaveTemplate {
+        template_id,
+        name: "Halo".into(),
+        body: "Halo {{fullname}}".into(),
+    }))
+    .await;
+    w.ok(template_message(
+        "012-345 6789",
+        1,
+        template_id,
+        &[("fullname", "Aisyah")],
+    ))
+    .await;
+    let id = chat::conversation_id(w.shop, ChatChannel::Whatsapp, "60123456789");
+    let message_id = Uuid::from_u128(0x4001);
+    let record = |message_id: Uuid, outcome: DispatchOutcome| Command::RecordDispatch {
+        conversation_id: id,
+        message_id,
+        outcome,
+    };
+    let sent = w
+        .ok(record(
+            message_id,
+            DispatchOutcome::Sent {
+                attempts: 3,
+                gateway_message_id: Some("wamid.1".into()),
+            },
+        ))
+        .await;
+    assert!(matches!(&sent.events[0].1, DomainEvent::MessageDispatched(d) if d.attempts == 3));
+    assert_eq!(w.conversation(id).await.outbox[&message_id], Delivery::Sent);
+    let late = w
+        .ok(record(
+            message_id,
+            DispatchOutcome::Failed {
+                attempts: 4,
+                reason: "timeout".into(),
+            },
+        ))
+        .await;
+    assert!(late.events.is_empty(), "sent stays sent");
+    assert_eq!(w.conversation(id).await.outbox[&message_id], Delivery::Sent);
+    // A message that was never queued (typed by staff) has no outcome.
+    w.ok(Command::SendMessage(SendMessage {
+        party: party("60123456789"),
+        message_id: Uuid::from_u128(0x5000),
+        text: "manual".into(),
+        attachment: None,
+    }))
+    .await;
+    assert_eq!(
+        w.rejected(record(
+            Uuid::from_u128(0x5000),
+            DispatchOutcome::Failed {
+                attempts: 1,
+                reason: "x".into()
+            }
+        ))
+        .await,
+        Rejection::MessageNotQueued {
+            message_id: Uuid::from_u128(0x5000)
+        }
+    );
+    let invalid = w
+        .run(record(
+            message_id,
+            DispatchOutcome::Sent {
+                attempts: 0,
+                gateway_message_id: None,
+            },
+        ))
+        .await;
+    assert!(matches!(invalid, Err(CommandError::Invalid(_))));
+}
+
 #[tokio::test]
 async fn the_initial_import_brings_fifteen_conversations_in_one_append() {
     let w = World::new().await;
@@ -467,6 +640,61 @@ async fn a_checkout_is_abandoned_only_when_due() {
         .unwrap();
     assert_eq!(due.events.len(), 1);
     assert_eq!(w.checkout(id).await.status, Some(CheckoutStatus::Abandoned));
+}
+
+#[tokio::test]
+async fn the_scheduler_records_an_abandonment_once_under_its_key() {
+    let w = World::new().await;
+    let id = Uuid::from_u128(0xc7);
+    w.ok(Command::StartCheckout(StartCheckout {
+        checkout_id: id,
+        domain: "x.myshoppegram.com".into(),
+        content: content(1),
+    }))
+    .await;
+    let due = Timestamp(w.now.0 + 60 * 60_000_000);
+    let meta = w.meta().at(due).with_key(format!("scheduler abandon {id}"));
+    let abandon = Command::AbandonCheckout { checkout_id: id };
+    let first = w.engine.execute(w.shop, &meta, &abandon).await.unwrap();
+    assert_eq!(first.status, kedai_engine::AppendStatus::Recorded);
+    assert_eq!(first.events.len(), 1);
+    // A second run (another node, or after a restart) with the same key.
+    let second = w
+        .engine
+        .execute(w.shop, &meta.clone().at(Timestamp(due.0 + 1)), &abandon)
+        .await
+        .unwrap();
+    assert_eq!(second.status, kedai_engine::AppendStatus::AlreadyRecorded);
+    assert_eq!(second.position, first.position);
+    let history = w
+        .engine
+        .store()
+        .read_stream(
+            &kedai_engine::domain::ids::streams::checkout(w.shop, id),
+            0,
+            100,
+        )
+        .await
+        .unwrap();
+    let abandoned = history
+        .iter()
+        .filter(|e| &*e.event_type == "CheckoutAbandoned")
+        .count();
+    assert_eq!(abandoned, 1);
+    // And the buyer can no longer complete it.
+    let closed = w
+        .rejected(Command::CompleteCheckout {
+            checkout_id: id,
+            order: place(order_id(7), vec![line("KAOS-M", 1)]),
+        })
+        .await;
+    assert_eq!(
+        closed,
+        Rejection::CheckoutClosed {
+            checkout_id: id,
+            status: CheckoutStatus::Abandoned
+        }
+    );
 }
 
 #[derive(Clone, Debug)]

@@ -1,15 +1,17 @@
 //! The chat inbox (Forstok, Indoshopster): conversations newest first with
 //! their last message, unread count (customer messages since staff last
 //! wrote), status, labels and assignee; filters by status, label, channel,
-//! assignee and date range; each conversation's messages.
+//! assignee and date range; each conversation's messages, with the
+//! delivery status of those queued for a sender (`queued`, `sent`,
+//! `failed`); and the outbox: queued messages no sender has finished with.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
-use kedai_engine::domain::chat::{Attachment, Author, ChatChannel, ChatStatus};
+use kedai_engine::domain::chat::{Attachment, Author, ChatChannel, ChatStatus, Delivery};
 use kedai_engine::domain::ids::CustomerId;
+use kedai_engine::{Position, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::At;
@@ -29,6 +31,37 @@ pub struct MessageView {
     pub attachment: Option<Attachment>,
     pub template_id: Option<uuid::Uuid>,
     pub at: Timestamp,
+    /// For a message queued for a sender: how far it got.
+    pub delivery: Option<DeliveryView>,
+}
+
+/// The delivery of a queued message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    pub status: Delivery,
+    /// The normalised number it goes to.
+    pub to: String,
+    /// Attempts made (0 while queued).
+    pub attempts: u32,
+    /// When it was queued, sent or given up on.
+    pub updated_at: Timestamp,
+    /// The gateway's id for a sent message.
+    pub gateway_message_id: Option<String>,
+    /// Why a failed message failed.
+    pub reason: Option<String>,
+}
+
+/// A queued message waiting for a sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub conversation_id: uuid::Uuid,
+    pub message_id: uuid::Uuid,
+    pub channel: ChatChannel,
+    pub to: String,
+    pub text: Text,
+    pub queued_at: Timestamp,
+    /// Position of the `MessageQueued` event: the outbox's order.
+    pub position: Position,
 }
 
 /// One conversation as the inbox lists it.
@@ -88,6 +121,13 @@ pub struct Inbox {
     conversations: BTreeMap<uuid::Uuid, ConversationView>,
     messages: BTreeMap<uuid::Uuid, Vec<MessageView>>,
     templates: BTreeMap<uuid::Uuid, TemplateView>,
+    /// Queued messages no sender has finished with, oldest first (by the
+    /// position they were queued at).
+    outbox: BTreeMap<Position, OutboxEntry>,
+    /// Where each queued message is in `outbox`, by (conversation,
+    /// message): message ids are unique within a conversation only.
+    #[serde(skip)]
+    outbox_index: BTreeMap<(uuid::Uuid, uuid::Uuid), Position>,
     /// Newest activity first.
     #[serde(skip)]
     recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,
@@ -101,12 +141,18 @@ impl PartialEq for Inbox {
         self.conversations == other.conversations
             && self.messages == other.messages
             && self.templates == other.templates
+            && self.outbox == other.outbox
     }
 }
 
 impl Inbox {
     /// Rebuilds the recency index (not serialised) after loading.
     pub fn rebuild_indexes(&mut self) {
+        self.outbox_index = self
+            .outbox
+            .iter()
+            .map(|(p, e)| ((e.conversation_id, e.message_id), *p))
+            .collect();
         self.recent = self
             .conversations
             .values()
@@ -125,7 +171,7 @@ impl Inbox {
         }
     }
 
-    pub fn apply(&mut self, _at: At<'_>, event: &DomainEvent) {
+    pub fn apply(&mut self, at: At<'_>, event: &DomainEvent) {
         match event {
             DomainEvent::ConversationStarted(e) => {
                 self.conversations.insert(
@@ -161,6 +207,7 @@ impl Inbox {
                         attachment: e.attachment.clone(),
                         template_id: None,
                         at: e.sent_at,
+                        delivery: None,
                     },
                 );
             }
@@ -176,6 +223,7 @@ impl Inbox {
                         attachment: e.attachment.clone(),
                         template_id: e.template_id,
                         at: e.sent_at,
+                        delivery: None,
                     },
                 );
             }
@@ -195,6 +243,7 @@ impl Inbox {
                             attachment: m.attachment.clone(),
                             template_id: None,
                             at: m.sent_at,
+                            delivery: None,
                         },
                     );
                 }
@@ -232,8 +281,105 @@ impl Inbox {
                     ChatStatus::Unserved
                 };
             }),
+            DomainEvent::MessageQueued(e) => {
+                let delivery = DeliveryView {
+                    status: Delivery::Queued,
+                    to: e.to.clone(),
+                    attempts: 0,
+                    updated_at: e.queued_at,
+                    gateway_message_id: None,
+                    reason: None,
+                };
+                let text = self.set_delivery(e.conversation_id, e.message_id, delivery);
+                self.outbox_index
+                    .insert((e.conversation_id, e.message_id), at.position);
+                self.outbox.insert(
+                    at.position,
+                    OutboxEntry {
+                        conversation_id: e.conversation_id,
+                        message_id: e.message_id,
+                        channel: e.channel,
+                        to: e.to.clone(),
+                        text: text.unwrap_or_default(),
+                        queued_at: e.queued_at,
+                        position: at.position,
+                    },
+                );
+            }
+            DomainEvent::MessageDispatched(e) => {
+                self.finish(e.conversation_id, e.message_id, |d| {
+                    d.status = Delivery::Sent;
+                    d.attempts = e.attempts;
+                    d.updated_at = e.dispatched_at;
+                    d.gateway_message_id = e.gateway_message_id.clone();
+                });
+            }
+            DomainEvent::MessageDispatchFailed(e) => {
+                self.finish(e.conversation_id, e.message_id, |d| {
+                    d.status = Delivery::Failed;
+                    d.attempts = e.attempts;
+                    d.updated_at = e.failed_at;
+                    d.reason = Some(e.reason.clone());
+                });
+            }
             _ => {}
         }
+    }
+
+    /// Puts `delivery` on a message (and on the conversation's copy of its
+    /// last message); returns the message's text.
+    fn set_delivery(
+        &mut self,
+        conversation: uuid::Uuid,
+        message: uuid::Uuid,
+        delivery: DeliveryView,
+    ) -> Option<Text> {
+        if let Some(c) = self.conversations.get_mut(&conversation)
+            && let Some(last) = c.last_message.as_mut()
+            && last.message_id == message
+        {
+            last.delivery = Some(delivery.clone());
+        }
+        let m = self
+            .messages
+            .get_mut(&conversation)?
+            .iter_mut()
+            .rev()
+            .find(|m| m.message_id == message)?;
+        m.delivery = Some(delivery);
+        Some(m.text.clone())
+    }
+
+    /// Ends a queued message's wait: its delivery changed by `f`, and out
+    /// of the outbox.
+    fn finish(
+        &mut self,
+        conversation: uuid::Uuid,
+        message: uuid::Uuid,
+        f: impl FnOnce(&mut DeliveryView),
+    ) {
+        if let Some(p) = self.outbox_index.remove(&(conversation, message)) {
+            self.outbox.remove(&p);
+        }
+        let current = self
+            .messages
+            .get(&conversation)
+            .and_then(|list| list.iter().rev().find(|m| m.message_id == message))
+            .and_then(|m| m.delivery.clone());
+        if let Some(mut d) = current {
+            f(&mut d);
+            self.set_delivery(conversation, message, d);
+        }
+    }
+
+    /// Queued messages no sender has finished with, oldest first.
+    pub fn outbox(&self) -> impl Iterator<Item = &OutboxEntry> {
+        self.outbox.values()
+    }
+
+    /// Queued messages waiting.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     fn with(&mut self, id: uuid::Uuid, f: impl FnOnce(&mut ConversationView)) {

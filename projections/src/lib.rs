@@ -1,7 +1,8 @@
 //! kedai's projections: pure folds of the global event log into the views
 //! clients query: balances and the ledger, stock per warehouse with its
 //! history, orders with their lists and counts, analytics, and the chat
-//! inbox. Everything is keyed by shop; nothing crosses shops.
+//! inbox, and checkouts. Everything is keyed by shop; nothing crosses
+//! shops.
 //!
 //! A fold does no I/O and reads no clock: the same log gives the same
 //! state, byte for byte when serialised (every map is ordered). Events of
@@ -15,13 +16,17 @@
 //! - [`orders`]: order summaries, filtered and paged lists, counts.
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
-//! - [`inbox`]: conversations newest first, messages, unread counts.
+//! - [`inbox`]: conversations newest first, messages, unread counts; the
+//!   outbox of queued messages and their delivery status.
+//! - [`checkouts`]: checkouts by status, counts, and the open ones by last
+//!   activity (what the abandonment scheduler reads).
 //! - [`intern`]: repeated values (couriers, names, customers) kept once.
 //! - [`runner`]: follows the store, applies events, waits for positions,
 //!   snapshots.
 
 pub mod analytics;
 pub mod balances;
+pub mod checkouts;
 pub mod inbox;
 pub mod intern;
 pub mod orders;
@@ -53,6 +58,7 @@ pub struct ShopView {
     pub orders: orders::OrdersView,
     pub analytics: analytics::Analytics,
     pub inbox: inbox::Inbox,
+    pub checkouts: checkouts::Checkouts,
 }
 
 impl ShopView {
@@ -70,7 +76,26 @@ impl ShopView {
         self.analytics
             .apply(&self.meta, at, event, order_change.as_ref());
         self.inbox.apply(at, event);
+        self.checkouts.apply(at, event);
     }
+
+    /// The shop's abandonment time (the default until it has settings).
+    pub fn abandon_minutes(&self) -> u32 {
+        self.meta
+            .settings
+            .as_ref()
+            .map_or(DEFAULT_ABANDON_MINUTES, |s| s.checkout_abandon_minutes)
+    }
+}
+
+/// Shoppegram's abandonment time, for a shop with no settings yet.
+pub const DEFAULT_ABANDON_MINUTES: u32 = 60;
+
+/// A checkout the scheduler should record as abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueCheckout {
+    pub shop: ShopId,
+    pub checkout_id: uuid::Uuid,
 }
 
 /// An API key, found by the hash of its secret.
@@ -179,6 +204,52 @@ impl Projections {
         self.shops.get(&shop)
     }
 
+    /// Open checkouts due for abandonment at `now`, least recently active
+    /// first within each shop, at most `limit`.
+    pub fn due_checkouts(&self, now: Timestamp, limit: usize) -> Vec<DueCheckout> {
+        let mut due = Vec::new();
+        for (shop, view) in &self.shops {
+            if due.len() >= limit {
+                break;
+            }
+            let ids = view
+                .checkouts
+                .due(view.abandon_minutes(), now, limit - due.len());
+            due.extend(ids.into_iter().map(|checkout_id| DueCheckout {
+                shop: *shop,
+                checkout_id,
+            }));
+        }
+        due
+    }
+
+    /// When the next open checkout of any shop falls due.
+    pub fn next_checkout_due(&self) -> Option<Timestamp> {
+        self.shops
+            .values()
+            .filter_map(|v| v.checkouts.next_due(v.abandon_minutes()))
+            .min()
+    }
+
+    /// Queued messages of every shop, oldest first (by the position they
+    /// were queued at), at most `limit`.
+    pub fn outbox(&self, limit: usize) -> Vec<(ShopId, &inbox::OutboxEntry)> {
+        // The oldest `limit` of each shop hold the oldest `limit` of all.
+        let mut all: Vec<(ShopId, &inbox::OutboxEntry)> = self
+            .shops
+            .iter()
+            .flat_map(|(shop, v)| v.inbox.outbox().take(limit).map(move |e| (*shop, e)))
+            .collect();
+        all.sort_by_key(|(_, e)| e.position);
+        all.truncate(limit);
+        all
+    }
+
+    /// Queued messages of every shop.
+    pub fn outbox_len(&self) -> usize {
+        self.shops.values().map(|v| v.inbox.outbox_len()).sum()
+    }
+
     /// The projections as MessagePack (a snapshot's payload): the same
     /// state always gives the same bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -192,6 +263,7 @@ impl Projections {
             shop.inbox.rebuild_indexes();
             shop.stock.share_loaded();
             shop.balances.share_loaded();
+            shop.checkouts.rebuild_indexes();
         }
         Ok(p)
     }

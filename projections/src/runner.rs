@@ -21,7 +21,8 @@ use crate::{ApplyError, Projections};
 pub const APPLY_BATCH_EVENTS: usize = 1_000;
 
 const SNAPSHOT_MAGIC: [u8; 8] = *b"KEDAISNP";
-const SNAPSHOT_VERSION: u16 = 1;
+/// 2: checkouts, message delivery and the outbox.
+const SNAPSHOT_VERSION: u16 = 2;
 
 /// Why the runner stopped.
 #[derive(Debug, thiserror::Error)]

@@ -2,14 +2,21 @@
 //! from position 0; a rebuild from a snapshot plus the rest equals a
 //! rebuild from 0, byte for byte; balances equal the sum of the ledger's
 //! postings; stock equals the sum of moves (and the engine's own state);
-//! order counts per status add up to the number of orders.
+//! order counts per status add up to the number of orders; the due
+//! checkouts and the outbox agree with the engine's own state.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kedai_engine::command::{Command, CommandError};
+use kedai_engine::command::{Command, CommandError, Executed};
 use kedai_engine::domain::DomainEvent;
-use kedai_engine::domain::chat::{ChatChannel, Party, ReceiveMessage};
+use kedai_engine::domain::chat::{
+    ChatChannel, Delivery, DispatchOutcome, Party, ReceiveMessage, SaveTemplate,
+    SendTemplateMessage,
+};
+use kedai_engine::domain::checkout::{
+    CheckoutContent, CheckoutCustomer, CheckoutItem, CheckoutStatus, StartCheckout,
+};
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::Transition;
 use kedai_engine::domain::stock::StockMove;
@@ -101,6 +108,34 @@ enum Op {
     TopUp(i64),
     Settle(u128),
     Chat(u8, u128),
+    Checkout(u128, u8, i64),
+    Template(u8, u128),
+    Dispatch(u8, u128, bool),
+}
+
+const TEMPLATE: Uuid = Uuid::from_u128(0x7e7e);
+
+fn cart(quantity: i64) -> CheckoutContent {
+    CheckoutContent {
+        items: vec![CheckoutItem {
+            sku: sku("KAOS-M"),
+            product_name: "Kaos".into(),
+            name: "M".into(),
+            price: Money(50_000),
+            quantity,
+        }],
+        customer: CheckoutCustomer {
+            first_name: "Abu".into(),
+            ..CheckoutCustomer::default()
+        },
+        shipping_address: None,
+        shipping: Money(0),
+        rate: String::new(),
+    }
+}
+
+fn phone(h: u8) -> String {
+    format!("0812-0000-000{h}")
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -115,6 +150,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1_000i64..200_000).prop_map(Op::TopUp),
         1 => (0u128..6).prop_map(Op::Settle),
         2 => (0u8..3, 0u128..1_000).prop_map(|(h, m)| Op::Chat(h, m)),
+        3 => (0u128..4, 0u8..4, 0i64..180).prop_map(|(c, a, m)| Op::Checkout(c, a, m)),
+        2 => (0u8..3, 0u128..6).prop_map(|(h, m)| Op::Template(h, m)),
+        2 => (0u8..3, 0u128..6, any::<bool>()).prop_map(|(h, m, s)| Op::Dispatch(h, m, s)),
     ]
 }
 
@@ -195,10 +233,76 @@ async fn perform(w: &World, op: &Op, n: u128) -> Result<(), CommandError> {
             }))
             .await
         }
+        Op::Checkout(..) | Op::Template(..) | Op::Dispatch(..) => perform_more(w, op).await,
     };
     match result {
         Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Checkouts (start, update, abandon when due, complete) at `minute`
+/// minutes after the world's time, and templated messages with their
+/// dispatch outcomes.
+async fn perform_more(w: &World, op: &Op) -> Result<Executed, CommandError> {
+    let at = |minute: i64| Timestamp(w.now.0 + minute * 60_000_000);
+    match op {
+        Op::Checkout(c, action, minute) => {
+            let checkout_id = Uuid::from_u128(0xc000 + c);
+            let command = match action {
+                0 => Command::StartCheckout(StartCheckout {
+                    checkout_id,
+                    domain: "x.myshoppegram.com".into(),
+                    content: cart(1),
+                }),
+                1 => Command::UpdateCheckout {
+                    checkout_id,
+                    content: cart(1 + minute % 3),
+                },
+                2 => Command::AbandonCheckout { checkout_id },
+                _ => Command::CompleteCheckout {
+                    checkout_id,
+                    order: place(order_id(100 + c), vec![line("KAOS-M", 1)]),
+                },
+            };
+            w.run_at(at(*minute), command).await
+        }
+        Op::Template(h, m) => {
+            w.run(Command::SendTemplateMessage(SendTemplateMessage {
+                message_id: Uuid::from_u128(0x6000 + m),
+                template_id: TEMPLATE,
+                phone_number: phone(*h),
+                name: String::new(),
+                customer_id: None,
+                data: [("fullname".to_owned(), format!("Budi {m}"))].into(),
+            }))
+            .await
+        }
+        Op::Dispatch(h, m, sent) => {
+            let handle = kedai_engine::domain::phone::PhoneNumber::parse(&phone(*h)).unwrap();
+            let outcome = if *sent {
+                DispatchOutcome::Sent {
+                    attempts: 1,
+                    gateway_message_id: None,
+                }
+            } else {
+                DispatchOutcome::Failed {
+                    attempts: 3,
+                    reason: "500".into(),
+                }
+            };
+            w.run(Command::RecordDispatch {
+                conversation_id: kedai_engine::domain::chat::conversation_id(
+                    w.shop,
+                    ChatChannel::Whatsapp,
+                    handle.as_str(),
+                ),
+                message_id: Uuid::from_u128(0x6000 + m),
+                outcome,
+            })
+            .await
+        }
+        other => unreachable!("perform handles {other:?}"),
     }
 }
 
@@ -210,6 +314,12 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
     let (stop_tx, stop) = watch::channel(false);
     let running = tokio::spawn(runner.run(stop));
     let mut snapshot = None;
+    w.ok(Command::SaveTemplate(SaveTemplate {
+        template_id: TEMPLATE,
+        name: "Halo".into(),
+        body: "Halo {{fullname}}".into(),
+    }))
+    .await;
     for (i, op) in ops.iter().enumerate() {
         perform(&w, op, i as u128)
             .await
@@ -304,6 +414,51 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
         view.orders.counts().values().sum::<usize>(),
         view.orders.len()
     );
+    // Checkouts: the projection's status is the engine's, and what it
+    // says is due is what the engine would abandon.
+    let late = Timestamp(w.now.0 + 240 * 60_000_000);
+    let due: Vec<Uuid> = from_zero
+        .due_checkouts(late, 100)
+        .into_iter()
+        .map(|d| d.checkout_id)
+        .collect();
+    for c in 0..4u128 {
+        let id = Uuid::from_u128(0xc000 + c);
+        let engine = w.checkout(id).await;
+        prop_assert_eq!(view.checkouts.get(id).map(|v| v.status), engine.status);
+        prop_assert_eq!(
+            due.contains(&id),
+            engine.status == Some(CheckoutStatus::Open)
+        );
+    }
+    // The outbox: exactly the messages the engine has as queued.
+    let queued: Vec<Uuid> = from_zero
+        .outbox(100)
+        .into_iter()
+        .map(|(_, e)| e.message_id)
+        .collect();
+    let mut engine_queued = Vec::new();
+    for h in 0..3u8 {
+        let handle = kedai_engine::domain::phone::PhoneNumber::parse(&phone(h)).unwrap();
+        let id = kedai_engine::domain::chat::conversation_id(
+            w.shop,
+            ChatChannel::Whatsapp,
+            handle.as_str(),
+        );
+        for (m, d) in w.conversation(id).await.outbox {
+            if d == Delivery::Queued {
+                engine_queued.push(m);
+            }
+        }
+        for m in view.inbox.messages(id, 0, 500) {
+            let engine_state = w.conversation(id).await.outbox.get(&m.message_id).copied();
+            prop_assert_eq!(m.delivery.as_ref().map(|d| d.status), engine_state);
+        }
+    }
+    let mut sorted = queued.clone();
+    sorted.sort();
+    engine_queued.sort();
+    prop_assert_eq!(sorted, engine_queued);
     Ok(())
 }
 

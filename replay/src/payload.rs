@@ -55,7 +55,8 @@ pub fn domain_event_json(event: &DomainEvent) -> Result<Value, serde_json::Error
         CheckoutUpdated, CheckoutCompleted, CheckoutAbandoned, ConversationStarted,
         MessageReceived, MessageSent, MessagesImported, ConversationLabelAdded,
         ConversationLabelRemoved, ConversationAssigned, ConversationUnassigned,
-        ConversationResolved, ConversationReopened, TemplateSaved, TemplateDeleted, ApiKeyIssued,
+        ConversationResolved, ConversationReopened, MessageQueued, MessageDispatched,
+        MessageDispatchFailed, TemplateSaved, TemplateDeleted, ApiKeyIssued,
         ApiKeyRevoked,
     )
 }

@@ -8,14 +8,18 @@ use kedai_engine::Timestamp;
 use kedai_engine::command::Command;
 use kedai_engine::domain::chat::{
     ChatChannel, ChatStatus, ConversationChange, ImportHistory, ReceiveMessage, SaveTemplate,
-    SendMessage,
+    SendMessage, SendTemplateMessage,
 };
+use kedai_engine::domain::ids::CustomerId;
+use kedai_engine::domain::phone::PhoneNumber;
+use kedai_engine::domain::{FieldError, Rejection};
 use kedai_projections::inbox::InboxQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use crate::auth::{Caller, READERS, WRITERS};
-use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
+use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run, run_naming};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::{body_as, page_size};
 use crate::state::AppState;
@@ -342,8 +346,16 @@ pub async fn list_templates(
     })))
 }
 
-/// `POST /v1/messages/template`: sends a template filled with `data` to a
-/// conversation (`party`); a missing or unknown key is a 422 naming it.
+/// `POST /v1/messages/template` (Indoshopster's "send a templated
+/// WhatsApp message"): `template_id`, `phone_number` (text or number, in
+/// any form `phone` accepts) and `data` (values as text or numbers), with
+/// optional `name`, `customer_id` and `message_id`. The filled template is
+/// recorded in the conversation of the normalised number as an outbound
+/// message and queued for the sender; the answer's `id` is that
+/// conversation. Every problem is a 422 naming the field: an invalid
+/// number (`phone_number`), an unknown template (`template_id`) or
+/// customer (`customer_id`), a key the data lacks or the template does not
+/// have (`data.<key>`).
 pub async fn send_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -358,39 +370,92 @@ pub async fn send_template(
     );
     #[derive(Deserialize)]
     struct Body {
-        party: kedai_engine::domain::chat::Party,
         message_id: uuid::Uuid,
         template_id: uuid::Uuid,
-        data: std::collections::BTreeMap<String, Value>,
+        phone_number: Value,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        customer_id: Option<CustomerId>,
+        data: BTreeMap<String, Value>,
     }
     let b: Body = body_as(body, &[("message_id", id)])?;
-    // Template data may be numbers (Indoshopster's order_id: 67): as text.
-    let data = b
-        .data
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
-        .collect();
-    let conversation =
-        kedai_engine::domain::chat::conversation_id(caller.shop, b.party.channel, &b.party.handle);
-    let cmd = Command::SendTemplate {
-        party: b.party,
+    let mut errors = Vec::new();
+    // Indoshopster sends the number as a JSON number: both are taken.
+    let phone_number = match &b.phone_number {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_u64() => n.to_string(),
+        _ => {
+            errors.push(FieldError::new(
+                "phone_number",
+                "must be a phone number, as text or digits",
+            ));
+            String::new()
+        }
+    };
+    let mut data = BTreeMap::new();
+    for (k, v) in b.data {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                errors.push(FieldError::new(
+                    format!("data.{k}"),
+                    "must be text, a number or true/false",
+                ));
+                continue;
+            }
+        };
+        data.insert(k, text);
+    }
+    let cmd = SendTemplateMessage {
         message_id: b.message_id,
         template_id: b.template_id,
+        phone_number,
+        name: b.name,
+        customer_id: b.customer_id,
         data,
     };
-    run(
+    if let Err(more) = cmd.validate() {
+        // A number of the wrong type was named already.
+        let named = errors.iter().any(|e| e.field == "phone_number");
+        errors.extend(
+            more.into_iter()
+                .filter(|e| !(named && e.field == "phone_number")),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let phone = PhoneNumber::parse(&cmd.phone_number).map_err(ApiError::internal)?;
+    let conversation = kedai_engine::domain::chat::conversation_id(
+        caller.shop,
+        ChatChannel::Whatsapp,
+        phone.as_str(),
+    );
+    run_naming(
         &state,
         &caller,
         &headers,
-        cmd,
+        Command::SendTemplateMessage(cmd),
         Some(conversation.to_string()),
+        template_problem,
     )
     .await
+}
+
+/// A template's rejections with the request's field they are about.
+fn template_problem(r: Rejection) -> ApiError {
+    let field = match &r {
+        Rejection::UnknownTemplate { .. } => "template_id".to_owned(),
+        Rejection::UnknownCustomer { .. } => "customer_id".to_owned(),
+        Rejection::TemplateKeyMissing { key } | Rejection::TemplateKeyUnknown { key } => {
+            format!("data.{key}")
+        }
+        _ => return r.into(),
+    };
+    let mut problem = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), r.to_string());
+    problem.errors.insert(field, vec![r.to_string()]);
+    problem
 }

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use kedai_engine::Timestamp;
 use kedai_engine::command::Command;
 use kedai_engine::command::slots::Kind;
-use kedai_engine::domain::checkout::{CheckoutContent, StartCheckout};
+use kedai_engine::domain::checkout::{CheckoutContent, CheckoutStatus, StartCheckout};
 use kedai_engine::domain::ids::streams;
 use kedai_engine::domain::order::PlaceOrder;
 use kedai_engine::domain::wallet::{
@@ -325,5 +325,51 @@ pub async fn get_checkout(
         "checkout_id": id, "status": c.status, "domain": started.domain, "currency": started.currency,
         "content": c.content, "total": c.content.as_ref().map(CheckoutContent::total), "created_at": started.created_at,
         "updated_at": c.updated_at, "order_id": c.order_id,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CheckoutsQuery {
+    #[serde(default)]
+    status: Option<CheckoutStatus>,
+    /// The `next` of the previous page: `<created_at>,<checkout id>`.
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/checkouts`: newest first, by `status` (`open`, `completed`,
+/// `abandoned`) if given, with the counts per status and the abandonment
+/// rate.
+pub async fn list_checkouts(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: Fresh,
+    Query(q): Query<CheckoutsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(READERS)?;
+    let limit = page_size(q.limit)?;
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(text) => {
+            let bad = || ApiError::bad_request("after must be the next value of the previous page");
+            let (t, id) = text.split_once(',').ok_or_else(bad)?;
+            let t: Timestamp =
+                serde_json::from_value(Value::String(t.to_owned())).map_err(|_| bad())?;
+            Some((t, id.parse::<uuid::Uuid>().map_err(|_| bad())?))
+        }
+    };
+    Ok(axum::Json(state.read(|p| match p.shop(caller.shop) {
+        None => json!({"checkouts": [], "next": null, "counts": kedai_projections::checkouts::CheckoutCounts::default()}),
+        Some(v) => {
+            let (page, next) = v.checkouts.list(q.status, after, limit);
+            json!({
+                "checkouts": page,
+                "next": next.map(|(t, id)| format!("{t},{id}")),
+                "counts": v.checkouts.counts(),
+                "abandon_after_minutes": v.abandon_minutes(),
+            })
+        }
     })))
 }

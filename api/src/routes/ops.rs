@@ -8,12 +8,13 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `GET /healthz`: up, with the store's head and the projections' lag.
+/// `GET /healthz`: up, with the store's head, the projections' lag, and
+/// the messages waiting in the outbox (of all shops: a count only).
 pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.last_position().await?;
-    let position = state.projections.position();
+    let (position, queued) = state.projections.read(|p| (p.position, p.outbox_len()));
     Ok(axum::Json(
-        json!({"status": "ok", "store_head": head, "projections_position": position, "projection_lag": head.saturating_sub(position)}),
+        json!({"status": "ok", "store_head": head, "projections_position": position, "projection_lag": head.saturating_sub(position), "outbox_queued": queued}),
     ))
 }
 

@@ -1,34 +1,50 @@
 //! The API in process (tower's `oneshot`, no socket) on a memory store,
-//! with the projection runner following it, and small helpers to call it.
+//! with the projection runner following it, and small helpers to call it;
+//! a manual clock for the workers, and bounded waits on the projections.
 
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use kedai_api::state::AppState;
-use kedai_engine::EventStore;
+use kedai_engine::clock::{Clock, ManualClock, SystemClock};
 use kedai_engine::command::{Engine, EngineOptions};
 use kedai_engine::store::memory::MemoryStore;
+use kedai_engine::{EventStore, Timestamp};
 use kedai_projections::Projections;
-use kedai_projections::runner::Runner;
+use kedai_projections::runner::{ProjectionHandle, Runner};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 pub const OPERATOR: &str = "test-operator-token";
 
+/// A moment for manual clocks: 2025-12-06 05:46:40 UTC.
+pub const T0: Timestamp = Timestamp(1_765_000_000_000_000);
+
+/// `t` plus `minutes`.
+pub fn minutes(t: Timestamp, minutes: i64) -> Timestamp {
+    Timestamp(t.0 + minutes * 60_000_000)
+}
+
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
     pub store: Arc<dyn EventStore>,
-    _stop: watch::Sender<bool>,
+    _stop: Option<watch::Sender<bool>>,
 }
 
 pub async fn app() -> TestApp {
+    app_on(Arc::new(SystemClock)).await
+}
+
+/// The app with commands decided at `clock`'s time.
+pub async fn app_on(clock: Arc<dyn Clock>) -> TestApp {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
@@ -40,13 +56,93 @@ pub async fn app() -> TestApp {
     let (runner, handle) = Runner::new(Arc::clone(&store), Projections::new(), None);
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(runner.run(stop_rx));
-    let state = AppState::new(engine, handle, OPERATOR);
+    let state = AppState::with_clock(engine, handle, OPERATOR, clock);
     TestApp {
         router: kedai_api::router(state.clone()),
         state,
         store,
-        _stop: stop,
+        _stop: Some(stop),
     }
+}
+
+/// A data directory for `kedai_api::serve::start`, whose operator token
+/// is [`OPERATOR`].
+pub fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("operator-token"), OPERATOR).unwrap();
+    dir
+}
+
+/// The embedded log without preallocated segments (quick to open).
+pub fn quick_log() -> kedai_api::serve::StoreChoice {
+    kedai_api::serve::StoreChoice::LogWith(kedai_engine::store::log::LogOptions {
+        preallocate: false,
+        ..Default::default()
+    })
+}
+
+/// A manual clock at [`T0`].
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(T0))
+}
+
+/// Waits (at most 20 s of real time) until `cond` holds for the
+/// projections; panics naming `what` if it does not.
+pub async fn until(
+    projections: &ProjectionHandle,
+    what: &str,
+    mut cond: impl FnMut(&Projections) -> bool,
+) {
+    let mut moved = projections.watch();
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            moved.borrow_and_update();
+            if projections.read(&mut cond) {
+                return;
+            }
+            if moved.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok() && projections.read(&mut cond),
+        "timed out waiting for {what}"
+    );
+}
+
+/// Like [`until`], but whenever nothing happens and something sleeps on
+/// `clock`, moves the clock to the earliest such deadline: retries and
+/// backoff run in no real time.
+pub async fn drive(
+    clock: &ManualClock,
+    projections: &ProjectionHandle,
+    what: &str,
+    mut cond: impl FnMut(&Projections) -> bool,
+) {
+    let mut moved = projections.watch();
+    let mut ticks = clock.changes();
+    let bound = tokio::time::Instant::now() + Duration::from_secs(20);
+    for _ in 0..10_000 {
+        moved.borrow_and_update();
+        ticks.borrow_and_update();
+        if projections.read(&mut cond) {
+            return;
+        }
+        if let Some(t) = clock.next_sleeper()
+            && t > clock.now()
+        {
+            clock.set(t);
+            continue;
+        }
+        tokio::select! {
+            _ = moved.changed() => {}
+            _ = ticks.changed() => {}
+            () = tokio::time::sleep_until(bound) => panic!("timed out waiting for {what}"),
+        }
+    }
+    panic!("gave up driving the clock for {what}");
 }
 
 /// An answer: status, JSON body (Null if none), headers.
@@ -64,6 +160,16 @@ impl Answer {
 }
 
 impl TestApp {
+    /// The API of a state whose runner is kept elsewhere (a `Running`).
+    pub fn on(state: AppState) -> TestApp {
+        TestApp {
+            router: kedai_api::router(state.clone()),
+            store: Arc::clone(&state.store),
+            state,
+            _stop: None,
+        }
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Answer {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
@@ -118,6 +224,10 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, key: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(key), Some(body)).await
     }
 
     /// A new shop; returns (shop id, owner key).

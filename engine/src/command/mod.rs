@@ -30,7 +30,8 @@ use crate::domain::catalog::{
     self, AddWarehouse, CreateProduct, CreateShop, ProductChange, ProductKind,
 };
 use crate::domain::chat::{
-    self, ConversationChange, ImportHistory, Party, ReceiveMessage, SaveTemplate, SendMessage,
+    self, ConversationChange, DispatchOutcome, ImportHistory, Party, ReceiveMessage, SaveTemplate,
+    SendMessage, SendTemplateMessage,
 };
 use crate::domain::checkout::{self, CheckoutContent, StartCheckout};
 use crate::domain::events::{CustomerDetails, DomainEvent, SCHEMA_VERSION, ShopSettings};
@@ -121,6 +122,16 @@ pub enum Command {
         template_id: Uuid,
         data: BTreeMap<String, String>,
     },
+    /// Sends a template filled with `data` to a WhatsApp number: recorded
+    /// in that conversation and queued for the sender.
+    SendTemplateMessage(SendTemplateMessage),
+    /// Records how the sender's work on a queued message ended (the
+    /// sender sends it).
+    RecordDispatch {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        outcome: DispatchOutcome,
+    },
     ChangeConversation {
         conversation_id: Uuid,
         change: ConversationChange,
@@ -165,6 +176,8 @@ impl Command {
             Command::ReceiveMessage(_) => "receive_message",
             Command::SendMessage(_) => "send_message",
             Command::SendTemplate { .. } => "send_template",
+            Command::SendTemplateMessage(_) => "send_template_message",
+            Command::RecordDispatch { .. } => "record_dispatch",
             Command::ChangeConversation { .. } => "change_conversation",
             Command::ImportHistory(_) => "import_history",
             Command::SaveTemplate(_) => "save_template",
@@ -230,6 +243,8 @@ impl Command {
                     Err(errors)
                 }
             }
+            Command::SendTemplateMessage(c) => c.validate(),
+            Command::RecordDispatch { outcome, .. } => outcome.validate(),
             Command::ChangeConversation { change, .. } => change.validate(),
             Command::ImportHistory(c) => c.validate(),
             Command::SaveTemplate(c) => c.validate(),
@@ -652,17 +667,7 @@ impl Engine {
                 template_id,
                 data,
             } => {
-                let template = self
-                    .read(&streams::template(shop, *template_id), Kind::Template)
-                    .await?;
-                let template = template.template();
-                if !template.exists() {
-                    return Err(Rejection::UnknownTemplate {
-                        template_id: *template_id,
-                    }
-                    .into());
-                }
-                let text = chat::fill(&template.body, data)?;
+                let text = self.filled_template(shop, *template_id, data).await?;
                 let message = SendMessage {
                     party: party.clone(),
                     message_id: *message_id,
@@ -672,6 +677,54 @@ impl Engine {
                 message.validate().map_err(CommandError::Invalid)?;
                 self.send_message(shop, &message, Some(*template_id), ctx)
                     .await?
+            }
+            Command::SendTemplateMessage(c) => {
+                if let Some(customer_id) = c.customer_id {
+                    let customer = self
+                        .read(&streams::customer(shop, customer_id), Kind::Customer)
+                        .await?;
+                    if customer.customer().details.is_none() {
+                        return Err(Rejection::UnknownCustomer { customer_id }.into());
+                    }
+                }
+                let text = self.filled_template(shop, c.template_id, &c.data).await?;
+                let party = c.party();
+                // The filled text must fit in a message.
+                SendMessage {
+                    party: party.clone(),
+                    message_id: c.message_id,
+                    text: text.clone(),
+                    attachment: None,
+                }
+                .validate()
+                .map_err(CommandError::Invalid)?;
+                let id = chat::conversation_id(shop, party.channel, &party.handle);
+                let stream = streams::conversation(shop, id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Conversation)]).await?;
+                let events = chat::send_template_message(
+                    first(&mut locked).conversation(),
+                    id,
+                    c,
+                    text,
+                    ctx,
+                )?;
+                (locked, vec![(stream, events)])
+            }
+            Command::RecordDispatch {
+                conversation_id,
+                message_id,
+                outcome,
+            } => {
+                let stream = streams::conversation(shop, *conversation_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Conversation)]).await?;
+                let events = chat::record_dispatch(
+                    first(&mut locked).conversation(),
+                    *conversation_id,
+                    *message_id,
+                    outcome,
+                    ctx,
+                )?;
+                (locked, vec![(stream, events)])
             }
             Command::ChangeConversation {
                 conversation_id,
@@ -968,6 +1021,15 @@ impl Engine {
             warehouses,
             stock: &stock,
         };
+        // A closed checkout is the answer before anything about the order.
+        let completion = match (checkout_stream, checkout) {
+            (Some(stream), Some(id)) => {
+                let events =
+                    checkout::complete(locked[&stream].state.checkout(), id, c.order_id, ctx)?;
+                Some((stream, events))
+            }
+            _ => None,
+        };
         let placement = order::place_order(locked[&order_stream].state.order(), c, &inputs, ctx)?;
         let mut appends: Appends = vec![(order_stream, vec![placement.order])];
         for (key, event) in placement.reservations {
@@ -977,10 +1039,7 @@ impl Engine {
                 None => appends.push((stream.clone(), vec![event])),
             }
         }
-        if let (Some(stream), Some(id)) = (checkout_stream, checkout) {
-            let events = checkout::complete(locked[&stream].state.checkout(), id, c.order_id, ctx)?;
-            appends.push((stream, events));
-        }
+        appends.extend(completion);
 
         Ok((locked, appends))
     }
@@ -1096,6 +1155,23 @@ impl Engine {
         let mut locked = self.lock(&[(stream.clone(), Kind::Conversation)]).await?;
         let events = chat::send(first(&mut locked).conversation(), id, c, template, ctx)?;
         Ok((locked, vec![(stream, events)]))
+    }
+
+    /// A template's body filled with `data`; the template must exist.
+    async fn filled_template(
+        &self,
+        shop: ShopId,
+        template_id: Uuid,
+        data: &BTreeMap<String, String>,
+    ) -> Result<String, CommandError> {
+        let template = self
+            .read(&streams::template(shop, template_id), Kind::Template)
+            .await?;
+        let template = template.template();
+        if !template.exists() {
+            return Err(Rejection::UnknownTemplate { template_id }.into());
+        }
+        Ok(chat::fill(&template.body, data)?)
     }
 
     /// Submits the decided events with every stream's expected version,

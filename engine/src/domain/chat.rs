@@ -5,6 +5,11 @@
 //! from them ([`conversation_id`]), so the same buyer on the same channel
 //! always lands in the same conversation.
 //!
+//! Templated WhatsApp messages ([`SendTemplateMessage`], Indoshopster's
+//! API) are recorded as outbound messages and queued in the conversation's
+//! outbox ([`MessageQueued`]); the sender records how each went
+//! ([`record_dispatch`]): `queued`, then `sent` or `failed`, once.
+//!
 //! Status rules (Forstok's four): `unserved` when the customer wrote and no
 //! one answered; `mine` while a staff member is assigned; `served` once
 //! staff answered; `resolved` when marked so. A new message from the
@@ -19,6 +24,7 @@ use super::Context;
 use super::catalog::NAME_LEN_MAX;
 use super::events::*;
 use super::ids::{CustomerId, OrderId, Sku};
+use super::phone::PhoneNumber;
 use super::rejection::{Check, FieldError, Rejection};
 use crate::event::{ShopId, Timestamp};
 
@@ -30,6 +36,12 @@ pub const LABEL_LEN_MAX: usize = 50;
 pub const LABELS_MAX: usize = 20;
 /// Longest template body.
 pub const TEMPLATE_BODY_MAX: usize = 4_096;
+/// Most keys in a template's data.
+pub const TEMPLATE_DATA_KEYS_MAX: usize = 100;
+/// Longest value in a template's data.
+pub const TEMPLATE_DATA_VALUE_MAX: usize = 1_000;
+/// Longest reason a failed dispatch records.
+pub const DISPATCH_REASON_MAX: usize = 500;
 /// Forstok's initial import: the last 15 conversations, 30 messages each.
 pub const IMPORT_CONVERSATIONS_MAX: usize = 15;
 pub const IMPORT_MESSAGES_MAX: usize = 30;
@@ -119,6 +131,30 @@ pub struct Conversation {
     pub messages: u64,
     pub last_inbound: bool,
     pub message_ids: BTreeSet<uuid::Uuid>,
+    /// Outbound messages handed to a sender, and how far they got.
+    pub outbox: BTreeMap<uuid::Uuid, Delivery>,
+}
+
+/// How far a queued message got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Waiting for the sender.
+    Queued,
+    /// The channel's gateway accepted it.
+    Sent,
+    /// The sender gave up.
+    Failed,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Queued => "queued",
+            Delivery::Sent => "sent",
+            Delivery::Failed => "failed",
+        }
+    }
 }
 
 impl Conversation {
@@ -164,6 +200,15 @@ impl Conversation {
                 } else {
                     ChatStatus::Unserved
                 });
+            }
+            DomainEvent::MessageQueued(e) => {
+                self.outbox.insert(e.message_id, Delivery::Queued);
+            }
+            DomainEvent::MessageDispatched(e) => {
+                self.outbox.insert(e.message_id, Delivery::Sent);
+            }
+            DomainEvent::MessageDispatchFailed(e) => {
+                self.outbox.insert(e.message_id, Delivery::Failed);
             }
             _ => {}
         }
@@ -357,6 +402,184 @@ pub fn send(
         .into(),
     );
     Ok(events)
+}
+
+/// Indoshopster's "send a templated WhatsApp message": the template is
+/// filled with `data`, recorded in the buyer's WhatsApp conversation as an
+/// outbound message, and queued for the sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendTemplateMessage {
+    pub message_id: uuid::Uuid,
+    pub template_id: uuid::Uuid,
+    /// As the client wrote it (see [`super::phone`]); the conversation is
+    /// that of the normalised number.
+    pub phone_number: String,
+    /// The buyer's name, for a conversation this starts.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub customer_id: Option<CustomerId>,
+    pub data: BTreeMap<String, String>,
+}
+
+impl SendTemplateMessage {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Check::new();
+        if let Err(why) = PhoneNumber::parse(&self.phone_number) {
+            c.push(FieldError::new("phone_number", why.to_string()));
+        }
+        c.text(&self.name, "name", false, NAME_LEN_MAX);
+        check_data(&self.data, &mut c);
+        c.finish()
+    }
+
+    /// The normalised number (the command must be valid).
+    pub fn phone(&self) -> PhoneNumber {
+        PhoneNumber::parse(&self.phone_number).expect("validated")
+    }
+
+    /// The conversation this message goes to.
+    pub fn party(&self) -> Party {
+        Party {
+            channel: ChatChannel::Whatsapp,
+            handle: self.phone().as_str().to_owned(),
+            name: self.name.clone(),
+            customer_id: self.customer_id,
+        }
+    }
+}
+
+/// Template data: at most [`TEMPLATE_DATA_KEYS_MAX`] keys, each value at
+/// most [`TEMPLATE_DATA_VALUE_MAX`] characters.
+pub fn check_data(data: &BTreeMap<String, String>, c: &mut Check) {
+    c.that(
+        data.len() <= TEMPLATE_DATA_KEYS_MAX,
+        "data",
+        format!("at most {TEMPLATE_DATA_KEYS_MAX} keys"),
+    );
+    for (k, v) in data {
+        c.that(k.len() <= 100, "data", "keys are at most 100 characters")
+            .that(
+                v.chars().count() <= TEMPLATE_DATA_VALUE_MAX,
+                format!("data.{k}"),
+                format!("must be at most {TEMPLATE_DATA_VALUE_MAX} characters"),
+            );
+    }
+}
+
+/// Records a filled template as sent by the acting staff member and queues
+/// it for the sender (`MessageSent` then `MessageQueued`). A message id
+/// already in the conversation records nothing (a repeat).
+pub fn send_template_message(
+    conversation: &Conversation,
+    id: uuid::Uuid,
+    cmd: &SendTemplateMessage,
+    text: String,
+    ctx: &Context,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    let party = cmd.party();
+    let message = SendMessage {
+        party,
+        message_id: cmd.message_id,
+        text,
+        attachment: None,
+    };
+    let mut events = send(conversation, id, &message, Some(cmd.template_id), ctx)?;
+    if events.is_empty() {
+        return Ok(events);
+    }
+    events.push(
+        MessageQueued {
+            conversation_id: id,
+            message_id: cmd.message_id,
+            channel: ChatChannel::Whatsapp,
+            to: message.party.handle,
+            queued_at: ctx.now,
+        }
+        .into(),
+    );
+    Ok(events)
+}
+
+/// How a sender's work on a queued message ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum DispatchOutcome {
+    Sent {
+        attempts: u32,
+        #[serde(default)]
+        gateway_message_id: Option<String>,
+    },
+    Failed {
+        attempts: u32,
+        reason: String,
+    },
+}
+
+impl DispatchOutcome {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Check::new();
+        match self {
+            DispatchOutcome::Sent {
+                attempts,
+                gateway_message_id,
+            } => {
+                c.that(*attempts >= 1, "attempts", "must be 1 or more");
+                if let Some(g) = gateway_message_id {
+                    c.text(g, "gateway_message_id", false, 200);
+                }
+            }
+            DispatchOutcome::Failed { attempts, reason } => {
+                c.that(*attempts >= 1, "attempts", "must be 1 or more")
+                    .text(reason, "reason", true, DISPATCH_REASON_MAX);
+            }
+        }
+        c.finish()
+    }
+}
+
+/// Records how a queued message went. The first outcome stands: another
+/// one for a message no longer queued records nothing (two senders, or a
+/// retry after a crash, cannot change it).
+pub fn record_dispatch(
+    conversation: &Conversation,
+    id: uuid::Uuid,
+    message_id: uuid::Uuid,
+    outcome: &DispatchOutcome,
+    ctx: &Context,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if conversation.status.is_none() {
+        return Err(Rejection::UnknownConversation {
+            conversation_id: id,
+        });
+    }
+    match conversation.outbox.get(&message_id) {
+        None => return Err(Rejection::MessageNotQueued { message_id }),
+        Some(Delivery::Queued) => {}
+        Some(_) => return Ok(Vec::new()),
+    }
+    let event: DomainEvent = match outcome {
+        DispatchOutcome::Sent {
+            attempts,
+            gateway_message_id,
+        } => MessageDispatched {
+            conversation_id: id,
+            message_id,
+            attempts: *attempts,
+            gateway_message_id: gateway_message_id.clone(),
+            dispatched_at: ctx.now,
+        }
+        .into(),
+        DispatchOutcome::Failed { attempts, reason } => MessageDispatchFailed {
+            conversation_id: id,
+            message_id,
+            attempts: *attempts,
+            reason: reason.clone(),
+            failed_at: ctx.now,
+        }
+        .into(),
+    };
+    Ok(vec![event])
 }
 
 /// Changes to a conversation other than messages.
@@ -746,6 +969,31 @@ mod tests {
         );
         assert!(placeholders("Halo {{nama").is_err());
         assert!(placeholders("Halo {{nama lengkap}}").is_err());
+    }
+
+    proptest::proptest! {
+        /// Filling with exactly the template's keys puts every value in
+        /// place of its placeholders; one key short names the first
+        /// missing key, one key too many names the extra key.
+        #[test]
+        fn filling_is_exact_about_keys(
+            names in proptest::collection::btree_set("[a-z_]{1,8}", 1..5),
+            values in proptest::collection::vec("[A-Za-z0-9 .,#-]{0,12}", 5),
+            drop_index in 0usize..5,
+        ) {
+            let names: Vec<String> = names.into_iter().collect();
+            let body: String = names.iter().enumerate().map(|(i, n)| format!("<{i}>{{{{{n}}}}}")).collect();
+            let data: BTreeMap<String, String> = names.iter().cloned().zip(values.iter().cloned()).collect();
+            let expected: String = names.iter().enumerate().map(|(i, n)| format!("<{i}>{}", data[n])).collect();
+            proptest::prop_assert_eq!(fill(&body, &data), Ok(expected));
+            let missing = &names[drop_index % names.len()];
+            let mut short = data.clone();
+            short.remove(missing);
+            proptest::prop_assert_eq!(fill(&body, &short), Err(Rejection::TemplateKeyMissing { key: missing.clone() }));
+            let mut extra = data.clone();
+            extra.insert("zz_extra_key".into(), "x".into());
+            proptest::prop_assert_eq!(fill(&body, &extra), Err(Rejection::TemplateKeyUnknown { key: "zz_extra_key".into() }));
+        }
     }
 
     #[test]

@@ -276,6 +276,16 @@ pub fn complete(
     ])
 }
 
+/// The moment a checkout last touched at `last_activity` becomes
+/// abandoned, for a shop whose abandonment time is `after_minutes`.
+pub fn abandon_due_at(last_activity: Timestamp, after_minutes: u32) -> Timestamp {
+    Timestamp(
+        last_activity
+            .0
+            .saturating_add(i64::from(after_minutes) * 60_000_000),
+    )
+}
+
 /// Records an abandoned checkout, if it is still open and was last touched
 /// at least `after_minutes` before `ctx.now`. Nothing (not an error) if it
 /// moved on meanwhile: the scheduler may race a late completion.
@@ -289,7 +299,7 @@ pub fn abandon(
         return Err(Rejection::UnknownCheckout { checkout_id });
     };
     let last = checkout.updated_at.expect("a started checkout has a time");
-    let due = Timestamp(last.0 + i64::from(after_minutes) * 60_000_000);
+    let due = abandon_due_at(last, after_minutes);
     if status != CheckoutStatus::Open || ctx.now < due {
         return Ok(Vec::new());
     }
@@ -301,4 +311,113 @@ pub fn abandon(
         }
         .into(),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Actor, Role};
+    use proptest::prelude::*;
+
+    fn started(id: uuid::Uuid, at: Timestamp) -> Checkout {
+        let mut c = Checkout::default();
+        let content = CheckoutContent {
+            items: vec![CheckoutItem {
+                sku: Sku::parse("KAOS-M").unwrap(),
+                product_name: "Kaos".into(),
+                name: "M".into(),
+                price: Money(50_000),
+                quantity: 1,
+            }],
+            customer: CheckoutCustomer {
+                first_name: "Abu".into(),
+                ..CheckoutCustomer::default()
+            },
+            shipping_address: None,
+            shipping: Money(0),
+            rate: String::new(),
+        };
+        c.evolve(
+            &CheckoutStarted {
+                checkout_id: id,
+                domain: "x.myshoppegram.com".into(),
+                currency: Currency::Idr,
+                total: content.total(),
+                content,
+                created_at: at,
+            }
+            .into(),
+        );
+        c
+    }
+
+    fn at(now: Timestamp) -> Context {
+        Context {
+            now,
+            actor: Actor::new(Role::System, "scheduler"),
+        }
+    }
+
+    #[test]
+    fn an_abandoned_checkout_can_no_longer_be_completed_or_changed() {
+        let id = uuid::Uuid::from_u128(7);
+        let t0 = Timestamp(1_760_000_000_000_000);
+        let mut c = started(id, t0);
+        let events = abandon(&c, id, 60, &at(abandon_due_at(t0, 60))).unwrap();
+        assert_eq!(events.len(), 1);
+        c.evolve(&events[0]);
+        let closed = Rejection::CheckoutClosed {
+            checkout_id: id,
+            status: CheckoutStatus::Abandoned,
+        };
+        let later = at(abandon_due_at(t0, 61));
+        assert_eq!(
+            complete(&c, id, OrderId(uuid::Uuid::from_u128(9)), &later),
+            Err(closed.clone())
+        );
+        let content = c.content.clone().unwrap();
+        assert_eq!(update(&c, id, &content, &later), Err(closed));
+        assert_eq!(
+            abandon(&c, id, 60, &later),
+            Ok(vec![]),
+            "abandoned once only"
+        );
+    }
+
+    proptest! {
+        /// An open checkout is abandoned exactly when `after_minutes` have
+        /// passed since its last activity; a closed or unknown one never.
+        #[test]
+        fn abandonment_is_due_exactly_after_the_shop_time(
+            minutes in 1u32..=10_080,
+            updated_after_s in proptest::option::of(0i64..=604_800),
+            now_after_s in 0i64..=1_300_000,
+            completed in any::<bool>(),
+        ) {
+            let id = uuid::Uuid::from_u128(7);
+            let t0 = Timestamp(1_760_000_000_000_000);
+            let mut c = started(id, t0);
+            let mut last = t0;
+            if let Some(s) = updated_after_s {
+                last = Timestamp(t0.0 + s * 1_000_000);
+                let content = c.content.clone().unwrap();
+                c.evolve(&CheckoutUpdated { checkout_id: id, total: content.total(), content, updated_at: last }.into());
+            }
+            if completed {
+                c.evolve(&CheckoutCompleted { checkout_id: id, order_id: OrderId(uuid::Uuid::from_u128(9)), completed_at: last }.into());
+            }
+            let now = Timestamp(t0.0 + now_after_s * 1_000_000);
+            let events = abandon(&c, id, minutes, &at(now)).unwrap();
+            let due = !completed && now.0 - last.0 >= i64::from(minutes) * 60_000_000;
+            prop_assert_eq!(events.len(), usize::from(due));
+            prop_assert_eq!(abandon_due_at(last, minutes) <= now, now.0 - last.0 >= i64::from(minutes) * 60_000_000);
+            if let Some(DomainEvent::CheckoutAbandoned(e)) = events.first() {
+                prop_assert_eq!((e.abandoned_at, e.last_activity_at), (now, last));
+            }
+            prop_assert_eq!(
+                abandon(&Checkout::default(), id, minutes, &at(now)),
+                Err(Rejection::UnknownCheckout { checkout_id: id })
+            );
+        }
+    }
 }

@@ -158,6 +158,9 @@ domain_events! {
     ConversationUnassigned,
     ConversationResolved,
     ConversationReopened,
+    MessageQueued,
+    MessageDispatched,
+    MessageDispatchFailed,
     TemplateSaved,
     TemplateDeleted,
     ApiKeyIssued,
@@ -675,6 +678,41 @@ pub struct ConversationResolved {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationReopened {
     pub conversation_id: uuid::Uuid,
+}
+
+/// An outbound message waits in the outbox for the channel's sender (it
+/// follows the `MessageSent` of the same message, in the same append).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageQueued {
+    pub conversation_id: uuid::Uuid,
+    pub message_id: uuid::Uuid,
+    pub channel: ChatChannel,
+    /// Where it goes: the normalised WhatsApp number (`62...`, `60...`).
+    pub to: String,
+    pub queued_at: Timestamp,
+}
+
+/// The channel's gateway accepted a queued message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDispatched {
+    pub conversation_id: uuid::Uuid,
+    pub message_id: uuid::Uuid,
+    /// Attempts it took, this one included.
+    pub attempts: u32,
+    /// The gateway's id for the message, if it gave one.
+    pub gateway_message_id: Option<String>,
+    pub dispatched_at: Timestamp,
+}
+
+/// The sender gave up on a queued message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDispatchFailed {
+    pub conversation_id: uuid::Uuid,
+    pub message_id: uuid::Uuid,
+    pub attempts: u32,
+    /// The last answer or error, for people.
+    pub reason: String,
+    pub failed_at: Timestamp,
 }
 
 /// A message template was created or changed.

@@ -14,7 +14,9 @@
 //! - [`wallet`]: the seller's balance as a double-entry ledger,
 //!   withdrawals, expenses.
 //! - [`checkout`]: storefront checkouts.
-//! - [`chat`]: conversations, labels, assignment, statuses, templates.
+//! - [`chat`]: conversations, labels, assignment, statuses, templates,
+//!   the outbox of templated WhatsApp messages.
+//! - [`phone`]: WhatsApp numbers of Indonesia and Malaysia, normalised.
 //! - [`access`]: the shop's API keys (hashes only).
 //!
 //! Each aggregate is a state with `evolve(&mut self, &DomainEvent)` and
@@ -30,6 +32,7 @@ pub mod events;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod phone;
 pub mod rejection;
 pub mod stock;
 pub mod wallet;

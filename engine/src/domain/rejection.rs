@@ -200,6 +200,8 @@ pub enum Rejection {
     UnknownConversation { conversation_id: Uuid },
     #[error("a conversation has at most {max} labels")]
     TooManyLabels { max: usize },
+    #[error("message {message_id} is not in the outbox")]
+    MessageNotQueued { message_id: Uuid },
     #[error("template {template_id} does not exist")]
     UnknownTemplate { template_id: Uuid },
     #[error("the template is malformed: {reason}")]
@@ -273,6 +275,7 @@ impl Rejection {
             Rejection::CheckoutClosed { .. } => "checkout_closed",
             Rejection::UnknownConversation { .. } => "unknown_conversation",
             Rejection::TooManyLabels { .. } => "too_many_labels",
+            Rejection::MessageNotQueued { .. } => "message_not_queued",
             Rejection::UnknownTemplate { .. } => "unknown_template",
             Rejection::TemplateMalformed { .. } => "template_malformed",
             Rejection::TemplateKeyMissing { .. } => "template_key_missing",
@@ -298,6 +301,7 @@ impl Rejection {
                 | Rejection::UnknownCheckout { .. }
                 | Rejection::UnknownConversation { .. }
                 | Rejection::UnknownTemplate { .. }
+                | Rejection::MessageNotQueued { .. }
                 | Rejection::UnknownKey { .. }
         )
     }
