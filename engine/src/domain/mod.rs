@@ -16,6 +16,7 @@
 //! - [`checkout`]: storefront checkouts.
 //! - [`chat`]: conversations, labels, assignment, statuses, templates.
 //! - [`access`]: the shop's API keys (hashes only).
+//! - [`webhook`]: webhook subscriptions, their triggers, delivery ids.
 //!
 //! Each aggregate is a state with `evolve(&mut self, &DomainEvent)` and
 //! decision functions `(state, command, inputs, context) -> events or a
@@ -33,6 +34,7 @@ pub mod order;
 pub mod rejection;
 pub mod stock;
 pub mod wallet;
+pub mod webhook;
 
 use crate::event::{Actor, Timestamp};
 

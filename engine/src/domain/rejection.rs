@@ -212,6 +212,10 @@ pub enum Rejection {
     KeyExists { key_id: Uuid },
     #[error("key {key_id} does not exist")]
     UnknownKey { key_id: Uuid },
+    #[error("webhook subscription {webhook_id} already exists")]
+    WebhookExists { webhook_id: Uuid },
+    #[error("webhook subscription {webhook_id} does not exist")]
+    UnknownWebhook { webhook_id: Uuid },
 }
 
 fn describe_shortages(shortages: &[Shortage]) -> String {
@@ -279,6 +283,8 @@ impl Rejection {
             Rejection::TemplateKeyUnknown { .. } => "template_key_unknown",
             Rejection::KeyExists { .. } => "key_exists",
             Rejection::UnknownKey { .. } => "unknown_key",
+            Rejection::WebhookExists { .. } => "webhook_exists",
+            Rejection::UnknownWebhook { .. } => "unknown_webhook",
         }
     }
 
@@ -299,6 +305,7 @@ impl Rejection {
                 | Rejection::UnknownConversation { .. }
                 | Rejection::UnknownTemplate { .. }
                 | Rejection::UnknownKey { .. }
+                | Rejection::UnknownWebhook { .. }
         )
     }
 }
