@@ -20,6 +20,8 @@
 //! - [`serve`]: `kedai serve` (store, projections, runner, listener,
 //!   graceful shutdown, the demo shop) and `kedai seed`.
 //! - [`state`]: what handlers share.
+//! - [`webhooks`]: the webhook delivery worker (follows the log, signs,
+//!   POSTs, retries, records outcomes).
 
 pub mod auth;
 pub mod commands;
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod webhooks;
 
 use std::time::Instant;
 

@@ -16,6 +16,7 @@
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
 //! - [`inbox`]: conversations newest first, messages, unread counts.
+//! - [`webhooks`]: webhook subscriptions (no secrets) and delivery counts.
 //! - [`runner`]: follows the store, applies events, waits for positions,
 //!   snapshots.
 
@@ -26,6 +27,7 @@ pub mod orders;
 pub mod runner;
 pub mod shop;
 pub mod stock;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 
@@ -51,6 +53,8 @@ pub struct ShopView {
     pub orders: orders::OrdersView,
     pub analytics: analytics::Analytics,
     pub inbox: inbox::Inbox,
+    #[serde(default)]
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl ShopView {
@@ -68,6 +72,7 @@ impl ShopView {
         self.analytics
             .apply(&self.meta, at, event, order_change.as_ref());
         self.inbox.apply(at, event);
+        self.webhooks.apply(at, event);
     }
 }
 
