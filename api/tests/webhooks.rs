@@ -75,7 +75,13 @@ async fn delivered(t: &TestApp, n: u64) {
         t.state.read(|p| {
             p.shops
                 .values()
-                .map(|v| v.webhooks.subscriptions.values().map(|s| s.delivered).sum::<u64>())
+                .map(|v| {
+                    v.webhooks
+                        .subscriptions
+                        .values()
+                        .map(|s| s.delivered)
+                        .sum::<u64>()
+                })
                 .sum::<u64>()
                 >= n
         })
