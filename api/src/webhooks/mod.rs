@@ -124,6 +124,18 @@ pub struct Job {
     pub event: Arc<DomainEvent>,
 }
 
+/// The HTTP client of the worker: its timeouts, no redirects followed,
+/// TLS (rustls, with the Mozilla roots) for `https://` receivers.
+pub fn http_client(config: &WorkerConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .user_agent(concat!("kedai-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// A running worker.
 #[derive(Debug)]
 pub struct Worker {
@@ -139,13 +151,7 @@ impl Worker {
         engine: Arc<Engine>,
         config: WorkerConfig,
     ) -> anyhow::Result<Worker> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .user_agent(concat!("kedai-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = http_client(&config)?;
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(dispatch::run(store, engine, client, config, stop_rx));
         Ok(Worker { stop, task })
@@ -163,6 +169,37 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `https://` is spoken (a TLS handshake is attempted), not refused as
+    /// an unknown scheme: here against a plain TCP listener that closes.
+    #[tokio::test]
+    async fn the_client_speaks_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let client = http_client(&WorkerConfig::default()).unwrap();
+        let err = client
+            .post(format!("https://127.0.0.1:{port}/hook"))
+            .send()
+            .await
+            .expect_err("not a TLS server");
+        let mut chain = String::new();
+        let mut e: Option<&dyn std::error::Error> = Some(&err);
+        while let Some(x) = e {
+            chain.push_str(&x.to_string());
+            chain.push_str(" / ");
+            e = x.source();
+        }
+        assert!(!chain.contains("scheme is not http"), "{chain}");
+        assert!(err.is_connect(), "{chain}");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_maximum_with_jitter() {

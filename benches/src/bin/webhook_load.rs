@@ -213,14 +213,20 @@ async fn deliveries(args: &Args, subscriptions: usize) -> anyhow::Result<f64> {
     }
     let secs = started.elapsed().as_secs_f64();
     worker.stop().await?;
-    anyhow::ensure!(count.load(Ordering::Relaxed) == want, "a delivery was repeated");
+    anyhow::ensure!(
+        count.load(Ordering::Relaxed) == want,
+        "a delivery was repeated"
+    );
     Ok(want as f64 / secs)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    println!("load average at start: {}", std::fs::read_to_string("/proc/loadavg")?.trim());
+    println!(
+        "load average at start: {}",
+        std::fs::read_to_string("/proc/loadavg")?.trim()
+    );
     if args.only.as_deref() != Some("place_order") {
         for &subs in &args.subscriptions {
             let mut rates = Vec::new();
@@ -238,9 +244,17 @@ async fn main() -> anyhow::Result<()> {
     if args.only.as_deref() != Some("deliveries") {
         for (label, process, trigger) in [
             ("place order, no worker", false, None),
-            ("place order, worker + 1 subscription (all triggers)", false, Some(Trigger::ALL.to_vec())),
+            (
+                "place order, worker + 1 subscription (all triggers)",
+                false,
+                Some(Trigger::ALL.to_vec()),
+            ),
             ("place + process, no worker", true, None),
-            ("place + process, worker + 1 subscription (order_status_processing)", true, Some(vec![Trigger::OrderStatusProcessing])),
+            (
+                "place + process, worker + 1 subscription (order_status_processing)",
+                true,
+                Some(vec![Trigger::OrderStatusProcessing]),
+            ),
         ] {
             let mut rates = Vec::new();
             let mut delivered = Vec::new();
@@ -250,7 +264,11 @@ async fn main() -> anyhow::Result<()> {
                 let worker = match &trigger {
                     Some(t) => {
                         subscribe(&s, &url, t.clone()).await;
-                        Some(Worker::start(Arc::clone(&s.store), Arc::clone(&s.engine), config())?)
+                        Some(Worker::start(
+                            Arc::clone(&s.store),
+                            Arc::clone(&s.engine),
+                            config(),
+                        )?)
                     }
                     None => None,
                 };
@@ -269,6 +287,9 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    println!("load average at end: {}", std::fs::read_to_string("/proc/loadavg")?.trim());
+    println!(
+        "load average at end: {}",
+        std::fs::read_to_string("/proc/loadavg")?.trim()
+    );
     Ok(())
 }
