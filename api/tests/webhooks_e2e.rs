@@ -34,9 +34,14 @@ impl Drop for Server {
 
 impl Server {
     fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .env("KEDAI_OPERATOR_TOKEN", OPERATOR)
             .env("KEDAI_LOG", "warn")
             .env("KEDAI_WEBHOOK_CONNECT_TIMEOUT", "500ms")
@@ -69,6 +74,22 @@ impl Server {
     fn kill_9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kedai did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -281,4 +302,133 @@ async fn kill_9_mid_delivery_then_restart_delivers_every_event_at_least_once() {
         .count();
     assert!(delivered <= got.len());
     drop(server);
+}
+
+/// On PostgreSQL too: the worker runs under `kedai serve --store
+/// postgres`, delivers, and stops cleanly on SIGTERM (exit 0); what
+/// happens after the stop is delivered by the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_on_postgres_and_stops_gracefully() {
+    let db = kedai_engine::store::postgres::throwaway::test_database()
+        .await
+        .expect("a test database");
+    let data = tempfile::tempdir().unwrap();
+    let receiver = Receiver::healthy().await;
+    let args = ["--store", "postgres", "--database-url", db.url.as_str()];
+    let server = Server::start_with(data.path(), &args);
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/v1/shops", server.base))
+        .bearer_auth(OPERATOR)
+        .json(&json!({"name": "Toko PG", "currency": "IDR"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["owner_key"].as_str().unwrap().to_owned();
+    let base = server.base.clone();
+    post(
+        &http,
+        &base,
+        &key,
+        "/v1/warehouses",
+        json!({"name": "Gudang"}),
+    )
+    .await;
+    post(
+        &http,
+        &base,
+        &key,
+        "/v1/products",
+        json!({"name": "Kopi", "kind": "R", "variations": [
+        {"sku": "KOPI-1", "options": {}, "weight_grams": 250,
+         "prices": {"price": 40_000, "price_reseller": 35_000, "price_dropship": 38_000},
+         "cost": 20_000, "wholesale": [], "in_stock": true}]}),
+    )
+    .await;
+    let customer = post(
+        &http,
+        &base,
+        &key,
+        "/v1/customers",
+        json!({"name": "Andi", "phone": "081234567890", "city": "Bandung", "category": "N"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post(&http, &base, &key, "/v1/webhooks", json!({"name": "Sheet", "url": receiver.url, "secret": SECRET, "triggers": ["order_packed"]})).await;
+    let order = |http: reqwest::Client, base: String| {
+        let (key, customer) = (key.clone(), customer.clone());
+        async move {
+            let id = post(&http, &base, &key, "/v1/orders", json!({"channel": "WHATSAPP", "sender_id": customer,
+                "lines": [{"sku": "KOPI-1", "quantity": 1}], "shipping": {"courier": "JNE", "service": "REG", "cost": 9_000}})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            post(
+                &http,
+                &base,
+                &key,
+                &format!("/v1/orders/{id}/pack"),
+                json!({}),
+            )
+            .await;
+            id
+        }
+    };
+    let first = order(http.clone(), base.clone()).await;
+    let got = receiver.wait_for(1, Duration::from_secs(60)).await;
+    assert_eq!(got[0].json()["order"]["id"], first);
+    let now = kedai_engine::Timestamp::now().micros() / 1_000_000;
+    sign::verify(
+        SECRET,
+        &got[0].header("kedai-timestamp"),
+        &got[0].body,
+        &got[0].header("kedai-signature"),
+        now,
+        600,
+    )
+    .unwrap();
+    // Wait for its outcome, then stop gracefully.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = http
+            .get(format!("{base}/v1/webhooks"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["webhooks"][0]["delivered"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery is recorded: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.terminate().success(), "kedai exits 0 after SIGTERM");
+    assert!(
+        data.path().join("webhooks.checkpoint").exists(),
+        "the checkpoint is written on the way out"
+    );
+    // An order packed by another node while this one is down (here: with
+    // no worker) is delivered when it comes back; the first is not resent.
+    let quiet = Server::start_with(data.path(), &[&args[..], &["--no-webhooks"]].concat());
+    let second = order(http.clone(), quiet.base.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 1, "--no-webhooks delivers nothing");
+    assert!(quiet.terminate().success());
+    let server = Server::start_with(data.path(), &args);
+    let got = receiver.wait_for(2, Duration::from_secs(60)).await;
+    assert_eq!(got[1].json()["order"]["id"], second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 2);
+    assert!(server.terminate().success());
 }
