@@ -782,3 +782,78 @@ async fn create_and_rotate_answer_the_same_secret_when_repeated() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_triggers_carry_shoppegram_s_checkout_object() {
+    let t = app().await;
+    let (key, _, customer, _) = t.stocked_shop("Toko Checkout").await;
+    let receiver = Receiver::healthy().await;
+    let worker = start(&t, fast());
+    subscribe(
+        &t,
+        &key,
+        &receiver.url,
+        &["checkout_updated", "checkout_completed"],
+    )
+    .await;
+    let content = |quantity: i64| {
+        json!({"items": [{"sku": "KAOS-M", "product_name": "Kaos Polos", "name": "M / Hitam", "price": 50_000, "quantity": quantity}],
+               "customer": {"first_name": "Abu", "last_name": "Ali", "phone": "60123456789", "email": "abuali@example.com"},
+               "shipping_address": {"first_name": "Nur", "last_name": "Aishah", "phone": "601122334455", "email": "",
+                                    "address1": "Persiaran Permata Perdana", "address2": "-", "zip": "63000",
+                                    "city": "Cyberjaya", "state": "Selangor"},
+               "shipping": 0, "rate": "FREE SHIPPING COD"})
+    };
+    let started = t
+        .post(
+            "/v1/checkouts",
+            &key,
+            json!({"domain": "mirfaith.example.com", "content": content(1)}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let id = started.body["id"].as_str().unwrap().to_owned();
+    let updated = t
+        .call(
+            Method::PUT,
+            &format!("/v1/checkouts/{id}"),
+            Some(&key),
+            Some(content(2)),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::CREATED, "{}", updated.body);
+    let completed = t
+        .post(
+            &format!("/v1/checkouts/{id}/complete"),
+            &key,
+            TestApp::order(&customer, "KAOS-M", 2),
+        )
+        .await;
+    assert_eq!(completed.status, StatusCode::CREATED, "{}", completed.body);
+    let order_id = completed.body["id"].as_str().unwrap().to_owned();
+    let got = receiver.wait_for(2, WAIT).await;
+    let (u, c) = (got[0].json(), got[1].json());
+    assert_eq!(u["trigger"], "checkout_updated");
+    assert_eq!(c["trigger"], "checkout_completed");
+    let co = &u["checkout"];
+    assert_eq!(co["id"], id);
+    assert_eq!(co["domain"], "mirfaith.example.com");
+    assert_eq!(co["url"], "https://mirfaith.example.com");
+    assert_eq!(co["currency"], "IDR");
+    assert_eq!(co["total"], 100_000);
+    assert_eq!(co["rate"], "FREE SHIPPING COD");
+    assert_eq!(co["status"], "open");
+    assert_eq!(co["items"][0]["product"]["name"], "Kaos Polos");
+    assert_eq!(co["items"][0]["name"], "M / Hitam");
+    assert_eq!(co["items"][0]["subtotal"], 100_000);
+    assert_eq!(co["customer"]["last_name"], "Ali");
+    assert_eq!(co["shipping_address"]["state"], "Selangor");
+    assert!(co["completed_at"].is_null());
+    assert!(u["order"].is_null());
+    assert_eq!(c["checkout"]["status"], "completed");
+    assert!(c["checkout"]["completed_at"].is_string());
+    assert_eq!(c["checkout"]["order_id"], order_id);
+    assert_eq!(c["order"]["id"], order_id);
+    assert_eq!(c["order"]["status"], "placed");
+    worker.stop().await.unwrap();
+}

@@ -109,9 +109,11 @@ pub async fn body(
         let checkout = checkout_json(&c, &job.event, currency);
         let order = match c.order_id {
             Some(id) => {
+                // The order as placed (its first event, recorded in the
+                // same append as the completion): the same on every
+                // redelivery, whatever happened to the order since.
                 let stream = kedai_engine::domain::ids::streams::order(job.stream.shop, id);
-                let version = store.stream_version(&stream).await?;
-                let o: Order = fold(store, &stream, version, Order::evolve).await?;
+                let o: Order = fold(store, &stream, 1, Order::evolve).await?;
                 order_json(&o)
             }
             None => Value::Null,
