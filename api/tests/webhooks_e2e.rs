@@ -55,6 +55,8 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Shown when a test fails.
+                eprintln!("kedai: {line}");
                 if let Some(rest) = line.split("serving on ").nth(1) {
                     let _ = tx.send(
                         rest.split_whitespace()
