@@ -38,6 +38,9 @@ use kedai_engine::store::log::LogStore;
 use kedai_engine::{EventStore, ShopId};
 use uuid::Uuid;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Webhook deliveries per second, and what a subscription costs order placement")]
 struct Args {
