@@ -184,7 +184,7 @@ async fn answer(
                 position: Some(first + i as u64).filter(|p| *p <= executed.position),
                 stream: stream.name.to_string(),
                 event_type: e.event_type().to_owned(),
-                data: serde_json::to_value(e).unwrap_or_default(),
+                data: serde_json::to_value(e.redacted()).unwrap_or_default(),
             })
             .collect();
         return Ok(CommandAnswer {
@@ -217,7 +217,7 @@ async fn answer(
             stream: r.stream.name.to_string(),
             event_type: r.event_type.to_string(),
             data: decoded
-                .map(|e| serde_json::to_value(&e).unwrap_or_default())
+                .map(|e| serde_json::to_value(e.redacted()).unwrap_or_default())
                 .unwrap_or_default(),
         });
     }

@@ -132,6 +132,7 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         | ExpenseExists { .. }
         | CheckoutExists { .. }
         | KeyExists { .. }
+        | WebhookExists { .. }
         | WarehouseNameTaken { .. }
         | InsufficientStock { .. }
         | IllegalTransition { .. }

@@ -23,6 +23,8 @@
 //! - [`workers`]: what runs beside the API: the checkout abandonment
 //!   scheduler and the sender of queued messages (with its WhatsApp-like
 //!   HTTP adapter).
+//! - [`webhooks`]: the webhook delivery worker (follows the log, signs,
+//!   POSTs, retries, records outcomes).
 
 pub mod auth;
 pub mod commands;
@@ -32,6 +34,7 @@ pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod webhooks;
 pub mod workers;
 
 use std::time::Instant;
@@ -55,7 +58,9 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::ApiError;
-use crate::routes::{analytics, catalog, chat, events, money, ops, orders, shops, stock};
+use crate::routes::{
+    analytics, catalog, chat, events, money, ops, orders, shops, stock, webhooks as hooks,
+};
 use crate::state::AppState;
 
 /// What a route's success answer is, for the OpenAPI document.
@@ -134,6 +139,14 @@ api! {
     put "/v1/templates/{template_id}" => chat::update_template, Command, "chat", "Change a template";
     delete "/v1/templates/{template_id}" => chat::delete_template, Command, "chat", "Delete a template";
     post "/v1/messages/template" => chat::send_template, Command, "chat", "Send a template filled with data to a WhatsApp number (template_id, phone_number, data): recorded in the conversation and queued for the sender";
+    post "/v1/webhooks" => hooks::create, Command, "webhooks", "Subscribe a callback URL to triggers; answers with the signing secret, shown once (owner)";
+    get "/v1/webhooks" => hooks::list, Read, "webhooks", "Webhook subscriptions, without secrets";
+    get "/v1/webhooks/{webhook_id}" => hooks::get, Read, "webhooks", "A webhook subscription with its delivery counts";
+    post "/v1/webhooks/{webhook_id}/pause" => hooks::pause, Command, "webhooks", "Pause: nothing is sent; events meanwhile are never sent (owner)";
+    post "/v1/webhooks/{webhook_id}/resume" => hooks::resume, Command, "webhooks", "Resume a paused or disabled subscription; nothing missed is replayed (owner)";
+    post "/v1/webhooks/{webhook_id}/rotate-secret" => hooks::rotate_secret, Command, "webhooks", "A new signing secret (given or made), shown once (owner)";
+    delete "/v1/webhooks/{webhook_id}" => hooks::delete, Command, "webhooks", "Delete a subscription (owner)";
+    get "/v1/webhooks/{webhook_id}/deliveries" => hooks::deliveries, Read, "webhooks", "The delivery log: every attempt, oldest first, paged with after=";
     get "/v1/analytics/{report}" => analytics::report, Read, "analytics", "sales, best, locations, couriers, weekdays, cod, customer-service";
     get "/v1/events" => events::feed, Read, "events", "The shop's events after a position (auditor, owner)";
     get "/v1/events/stream" => events::live, Read, "events", "The shop's events as server-sent events, resumable with Last-Event-ID";

@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kedai_api::serve::{self, ServeConfig, StoreChoice};
+use kedai_api::webhooks::WorkerConfig;
 use kedai_api::workers::whatsapp::WhatsappConfig;
 
 #[global_allocator]
@@ -57,6 +59,26 @@ enum Cmd {
         /// Sent to the gateway as `Authorization: Bearer <token>`.
         #[arg(long, env = "KEDAI_WHATSAPP_TOKEN", hide_env_values = true)]
         whatsapp_token: Option<String>,
+        /// Run no webhook delivery worker (with several nodes on one
+        /// PostgreSQL, run it on one).
+        #[arg(long, env = "KEDAI_NO_WEBHOOKS")]
+        no_webhooks: bool,
+        /// Time to connect to a webhook receiver (e.g. 500ms, 5s).
+        #[arg(long, env = "KEDAI_WEBHOOK_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+        webhook_connect_timeout: Duration,
+        /// Time for a whole delivery attempt.
+        #[arg(long, env = "KEDAI_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+        webhook_timeout: Duration,
+        /// Wait after a first failed attempt (doubled after each).
+        #[arg(long, env = "KEDAI_WEBHOOK_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+        webhook_backoff: Duration,
+        /// Longest wait between attempts.
+        #[arg(long, env = "KEDAI_WEBHOOK_BACKOFF_MAX", default_value = "1h", value_parser = parse_duration)]
+        webhook_backoff_max: Duration,
+        /// How long a failing delivery is retried before its subscription
+        /// is disabled.
+        #[arg(long, env = "KEDAI_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = parse_duration)]
+        webhook_retry_for: Duration,
     },
     /// Write realistic fixture data (shops, orders, chats, money).
     Seed {
@@ -92,6 +114,12 @@ fn main() -> anyhow::Result<()> {
                 demo,
                 whatsapp_url,
                 whatsapp_token,
+                no_webhooks,
+                webhook_connect_timeout,
+                webhook_timeout,
+                webhook_backoff,
+                webhook_backoff_max,
+                webhook_retry_for,
             } => {
                 let store = match (store, database_url) {
                     (Store::Log, _) => StoreChoice::Log,
@@ -110,6 +138,14 @@ fn main() -> anyhow::Result<()> {
                     store,
                     demo,
                     whatsapp,
+                    webhooks: (!no_webhooks).then(|| WorkerConfig {
+                        connect_timeout: webhook_connect_timeout,
+                        request_timeout: webhook_timeout,
+                        backoff_initial: webhook_backoff,
+                        backoff_max: webhook_backoff_max,
+                        retry_for: webhook_retry_for,
+                        ..WorkerConfig::default()
+                    }),
                 })
                 .await
             }
@@ -124,4 +160,39 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// A duration such as `250ms`, `5s`, `10m`, `1h` or `2d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m, h or d"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m, h or d")),
+    };
+    Ok(Duration::from_millis(n.saturating_mul(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("s").is_err());
+    }
 }

@@ -7,8 +7,12 @@
 //! write a last snapshot, close the store, exit 0).
 //!
 //! The data directory holds `log/` (the embedded store),
-//! `projections.snapshot`, `operator-token` and, after `--demo`,
-//! `demo-keys.txt` (both mode 0600).
+//! `projections.snapshot`, `webhooks.checkpoint` (the webhook worker's),
+//! `operator-token` and, after `--demo`, `demo-keys.txt` (both mode 0600).
+//!
+//! The webhook delivery worker runs beside the API on both stores; it
+//! stops after the listener (its attempts in flight are abandoned and
+//! repeated after the next start) and before the projection runner.
 
 use std::fs;
 use std::io::{self, Write};
@@ -60,6 +64,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub store: StoreChoice,
     pub demo: bool,
+    /// The webhook delivery worker's settings; `None` runs no worker (on
+    /// PostgreSQL with several nodes, one node is enough).
+    pub webhooks: Option<crate::webhooks::WorkerConfig>,
     /// The WhatsApp-like gateway queued messages are sent to; without one
     /// they wait in the outbox.
     pub whatsapp: Option<WhatsappConfig>,
@@ -307,6 +314,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "kedai is serving on http://{addr} (data in {})",
         config.data.display()
     );
+    let worker = match config.webhooks.clone() {
+        Some(mut w) => {
+            w.checkpoint_path = Some(config.data.join("webhooks.checkpoint"));
+            Some(crate::webhooks::Worker::start(
+                Arc::clone(&running.state.store),
+                Arc::clone(&running.state.engine),
+                w,
+            )?)
+        }
+        None => None,
+    };
     let app = crate::router(running.state.clone());
     let (closing_tx, mut closing) = watch::channel(false);
     let server = axum::serve(Limited::new(listener, CONNECTIONS_MAX), app).with_graceful_shutdown(
@@ -325,6 +343,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .context("the server task failed")?
             .context("serving")?,
         Err(_) => tracing::warn!("requests still in flight after the grace period; closing anyway"),
+    }
+    if let Some(worker) = worker {
+        worker.stop().await.context("the webhook worker")?;
     }
     running.stop().await?;
     tracing::info!("stopped cleanly");

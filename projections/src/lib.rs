@@ -21,6 +21,7 @@
 //! - [`checkouts`]: checkouts by status, counts, and the open ones by last
 //!   activity (what the abandonment scheduler reads).
 //! - [`intern`]: repeated values (couriers, names, customers) kept once.
+//! - [`webhooks`]: webhook subscriptions (no secrets) and delivery counts.
 //! - [`runner`]: follows the store, applies events, waits for positions,
 //!   snapshots.
 
@@ -33,6 +34,7 @@ pub mod orders;
 pub mod runner;
 pub mod shop;
 pub mod stock;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 
@@ -59,6 +61,8 @@ pub struct ShopView {
     pub analytics: analytics::Analytics,
     pub inbox: inbox::Inbox,
     pub checkouts: checkouts::Checkouts,
+    #[serde(default)]
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl ShopView {
@@ -77,6 +81,7 @@ impl ShopView {
             .apply(&self.meta, at, event, order_change.as_ref());
         self.inbox.apply(at, event);
         self.checkouts.apply(at, event);
+        self.webhooks.apply(at, event);
     }
 
     /// The shop's abandonment time (the default until it has settings).

@@ -29,7 +29,7 @@ pub fn event_json(e: &RecordedEvent) -> Value {
     let data = DomainEvent::decode(&e.event_type, &e.payload)
         .ok()
         .flatten()
-        .and_then(|d| serde_json::to_value(&d).ok())
+        .and_then(|d| serde_json::to_value(d.redacted()).ok())
         .unwrap_or(Value::Null);
     json!({
         "position": e.position,

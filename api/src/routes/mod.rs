@@ -11,6 +11,7 @@ pub mod ops;
 pub mod orders;
 pub mod shops;
 pub mod stock;
+pub mod webhooks;
 
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;

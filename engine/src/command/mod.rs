@@ -43,6 +43,7 @@ use crate::domain::stock::{self, StockItem, StockMove};
 use crate::domain::wallet::{
     self, RecordExpense, RequestWithdrawal, WalletEntry, WithdrawalAction,
 };
+use crate::domain::webhook::{self, CreateWebhook, WebhookChange};
 use crate::domain::{Context, catalog::Customer};
 use crate::event::{Actor, ExpectedVersion, NewEvent, Position, ShopId, StreamId, Timestamp};
 use crate::store::{AppendRequest, AppendStatus, EventStore, StoreError, StreamAppend};
@@ -145,6 +146,13 @@ pub enum Command {
     RevokeKey {
         key_id: Uuid,
     },
+    CreateWebhook(CreateWebhook),
+    /// Pause, resume, delete, rotate the secret, or (the delivery worker)
+    /// disable.
+    ChangeWebhook {
+        webhook_id: Uuid,
+        change: WebhookChange,
+    },
 }
 
 impl Command {
@@ -184,6 +192,8 @@ impl Command {
             Command::DeleteTemplate { .. } => "delete_template",
             Command::IssueKey(_) => "issue_key",
             Command::RevokeKey { .. } => "revoke_key",
+            Command::CreateWebhook(_) => "create_webhook",
+            Command::ChangeWebhook { .. } => "change_webhook",
         }
     }
 
@@ -249,6 +259,8 @@ impl Command {
             Command::ImportHistory(c) => c.validate(),
             Command::SaveTemplate(c) => c.validate(),
             Command::IssueKey(c) => c.validate(),
+            Command::CreateWebhook(c) => c.validate(),
+            Command::ChangeWebhook { change, .. } => change.validate(),
             Command::AbandonCheckout { .. }
             | Command::DeleteTemplate { .. }
             | Command::RevokeKey { .. } => Ok(()),
@@ -794,6 +806,19 @@ impl Engine {
             } => {
                 self.transition_order(shop, meta, ctx, *order_id, transition)
                     .await?
+            }
+            Command::CreateWebhook(c) => {
+                let stream = streams::webhook(shop, c.webhook_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Webhook)]).await?;
+                let events = webhook::create(first(&mut locked).webhook(), c, ctx)?;
+                (locked, vec![(stream, events)])
+            }
+            Command::ChangeWebhook { webhook_id, change } => {
+                let stream = streams::webhook(shop, *webhook_id);
+                let mut locked = self.lock(&[(stream.clone(), Kind::Webhook)]).await?;
+                let events =
+                    webhook::change(first(&mut locked).webhook(), *webhook_id, change, ctx)?;
+                (locked, vec![(stream, events)])
             }
         };
         self.commit(shop, meta, locked, appends).await

@@ -23,6 +23,7 @@ use crate::domain::events::DomainEvent;
 use crate::domain::order::Order;
 use crate::domain::stock::StockItem;
 use crate::domain::wallet::{Expense, Wallet, Withdrawal};
+use crate::domain::webhook::Webhook;
 use crate::event::StreamId;
 use crate::store::{EventStore, READ_EVENTS_MAX, StoreError};
 
@@ -44,6 +45,7 @@ pub enum State {
     Conversation(Conversation),
     Template(Template),
     Keys(Keys),
+    Webhook(Webhook),
 }
 
 /// Which aggregate a stream holds, to make its empty state.
@@ -63,6 +65,7 @@ pub enum Kind {
     Conversation,
     Template,
     Keys,
+    Webhook,
 }
 
 impl State {
@@ -82,6 +85,7 @@ impl State {
             Kind::Conversation => State::Conversation(Conversation::default()),
             Kind::Template => State::Template(Template::default()),
             Kind::Keys => State::Keys(Keys::default()),
+            Kind::Webhook => State::Webhook(Webhook::default()),
         }
     }
 
@@ -101,6 +105,7 @@ impl State {
             State::Conversation(s) => s.evolve(event),
             State::Template(s) => s.evolve(event),
             State::Keys(s) => s.evolve(event),
+            State::Webhook(s) => s.evolve(event),
         }
     }
 }
@@ -137,6 +142,7 @@ accessors! {
     conversation: Conversation => Conversation,
     template: Template => Template,
     keys: Keys => Keys,
+    webhook: Webhook => Webhook,
 }
 
 /// One stream's cached state.

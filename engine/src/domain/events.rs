@@ -21,7 +21,8 @@ use super::order::{
 };
 use super::stock::RemovalReason;
 use super::wallet::LedgerTransaction;
-use crate::event::Timestamp;
+use super::webhook::Trigger;
+use crate::event::{Position, Timestamp};
 
 /// Schema version of every event type defined here.
 pub const SCHEMA_VERSION: u16 = 1;
@@ -165,6 +166,14 @@ domain_events! {
     TemplateDeleted,
     ApiKeyIssued,
     ApiKeyRevoked,
+    WebhookSubscribed,
+    WebhookPaused,
+    WebhookResumed,
+    WebhookSecretRotated,
+    WebhookDisabled,
+    WebhookDeleted,
+    WebhookDelivered,
+    WebhookAttemptFailed,
 }
 
 // ---------------------------------------------------------------- shop
@@ -745,4 +754,111 @@ pub struct ApiKeyIssued {
 pub struct ApiKeyRevoked {
     pub key_id: uuid::Uuid,
     pub revoked_at: Timestamp,
+}
+
+// ------------------------------------------------------------- webhooks
+
+/// A callback URL subscribed to triggers. The secret signs deliveries; the
+/// API shows it only when it is made (and the event feeds redact it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSubscribed {
+    pub webhook_id: uuid::Uuid,
+    pub name: String,
+    pub url: String,
+    pub triggers: Vec<Trigger>,
+    pub secret: String,
+    pub subscribed_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookPaused {
+    pub webhook_id: uuid::Uuid,
+    pub paused_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookResumed {
+    pub webhook_id: uuid::Uuid,
+    pub resumed_at: Timestamp,
+}
+
+/// Deliveries from now on are signed with the new secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSecretRotated {
+    pub webhook_id: uuid::Uuid,
+    pub secret: String,
+    pub rotated_at: Timestamp,
+}
+
+/// kedai stopped the subscription: the delivery of the event at
+/// `event_position` failed for longer than the retry bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    pub webhook_id: uuid::Uuid,
+    pub reason: String,
+    pub delivery_id: uuid::Uuid,
+    pub event_position: Position,
+    pub disabled_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDeleted {
+    pub webhook_id: uuid::Uuid,
+    pub deleted_at: Timestamp,
+}
+
+/// The receiver answered 2xx to a delivery (in the subscription's
+/// deliveries stream).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivered {
+    pub webhook_id: uuid::Uuid,
+    pub delivery_id: uuid::Uuid,
+    pub event_id: uuid::Uuid,
+    pub event_position: Position,
+    pub trigger: Trigger,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub status_code: u16,
+    pub duration_ms: u32,
+    pub delivered_at: Timestamp,
+}
+
+/// An attempt at a delivery failed (an answer other than 2xx, a timeout,
+/// no connection). `next_attempt_at` is `None` when kedai gave up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttemptFailed {
+    pub webhook_id: uuid::Uuid,
+    pub delivery_id: uuid::Uuid,
+    pub event_id: uuid::Uuid,
+    pub event_position: Position,
+    pub trigger: Trigger,
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    pub error: String,
+    pub duration_ms: u32,
+    pub failed_at: Timestamp,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+impl DomainEvent {
+    /// The event with secrets blanked (`"[redacted]"`), for every view
+    /// that is not the answer to creating or rotating them.
+    pub fn redacted(&self) -> DomainEvent {
+        const REDACTED: &str = "[redacted]";
+        match self {
+            DomainEvent::WebhookSubscribed(e) => {
+                DomainEvent::WebhookSubscribed(WebhookSubscribed {
+                    secret: REDACTED.into(),
+                    ..e.clone()
+                })
+            }
+            DomainEvent::WebhookSecretRotated(e) => {
+                DomainEvent::WebhookSecretRotated(WebhookSecretRotated {
+                    secret: REDACTED.into(),
+                    ..e.clone()
+                })
+            }
+            other => other.clone(),
+        }
+    }
 }

@@ -184,6 +184,17 @@ pub mod streams {
     pub fn template(shop: ShopId, id: Uuid) -> StreamId {
         StreamId::new(shop, format!("template-{id}"))
     }
+
+    /// A webhook subscription: its settings and status.
+    pub fn webhook(shop: ShopId, id: Uuid) -> StreamId {
+        StreamId::new(shop, format!("webhook-{id}"))
+    }
+
+    /// The outcomes of a subscription's deliveries (written by the
+    /// delivery worker only).
+    pub fn webhook_deliveries(shop: ShopId, id: Uuid) -> StreamId {
+        StreamId::new(shop, format!("webhook-{id}-deliveries"))
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //!   the outbox of templated WhatsApp messages.
 //! - [`phone`]: WhatsApp numbers of Indonesia and Malaysia, normalised.
 //! - [`access`]: the shop's API keys (hashes only).
+//! - [`webhook`]: webhook subscriptions, their triggers, delivery ids.
 //!
 //! Each aggregate is a state with `evolve(&mut self, &DomainEvent)` and
 //! decision functions `(state, command, inputs, context) -> events or a
@@ -36,6 +37,7 @@ pub mod phone;
 pub mod rejection;
 pub mod stock;
 pub mod wallet;
+pub mod webhook;
 
 use crate::event::{Actor, Timestamp};
 

@@ -214,6 +214,10 @@ pub enum Rejection {
     KeyExists { key_id: Uuid },
     #[error("key {key_id} does not exist")]
     UnknownKey { key_id: Uuid },
+    #[error("webhook subscription {webhook_id} already exists")]
+    WebhookExists { webhook_id: Uuid },
+    #[error("webhook subscription {webhook_id} does not exist")]
+    UnknownWebhook { webhook_id: Uuid },
 }
 
 fn describe_shortages(shortages: &[Shortage]) -> String {
@@ -282,6 +286,8 @@ impl Rejection {
             Rejection::TemplateKeyUnknown { .. } => "template_key_unknown",
             Rejection::KeyExists { .. } => "key_exists",
             Rejection::UnknownKey { .. } => "unknown_key",
+            Rejection::WebhookExists { .. } => "webhook_exists",
+            Rejection::UnknownWebhook { .. } => "unknown_webhook",
         }
     }
 
@@ -303,6 +309,7 @@ impl Rejection {
                 | Rejection::UnknownTemplate { .. }
                 | Rejection::MessageNotQueued { .. }
                 | Rejection::UnknownKey { .. }
+                | Rejection::UnknownWebhook { .. }
         )
     }
 }
