@@ -4,7 +4,9 @@
 //!
 //! Layout: `benches/` holds criterion benches of hot paths (`cargo bench
 //! -p kedai-benches`); `src/bin/` holds load scenarios, each a binary that
-//! prints the figures `benches/README.md` records.
+//! prints the figures `benches/README.md` records. [`shop`] makes a bench
+//! shop through the command engine; [`http`] runs the real `kedai serve`
+//! and talks to it over keep-alive HTTP connections.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod http;
 pub mod shop;
 
 use kedai_engine::{
