@@ -22,6 +22,7 @@ use kedai_engine::domain::{DomainEvent, Rejection};
 use kedai_engine::event::Position;
 use kedai_engine::{AppendStatus, ShopId};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
@@ -39,8 +40,16 @@ pub struct EventView {
     pub stream: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The event's JSON, encoded once from the event itself (no JSON
+    /// tree in between: answers are on every command's path).
     #[schema(value_type = Object)]
-    pub data: serde_json::Value,
+    pub data: Box<RawValue>,
+}
+
+/// An event's JSON; `null` if it cannot be encoded (it always can: events
+/// are plain data).
+fn event_json(event: &DomainEvent) -> Box<RawValue> {
+    serde_json::value::to_raw_value(event).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// What a command answers.
@@ -184,7 +193,7 @@ async fn answer(
                 position: Some(first + i as u64).filter(|p| *p <= executed.position),
                 stream: stream.name.to_string(),
                 event_type: e.event_type().to_owned(),
-                data: serde_json::to_value(e.redacted()).unwrap_or_default(),
+                data: event_json(&e.redacted()),
             })
             .collect();
         return Ok(CommandAnswer {
@@ -216,9 +225,7 @@ async fn answer(
             position: Some(r.position),
             stream: r.stream.name.to_string(),
             event_type: r.event_type.to_string(),
-            data: decoded
-                .map(|e| serde_json::to_value(e.redacted()).unwrap_or_default())
-                .unwrap_or_default(),
+            data: decoded.map_or_else(|| RawValue::NULL.to_owned(), |e| event_json(&e.redacted())),
         });
     }
     Ok(CommandAnswer {

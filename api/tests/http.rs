@@ -654,6 +654,82 @@ async fn an_idempotency_key_answers_a_retry_with_the_first_answer() {
     assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
 }
 
+/// A command's answer carries each event as the event feed shows it
+/// (`events[].data`), for fresh commands and for an idempotent repeat
+/// (answered from the recorded events).
+#[tokio::test]
+async fn command_answers_carry_the_events_as_the_feed_shows_them() {
+    let app = app().await;
+    let (key, _, customer, _) = app.stocked_shop("Toko A").await;
+    let placed = app
+        .call_with(
+            Method::POST,
+            "/v1/orders",
+            Some(&key),
+            Some(TestApp::order(&customer, "KAOS-M", 2)),
+            &[("idempotency-key", "order-7")],
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{:?}", placed.body);
+    let order = placed.body["id"].as_str().unwrap().to_owned();
+    let repeat = app
+        .call_with(
+            Method::POST,
+            "/v1/orders",
+            Some(&key),
+            Some(TestApp::order(&customer, "KAOS-M", 2)),
+            &[("idempotency-key", "order-7")],
+        )
+        .await;
+    assert_eq!(repeat.status, StatusCode::OK, "{:?}", repeat.body);
+    let paid = app
+        .post(
+            &format!("/v1/orders/{order}/payments"),
+            &key,
+            json!({"amount": 60_000, "method": "bank_transfer"}),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
+    let processed = app
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{order}/process"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        processed.status,
+        StatusCode::CREATED,
+        "{:?}",
+        processed.body
+    );
+
+    let feed = app.get("/v1/events?after=0&limit=500", &key).await;
+    assert_eq!(feed.status, StatusCode::OK, "{:?}", feed.body);
+    let by_position: std::collections::HashMap<u64, &Value> = feed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["position"].as_u64().unwrap(), e))
+        .collect();
+    let mut checked = 0;
+    for answer in [&placed, &repeat, &paid, &processed] {
+        let events = answer.body["events"].as_array().unwrap();
+        assert!(!events.is_empty(), "{:?}", answer.body);
+        for e in events {
+            let fed = by_position[&e["position"].as_u64().unwrap()];
+            assert!(e["data"].is_object(), "{e}");
+            assert_eq!(
+                (&e["type"], &e["stream"], &e["data"]),
+                (&fed["type"], &fed["stream"], &fed["data"])
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} events checked");
+}
+
 #[tokio::test]
 async fn operations_endpoints() {
     let app = app().await;

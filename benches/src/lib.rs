@@ -4,7 +4,9 @@
 //!
 //! Layout: `benches/` holds criterion benches of hot paths (`cargo bench
 //! -p kedai-benches`); `src/bin/` holds load scenarios, each a binary that
-//! prints the figures `benches/README.md` records.
+//! prints the figures `benches/README.md` records. [`shop`] makes a bench
+//! shop through the command engine; [`http`] runs the real `kedai serve`
+//! and talks to it over keep-alive HTTP connections.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod http;
 pub mod shop;
 
 use kedai_engine::{
@@ -193,6 +196,15 @@ pub fn measure_disk(dir: &Path) -> std::io::Result<DiskLimits> {
     })
 }
 
+/// CPU time this thread has run so far (`CLOCK_THREAD_CPUTIME_ID`).
+/// Unlike wall time, it does not grow while the thread waits for a core,
+/// so benches measured with it stay meaningful on a machine busy with
+/// other work (cache effects remain).
+pub fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// The median of some measurements (they are sorted in place).
 pub fn median(values: &mut [f64]) -> f64 {
     assert!(!values.is_empty(), "median of nothing");
@@ -231,6 +243,16 @@ mod tests {
             let n = sample_payload(i).len();
             assert!((200..=400).contains(&n), "payload of {n} bytes");
         }
+    }
+
+    #[test]
+    fn thread_cpu_time_grows_with_work() {
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        for i in 0..10_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        assert!(thread_cpu_time() > before, "{x}");
     }
 
     #[test]
