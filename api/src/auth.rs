@@ -111,13 +111,15 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = lookup(state) {
             return Ok(caller);
         }
-        // A key made a moment ago may not be in the projections yet.
+        // A key made a moment ago (through this node or another) may not be
+        // in the projections yet: wait until they reach the store's head,
+        // then look again. Again also when there was no need to wait: they
+        // may have reached it between the look-up above and reading the
+        // head.
         let head = state.store.last_position().await?;
-        if state.projections.position() < head {
-            let _ = state.projections.wait_for(head, KEY_CATCH_UP_WAIT).await;
-            if let Some(caller) = lookup(state) {
-                return Ok(caller);
-            }
+        let _ = state.projections.wait_for(head, KEY_CATCH_UP_WAIT).await;
+        if let Some(caller) = lookup(state) {
+            return Ok(caller);
         }
         Err(ApiError::unauthorized("unknown or revoked key"))
     }

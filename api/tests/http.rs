@@ -730,6 +730,62 @@ async fn command_answers_carry_the_events_as_the_feed_shows_them() {
     assert!(checked >= 4, "{checked} events checked");
 }
 
+/// Issuing a key (and creating a shop, which issues its owner key) again
+/// with the same Idempotency-Key is a repeat: the same key id and
+/// position, no secret shown again, nothing recorded. (The secret is made
+/// per request; the repeat must not be taken for another request.)
+#[tokio::test]
+async fn issuing_a_key_again_with_its_idempotency_key_is_a_repeat() {
+    let app = app().await;
+    let create_shop = || {
+        app.call_with(
+            Method::POST,
+            "/v1/shops",
+            Some(OPERATOR),
+            Some(json!({"name": "Toko Kunci", "currency": "MYR"})),
+            &[("idempotency-key", "shop-77")],
+        )
+    };
+    let shop = create_shop().await;
+    assert_eq!(shop.status, StatusCode::CREATED, "{:?}", shop.body);
+    let owner = shop.body["owner_key"].as_str().unwrap().to_owned();
+    let head = app.head().await;
+    let again = create_shop().await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.body["shop_id"], shop.body["shop_id"]);
+    assert_eq!(again.body["position"], shop.body["position"]);
+    assert_eq!(again.body["owner_key"], Value::Null, "shown once");
+    assert_eq!(app.head().await, head, "nothing new recorded");
+
+    let issue = |label: &'static str| {
+        app.call_with(
+            Method::POST,
+            "/v1/keys",
+            Some(&owner),
+            Some(json!({"role": "staff", "label": label})),
+            &[("idempotency-key", "key-1")],
+        )
+    };
+    let first = issue("gudang").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let staff = first.body["key"].as_str().unwrap().to_owned();
+    let head = app.head().await;
+    let again = issue("gudang").await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(
+        (&again.body["key_id"], &again.body["position"]),
+        (&first.body["key_id"], &first.body["position"])
+    );
+    assert_eq!(again.body["key"], Value::Null, "shown once");
+    assert_eq!(app.head().await, head, "nothing new recorded");
+    assert_eq!(app.get("/v1/shop", &staff).await.status, StatusCode::OK);
+    let changed = issue("kasir").await;
+    assert_eq!(
+        (changed.status, changed.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+}
+
 #[tokio::test]
 async fn operations_endpoints() {
     let app = app().await;

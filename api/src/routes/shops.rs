@@ -4,9 +4,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use kedai_engine::command::Command;
+use kedai_engine::command::slots::Kind;
 use kedai_engine::domain::access::IssueKey;
 use kedai_engine::domain::catalog::CreateShop;
 use kedai_engine::domain::events::ShopSettings;
+use kedai_engine::domain::ids::streams;
 use kedai_engine::domain::money::Currency;
 use kedai_engine::{Actor, Role, ShopId};
 use serde::{Deserialize, Serialize};
@@ -75,12 +77,13 @@ pub async fn create_shop(
         None,
     )
     .await?;
-    let secret = new_secret();
+    let key_id = new_id(shop, key.as_deref(), "owner-key");
+    let (secret, hash) = key_to_issue(&state, shop, key_id, key.is_some()).await?;
     let issue = Command::IssueKey(IssueKey {
-        key_id: new_id(shop, key.as_deref(), "owner-key"),
+        key_id,
         role: Role::Owner,
         label: "owner".into(),
-        hash: hash_secret(&secret),
+        hash,
     });
     let (_, Json(issued)) = run_for(
         &state,
@@ -99,10 +102,36 @@ pub async fn create_shop(
     };
     let answer = ShopCreatedAnswer {
         shop_id: shop.to_string(),
-        owner_key: (issued.status == "recorded").then_some(secret),
+        owner_key: secret.filter(|_| issued.status == "recorded"),
         position: issued.position,
     };
     Ok((status, axum::Json(answer)))
+}
+
+/// The secret of a key about to be issued (shown once) and the hash to
+/// record: a new secret, unless a request with the same Idempotency-Key
+/// issued this key already. Then there is no secret to show (only its hash
+/// was kept) and the recorded hash goes into the command, so that the retry
+/// is the same request, answered as a repeat on any node, instead of
+/// another request reusing the key (`idempotency_key_reused`).
+async fn key_to_issue(
+    state: &AppState,
+    shop: ShopId,
+    key_id: uuid::Uuid,
+    idempotent: bool,
+) -> Result<(Option<String>, String), ApiError> {
+    if idempotent {
+        let keys = state
+            .engine
+            .load_state(&streams::keys(shop), Kind::Keys)
+            .await?;
+        if let Some(issued) = keys.keys().keys.get(&key_id) {
+            return Ok((None, issued.hash.clone()));
+        }
+    }
+    let secret = new_secret();
+    let hash = hash_secret(&secret);
+    Ok((Some(secret), hash))
 }
 
 /// The headers with the idempotency key narrowed to one step of a request
@@ -178,16 +207,16 @@ pub async fn create_key(
     let body: NewKey = body_as(body, &[])?;
     let key = idempotency_key(&headers)?;
     let key_id = new_id(caller.shop, key.as_deref(), "key");
-    let secret = new_secret();
+    let (secret, hash) = key_to_issue(&state, caller.shop, key_id, key.is_some()).await?;
     let command = Command::IssueKey(IssueKey {
         key_id,
         role: body.role,
         label: body.label,
-        hash: hash_secret(&secret),
+        hash,
     });
     let (status, Json(answer)) =
         run(&state, &caller, &headers, command, Some(key_id.to_string())).await?;
-    let shown = (answer.status == "recorded").then_some(secret);
+    let shown = secret.filter(|_| answer.status == "recorded");
     Ok((
         status,
         axum::Json(
