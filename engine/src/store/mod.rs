@@ -121,6 +121,12 @@ impl AppendRequest {
             if s.events.is_empty() {
                 return invalid(format!("stream {} has no events", s.stream));
             }
+            if let ExpectedVersion::ExactAfter { version: 0, .. } = s.expected {
+                return invalid(format!(
+                    "stream {}: an expected last event needs a version of at least 1",
+                    s.stream
+                ));
+            }
             for e in &s.events {
                 if !ids.insert(e.event_id) {
                     return invalid(format!("event id {} appears twice", e.event_id));

@@ -182,9 +182,10 @@ struct Writer {
     /// Up to here the active segment's file is preallocated.
     prealloc_len: u64,
     /// Versions of streams written by batches that may not be durable yet,
-    /// with the position of their last such record. Durable versions are
-    /// in the shared stream index.
-    versions: HashMap<StreamId, (u64, Position), foldhash::fast::RandomState>,
+    /// with the last position of the batch that wrote them and the
+    /// position of the stream's last event. Durable versions are in the
+    /// shared stream index.
+    versions: HashMap<StreamId, (u64, Position, Position), foldhash::fast::RandomState>,
     /// Event ids of batches that may not be durable yet (to forget them if
     /// their fsync fails), with each batch's last position.
     inflight_ids: VecDeque<(Position, Vec<Uuid>)>,
@@ -200,8 +201,9 @@ struct Writer {
 /// The records one batch adds, before they are written.
 #[derive(Default)]
 struct Batch {
-    /// Stream versions as the batch leaves them.
-    versions: HashMap<StreamId, u64, foldhash::fast::RandomState>,
+    /// Stream versions as the batch leaves them, with the position of each
+    /// stream's last event.
+    versions: HashMap<StreamId, (u64, Position), foldhash::fast::RandomState>,
     /// Event ids the batch records.
     ids: IdIndex,
     /// Per record: its stream and its end offset within the buffer.
@@ -297,8 +299,9 @@ impl Writer {
         }
         let mut versions = Vec::with_capacity(request.streams.len());
         for s in &request.streams {
-            let actual = self.version(&s.stream, batch);
-            if !s.expected.admits(actual) {
+            let (actual, last) = self.version(&s.stream, batch);
+            let position_of = |id| self.ids.get(&id).or_else(|| batch.ids.get(&id)).copied();
+            if !s.expected.admits_stream(actual, last, position_of) {
                 return Err(StoreError::WrongExpectedVersion {
                     stream: s.stream.clone(),
                     expected: s.expected,
@@ -339,7 +342,9 @@ impl Writer {
                     .push((s.stream.clone(), self.buf.len() as u32));
                 batch.ids.insert(e.event_id, end.last_position);
             }
-            batch.versions.insert(s.stream.clone(), version);
+            batch
+                .versions
+                .insert(s.stream.clone(), (version, end.last_position));
         }
         Ok(AppendOutcome {
             status: AppendStatus::Recorded,
@@ -348,18 +353,19 @@ impl Writer {
         })
     }
 
-    /// The stream's version after everything written so far.
-    fn version(&self, stream: &StreamId, batch: &Batch) -> u64 {
-        if let Some(&v) = batch.versions.get(stream) {
-            return v;
+    /// The stream's version after everything written so far, and the
+    /// position of its last event.
+    fn version(&self, stream: &StreamId, batch: &Batch) -> (u64, Option<Position>) {
+        if let Some(&(v, last)) = batch.versions.get(stream) {
+            return (v, Some(last));
         }
-        if let Some(&(v, _)) = self.versions.get(stream) {
-            return v;
+        if let Some(&(v, _, last)) = self.versions.get(stream) {
+            return (v, Some(last));
         }
         self.shared
             .streams
             .get(stream)
-            .map_or(0, |p| p.len() as u64)
+            .map_or((0, None), |p| (p.len() as u64, p.last().copied()))
     }
 
     /// `Some` when every event id of the request is recorded (or written
@@ -442,8 +448,9 @@ impl Writer {
     /// Takes a written batch into the writer's state and hands it to the
     /// syncer.
     fn commit(&mut self, batch: Batch, end: LogEnd, base: u64) {
-        for (stream, version) in batch.versions {
-            self.versions.insert(stream, (version, end.last_position));
+        for (stream, (version, last)) in batch.versions {
+            self.versions
+                .insert(stream, (version, end.last_position, last));
         }
         let ids: Vec<Uuid> = batch.ids.keys().copied().collect();
         self.ids.extend(batch.ids);
@@ -488,7 +495,8 @@ impl Writer {
             self.inflight_ids.pop_front();
         }
         if self.versions.len() > 4096 {
-            self.versions.retain(|_, (_, last)| *last > durable);
+            self.versions
+                .retain(|_, (_, batch_end, _)| *batch_end > durable);
         }
     }
 

@@ -52,10 +52,13 @@ const LOCK_HEAD: &str =
 
 const FIND_IDS: &str = "SELECT event_id, position FROM events WHERE event_id = ANY($1::uuid[])";
 
-const STREAM_VERSIONS: &str = "SELECT s.shop_id, s.stream, \
-       (SELECT coalesce(max(e.version), 0) FROM events e \
-         WHERE e.shop_id = s.shop_id AND e.stream = s.stream)::int8 \
-     FROM unnest($1::uuid[], $2::text[]) AS s(shop_id, stream)";
+/// Each stream's version and the position of its last event (null when
+/// it has none).
+const STREAM_VERSIONS: &str = "SELECT s.shop_id, s.stream, coalesce(l.version, 0)::int8, l.position \
+     FROM unnest($1::uuid[], $2::text[]) AS s(shop_id, stream) \
+     LEFT JOIN LATERAL (SELECT e.version, e.position FROM events e \
+         WHERE e.shop_id = s.shop_id AND e.stream = s.stream \
+         ORDER BY e.version DESC LIMIT 1) l ON true";
 
 fn write_sql() -> String {
     format!(
@@ -291,6 +294,7 @@ impl<'a> Keys<'a> {
         for p in pending {
             ids.extend(p.request.event_ids());
             for s in &p.request.streams {
+                ids.extend(s.expected.last_event_id());
                 if seen.insert(&s.stream) {
                     shops.push(s.stream.shop.0);
                     names.push(&*s.stream.name);
@@ -308,8 +312,9 @@ struct Batch<'a> {
     /// Position of every event id the batch mentions that is recorded,
     /// in the database or earlier in the batch.
     ids: HashMap<Uuid, Position>,
-    /// Version of every stream the batch touches.
-    versions: HashMap<StreamId, u64>,
+    /// Version of every stream the batch touches, and the position of its
+    /// last event.
+    versions: HashMap<StreamId, (u64, Option<Position>)>,
     rows: Rows<'a>,
 }
 
@@ -357,10 +362,15 @@ impl<'a> Batch<'a> {
             let shop: Uuid = rows::get(row, 0, None)?;
             let name: &str = rows::get(row, 1, None)?;
             let version: i64 = rows::get(row, 2, None)?;
+            let last: Option<i64> = rows::get(row, 3, None)?;
             let stream = StreamId::new(ShopId(shop), name);
             let version = u64::try_from(version)
                 .map_err(|_| corrupt(None, format!("stream {stream} at version {version}")))?;
-            stream_versions.insert(stream, version);
+            let last = last
+                .map(Position::try_from)
+                .transpose()
+                .map_err(|_| corrupt(None, format!("stream {stream}'s last position")))?;
+            stream_versions.insert(stream, (version, last));
         }
         Ok(Batch {
             end,
@@ -379,8 +389,11 @@ impl<'a> Batch<'a> {
         }
         let mut versions = Vec::with_capacity(request.streams.len());
         for s in &request.streams {
-            let actual = self.versions.get(&s.stream).copied().unwrap_or(0);
-            if !s.expected.admits(actual) {
+            let (actual, last) = self.versions.get(&s.stream).copied().unwrap_or((0, None));
+            if !s
+                .expected
+                .admits_stream(actual, last, |id| self.ids.get(&id).copied())
+            {
                 return Err(StoreError::WrongExpectedVersion {
                     stream: s.stream.clone(),
                     expected: s.expected,
@@ -429,7 +442,8 @@ impl<'a> Batch<'a> {
                 rows.event_ids.push(e.event_id);
                 self.ids.insert(e.event_id, end.last_position);
             }
-            self.versions.insert(s.stream.clone(), version);
+            self.versions
+                .insert(s.stream.clone(), (version, Some(end.last_position)));
         }
         Ok(AppendOutcome {
             status: AppendStatus::Recorded,
