@@ -244,10 +244,13 @@ pub enum LoadError {
     Undecodable(String),
 }
 
+/// A slot and its mark.
+type Entry = (Arc<Mutex<Slot>>, Arc<Mark>);
+
 /// Every cached slot.
 #[derive(Debug)]
 pub struct Slots {
-    map: DashMap<StreamId, (Arc<Mutex<Slot>>, Arc<Mark>), foldhash::fast::RandomState>,
+    map: DashMap<StreamId, Entry, foldhash::fast::RandomState>,
     capacity: usize,
     /// Slots marked stale so far.
     marked: AtomicU64,

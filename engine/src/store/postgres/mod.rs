@@ -94,6 +94,10 @@ pub struct PgOptions {
     pub batch_bytes_max: usize,
     /// Appends that may wait for the writer before callers are slowed down.
     pub queue_requests_max: usize,
+    /// Longest the writer waits, before a transaction, for the callers the
+    /// last one answered to come back with their next appends (at most a
+    /// quarter of the last transaction's time).
+    pub gather_max: Duration,
     /// How often the head row is read in case a notification was missed.
     pub poll_interval: Duration,
     /// Follow other nodes' appends with `LISTEN` (standbys do not allow it;
@@ -113,6 +117,7 @@ impl Default for PgOptions {
             batch_events_max: 16_384,
             batch_bytes_max: 8 << 20,
             queue_requests_max: 4_096,
+            gather_max: Duration::from_millis(2),
             poll_interval: Duration::from_secs(1),
             listen: true,
             connect_timeout: Duration::from_secs(10),

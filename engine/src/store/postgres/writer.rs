@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row, Statement};
 use uuid::Uuid;
@@ -137,17 +138,43 @@ struct Applied {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        // Callers the last transaction answered, and how long it took.
+        let mut answered = 0;
+        let mut last_took = Duration::ZERO;
         while let Some(first) = rx.recv().await {
             let mut events = first.request.event_count();
             let mut bytes = payload_bytes(&first.request);
             let mut pending = vec![first];
-            while events < self.options.batch_events_max && bytes < self.options.batch_bytes_max {
+            let room = |events: usize, bytes: usize| {
+                events < self.options.batch_events_max && bytes < self.options.batch_bytes_max
+            };
+            while room(events, bytes) {
                 let Ok(p) = rx.try_recv() else { break };
                 events += p.request.event_count();
                 bytes += payload_bytes(&p.request);
                 pending.push(p);
             }
+            // Callers answered by the last commit are likely to come back
+            // with their next append within moments: wait a little for
+            // them (at most a fraction of a transaction), so that one
+            // commit carries both them and those already waiting, instead
+            // of the callers settling into two groups that alternate.
+            let wanted = answered + pending.len() - 1;
+            let deadline = Instant::now() + (last_took / 4).min(self.options.gather_max);
+            while pending.len() < wanted && room(events, bytes) {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(p)) => {
+                        events += p.request.event_count();
+                        bytes += payload_bytes(&p.request);
+                        pending.push(p);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            answered = pending.len();
+            let started = Instant::now();
             self.process(pending).await;
+            last_took = started.elapsed();
         }
     }
 
