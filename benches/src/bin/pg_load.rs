@@ -72,6 +72,9 @@ struct Args {
     /// PostgreSQL; to see what sharing the store costs.
     #[arg(long)]
     sole_writer: bool,
+    /// Every PgStore batch in two round trips (no one-statement path).
+    #[arg(long)]
+    no_fast_path: bool,
 }
 
 /// Units of every SKU: more than any run sells.
@@ -124,6 +127,13 @@ impl Bench {
 
     fn duration(&self) -> Duration {
         Duration::from_secs(self.args.seconds)
+    }
+
+    fn pg_options(&self) -> PgOptions {
+        PgOptions {
+            fast_path: !self.args.no_fast_path,
+            ..PgOptions::default()
+        }
     }
 }
 
@@ -195,11 +205,12 @@ async fn nodes(
     url: &str,
     count: usize,
     sole_writer: bool,
+    options: &PgOptions,
 ) -> anyhow::Result<(Vec<Arc<PgStore>>, Vec<Arc<Engine>>)> {
     let mut stores = Vec::with_capacity(count);
     let mut engines = Vec::with_capacity(count);
     for _ in 0..count {
-        let store = Arc::new(PgStore::connect(url, PgOptions::default()).await?);
+        let store = Arc::new(PgStore::connect(url, options.clone()).await?);
         stores.push(Arc::clone(&store));
         engines.push(Arc::new(Engine::new(
             store as Arc<dyn EventStore>,
@@ -220,7 +231,7 @@ async fn check_stock(
     skus: usize,
     accepted: u64,
 ) -> anyhow::Result<()> {
-    let engine = &nodes(url, 1, false).await?.1[0];
+    let engine = &nodes(url, 1, false, &PgOptions::default()).await?.1[0];
     let mut reserved = 0;
     for sku in &bench.skus[..skus] {
         for w in &bench.warehouses {
@@ -248,7 +259,13 @@ async fn kedai(
     let mut runs = Runs::new();
     for _ in 0..bench.args.runs {
         let url = bench.fresh_database().await?;
-        let (stores, engines) = nodes(&url, node_count, bench.args.sole_writer).await?;
+        let (stores, engines) = nodes(
+            &url,
+            node_count,
+            bench.args.sole_writer,
+            &bench.pg_options(),
+        )
+        .await?;
         let shop = shop::setup(
             &engines[0],
             ShopId(Uuid::now_v7()),
@@ -264,11 +281,12 @@ async fn kedai(
         let load: OrderLoad =
             shop::order_load_on(engines, shop.clone(), clients, bench.duration(), pick).await;
         let cpu = Cpu::now(bench).per_op(cpu, load.accepted);
-        let (mut batches, mut appends) = (0, 0);
+        let (mut batches, mut appends, mut fast) = (0, 0, 0);
         for (store, before) in stores.iter().zip(&setup) {
             let now = store.stats();
             batches += now.batches - before.batches;
             appends += now.appends - before.appends;
+            fast += now.fast_batches - before.fast_batches;
         }
         check_stock(
             &url,
@@ -279,8 +297,9 @@ async fn kedai(
         .await?;
         runs.rates.push(load.per_sec);
         runs.notes.push(format!(
-            "{:.1} orders/transaction, {} gave up, {cpu}, load {before}",
+            "{:.1} orders/transaction, {:.0}% in one round trip, {} gave up, {cpu}, load {before}",
             appends as f64 / batches.max(1) as f64,
+            fast as f64 * 100.0 / batches.max(1) as f64,
             thousands(load.gave_up as f64)
         ));
     }
@@ -296,7 +315,7 @@ async fn appends(bench: &mut Bench, writers: usize) -> anyhow::Result<f64> {
     let mut runs = Runs::new();
     for _ in 0..bench.args.runs {
         let url = bench.fresh_database().await?;
-        let store = Arc::new(PgStore::connect(&url, PgOptions::default()).await?);
+        let store = Arc::new(PgStore::connect(&url, bench.pg_options()).await?);
         let before = load_average();
         let cpu = Cpu::now(bench);
         let rate = append_load(store.clone(), writers, 1, bench.duration()).await;

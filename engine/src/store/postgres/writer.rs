@@ -18,6 +18,23 @@
 //!    row (`INSERT ... SELECT FROM unnest(arrays)`), moves the head and
 //!    sends `NOTIFY` with the new last position; `COMMIT` follows it.
 //!
+//! **One round trip when no one else wrote.** The writer remembers the
+//! head its last transaction left. While no other node has moved it (the
+//! head watch says no more), the next batch is decided in Rust on that
+//! head and on the expected versions themselves (each stream's first
+//! expectation in the batch is taken as what the database holds, the rest
+//! must follow from the batch), and written by one statement in its own
+//! transaction: it locks the head row, and inserts and moves the head only
+//! if the head is still the remembered one, no event id of the batch is
+//! recorded, and every stream is at the version (and last event) the
+//! batch assumed. Since every append goes through the head row, an
+//! unchanged head means nothing was appended since this writer's last
+//! commit, so the statement's snapshot holds everything the checks need.
+//! If any check fails the statement writes nothing and the batch takes
+//! the two round trips above; a batch that needs an answer the fast path
+//! cannot give (an `Any` expectation, a retried append, a conflict within
+//! the batch) takes them at once.
+//!
 //! Only after the commit returns are the appends answered and the head
 //! watch moved. A failed batch fails every append in it with
 //! [`StoreError::Unavailable`]; if the commit's outcome is unknown (the
@@ -37,9 +54,9 @@ use uuid::Uuid;
 
 use super::rows::{self, Head};
 use super::{NOTIFY_CHANNEL, PgOptions, Shared, connect_client, corrupt, db_error};
-use crate::event::{Position, ShopId, StreamId};
+use crate::event::{ExpectedVersion, Position, ShopId, StreamId};
 use crate::store::log::format::{self, Envelope};
-use crate::store::{AppendOutcome, AppendRequest, AppendStatus, StoreError};
+use crate::store::{AppendOutcome, AppendRequest, AppendStatus, StoreError, StreamAppend};
 
 /// An append waiting for the writer.
 #[derive(Debug)]
@@ -75,6 +92,40 @@ fn write_sql() -> String {
     )
 }
 
+/// The fast path's statement: `$1`-`$10` as in [`write_sql`], then the
+/// head it assumes (`$11` position, `$12` hash) and what it assumes of
+/// each stream (`$13` shop, `$14` stream, `$15` version, `$16` id of the
+/// last event or the nil id for no check). Answers whether it wrote.
+fn fast_sql() -> String {
+    format!(
+        "WITH head AS MATERIALIZED ( \
+           SELECT last_position = $11::int8 AND last_hash = $12::bytea AS unchanged \
+             FROM log_head WHERE singleton FOR UPDATE), \
+         ok AS MATERIALIZED ( \
+           SELECT coalesce((SELECT unchanged FROM head), false) \
+              AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($5::uuid[])) \
+              AND NOT EXISTS ( \
+                SELECT 1 FROM unnest($13::uuid[], $14::text[], $15::int8[], $16::uuid[]) \
+                         AS c(shop_id, stream, version, last_id) \
+                  LEFT JOIN LATERAL (SELECT e.version, e.event_id FROM events e \
+                         WHERE e.shop_id = c.shop_id AND e.stream = c.stream \
+                         ORDER BY e.version DESC LIMIT 1) l ON true \
+                 WHERE coalesce(l.version, 0) <> c.version \
+                    OR (c.last_id <> '00000000-0000-0000-0000-000000000000'::uuid \
+                        AND l.event_id IS DISTINCT FROM c.last_id)) AS ok), \
+         written AS ( \
+           INSERT INTO events (position, shop_id, stream, version, event_id, body, crc32c) \
+           SELECT * FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::uuid[], \
+                                $6::bytea[], $7::int8[]) \
+            WHERE (SELECT ok FROM ok)), \
+         moved AS ( \
+           UPDATE log_head SET last_position = $8::int8, last_hash = $9::bytea, \
+                               last_recorded_at = $10::int8 \
+            WHERE singleton AND (SELECT ok FROM ok)) \
+         SELECT ok, CASE WHEN ok THEN pg_notify('{NOTIFY_CHANNEL}', ($8::int8)::text) END FROM ok"
+    )
+}
+
 /// The writer's connection and its prepared statements.
 pub(super) struct Connection {
     client: Client,
@@ -82,6 +133,7 @@ pub(super) struct Connection {
     ids: Statement,
     versions: Statement,
     write: Statement,
+    fast: Statement,
 }
 
 impl Connection {
@@ -91,12 +143,14 @@ impl Connection {
         let ids = client.prepare(FIND_IDS).await.map_err(err)?;
         let versions = client.prepare(STREAM_VERSIONS).await.map_err(err)?;
         let write = client.prepare(&write_sql()).await.map_err(err)?;
+        let fast = client.prepare(&fast_sql()).await.map_err(err)?;
         Ok(Connection {
             client,
             lock,
             ids,
             versions,
             write,
+            fast,
         })
     }
 }
@@ -115,6 +169,7 @@ pub(super) fn spawn(
         config,
         connection: Some(connection),
         options,
+        known: None,
     };
     tokio::spawn(writer.run(rx));
 }
@@ -125,6 +180,9 @@ struct Writer {
     /// `None` after the connection broke, until the next batch reconnects.
     connection: Option<Connection>,
     options: PgOptions,
+    /// The head as this writer's last transaction left it (`None` after a
+    /// failure, until a transaction reads it again).
+    known: Option<Head>,
 }
 
 /// What a committed batch did.
@@ -224,6 +282,85 @@ impl Writer {
     }
 
     async fn apply(&mut self, pending: &[Pending]) -> Result<Applied, StoreError> {
+        let known = self.known.take().filter(|_| self.options.fast_path);
+        let others_quiet = |head: &Head| *self.shared.head.borrow() <= head.last_position;
+        if let Some(head) = known.filter(others_quiet)
+            && let Some(applied) = self.apply_fast(head, pending).await?
+        {
+            return Ok(applied);
+        }
+        self.apply_locked(pending).await
+    }
+
+    /// The fast path: `Some` if the batch was written in one statement.
+    async fn apply_fast(
+        &mut self,
+        head: Head,
+        pending: &[Pending],
+    ) -> Result<Option<Applied>, StoreError> {
+        let mut batch = Batch::assuming(head);
+        let outcomes: Vec<_> = pending.iter().map(|p| batch.admit(&p.request)).collect();
+        let all_recorded = outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(o) if o.status == AppendStatus::Recorded));
+        let Some(checks) = batch.checks.as_ref().filter(|_| all_recorded) else {
+            return Ok(None);
+        };
+        let c = self.connection().await?;
+        let end = batch.end;
+        let rows = &batch.rows;
+        let bodies = rows.bodies();
+        let last_position = to_sql_int(end.last_position);
+        let head_position = to_sql_int(head.last_position);
+        let params: [&(dyn ToSql + Sync); 16] = [
+            &rows.positions,
+            &rows.shops,
+            &rows.streams,
+            &rows.versions,
+            &rows.event_ids,
+            &bodies,
+            &rows.crcs,
+            &last_position,
+            &&end.last_hash[..],
+            &end.last_recorded_at,
+            &head_position,
+            &&head.last_hash[..],
+            &checks.shops,
+            &checks.streams,
+            &checks.versions,
+            &checks.last_ids,
+        ];
+        let written: bool = match c.client.query_one(&c.fast, &params).await {
+            Ok(row) => rows::get(&row, 0, None)?,
+            // An integrity error means the checks missed something: the
+            // statement wrote nothing, and the careful path decides.
+            Err(e) if e.code().is_some_and(|c| c.code().starts_with("23")) => {
+                tracing::warn!(error = %super::describe(&e), "the fast append path failed a constraint");
+                false
+            }
+            Err(e) => {
+                return Err(db_error(
+                    "writing an append batch (its outcome is unknown; retrying the same appends is safe)",
+                    &e,
+                ));
+            }
+        };
+        let stats = &self.shared.stats;
+        if !written {
+            stats.fast_misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        stats.fast_batches.fetch_add(1, Ordering::Relaxed);
+        self.known = Some(end);
+        Ok(Some(Applied {
+            outcomes,
+            last_position: Some(end.last_position),
+            events: rows.positions.len() as u64,
+        }))
+    }
+
+    /// The careful path: lock the head, look up, decide, write, commit.
+    async fn apply_locked(&mut self, pending: &[Pending]) -> Result<Applied, StoreError> {
         let c = self.connection().await?;
         let keys = Keys::of(pending);
         // Round trip 1. `biased` polls in order, so the statements are
@@ -259,6 +396,7 @@ impl Writer {
                 .batch_execute("COMMIT")
                 .await
                 .map_err(|e| db_error("ending an append transaction", &e))?;
+            self.known = Some(batch.end);
             return Ok(Applied {
                 outcomes,
                 last_position: None,
@@ -298,6 +436,7 @@ impl Writer {
                 &e,
             )
         })?;
+        self.known = Some(end);
         Ok(Applied {
             outcomes,
             last_position: Some(end.last_position),
@@ -343,6 +482,19 @@ struct Batch<'a> {
     /// last event.
     versions: HashMap<StreamId, (u64, Option<Position>)>,
     rows: Rows<'a>,
+    /// On the fast path: what the batch assumes of each stream's state in
+    /// the database; `None` once it cannot assume (or when looked up).
+    checks: Option<Checks<'a>>,
+}
+
+/// Column arrays of the fast path's stream checks.
+#[derive(Default)]
+struct Checks<'a> {
+    shops: Vec<Uuid>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    /// The nil id where the last event is not checked.
+    last_ids: Vec<Uuid>,
 }
 
 /// Column arrays for the multi-row insert.
@@ -404,7 +556,48 @@ impl<'a> Batch<'a> {
             ids,
             versions: stream_versions,
             rows: Rows::default(),
+            checks: None,
         })
+    }
+
+    /// A batch for the fast path: decided on `head`, and on each stream
+    /// being what its first expectation in the batch says (checked by the
+    /// database when it writes).
+    fn assuming(head: Head) -> Self {
+        Batch {
+            end: head,
+            ids: HashMap::new(),
+            versions: HashMap::new(),
+            rows: Rows::default(),
+            checks: Some(Checks::default()),
+        }
+    }
+
+    /// The state of a stream before an append: what the batch knows, else
+    /// (on the fast path) what the append expects, recorded as a check.
+    fn stream_state(&mut self, s: &'a StreamAppend) -> (u64, Option<Position>, bool) {
+        if let Some(&(version, last)) = self.versions.get(&s.stream) {
+            return (version, last, false);
+        }
+        let Some(checks) = self.checks.as_mut() else {
+            return (0, None, false);
+        };
+        let version = match s.expected {
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(v) | ExpectedVersion::ExactAfter { version: v, .. } => v,
+            ExpectedVersion::Any => {
+                // Its version cannot be assumed.
+                self.checks = None;
+                return (0, None, false);
+            }
+        };
+        checks.shops.push(s.stream.shop.0);
+        checks.streams.push(&s.stream.name);
+        checks.versions.push(to_sql_int(version));
+        checks
+            .last_ids
+            .push(s.expected.last_event_id().unwrap_or(Uuid::nil()));
+        (version, None, true)
     }
 
     /// Decides one append against the state so far and, if it records
@@ -416,7 +609,11 @@ impl<'a> Batch<'a> {
         }
         let mut versions = Vec::with_capacity(request.streams.len());
         for s in &request.streams {
-            let (actual, last) = self.versions.get(&s.stream).copied().unwrap_or((0, None));
+            let (actual, last, assumed) = self.stream_state(s);
+            if assumed {
+                versions.push(actual);
+                continue;
+            }
             if !s
                 .expected
                 .admits_stream(actual, last, |id| self.ids.get(&id).copied())
