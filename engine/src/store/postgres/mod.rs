@@ -37,6 +37,11 @@
 //! head's lock, that nothing it assumed has changed (else it writes
 //! nothing and the batch takes the two round trips).
 //!
+//! **Imports** ([`import`](super::import)) store records of another log as
+//! they are: on a connection of their own, one transaction per batch that
+//! locks the head like an append, checks that the batch continues the
+//! chain, inserts the rows and moves the head.
+//!
 //! **Integrity.** Each row stores the record body exactly as the embedded
 //! log writes it (`prev_hash ++ position ++ MessagePack envelope`, see
 //! [`format::encode_body`](super::log::format::encode_body)) and the same
@@ -79,6 +84,7 @@ use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
+use super::import::{ChainEnd, IMPORT_RECORDS_MAX, Verbatim};
 use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId};
 
@@ -198,6 +204,11 @@ pub struct PgStore {
     shared: Arc<Shared>,
     /// `None` when read-only.
     tx: Option<mpsc::Sender<writer::Pending>>,
+    /// The writer's connection settings, for imports (`None` when
+    /// read-only).
+    writer_config: Option<Config>,
+    /// The connection imports run on, opened by the first one.
+    importer: tokio::sync::Mutex<Option<writer::Connection>>,
     /// The listening and polling tasks, stopped on drop.
     followers: Vec<AbortHandle>,
 }
@@ -245,7 +256,7 @@ impl PgStore {
         let (tx, rx) = mpsc::channel(options.queue_requests_max);
         writer::spawn(
             Arc::clone(&shared),
-            writer_config,
+            writer_config.clone(),
             connection,
             options.clone(),
             rx,
@@ -254,6 +265,8 @@ impl PgStore {
         Ok(PgStore {
             shared,
             tx: Some(tx),
+            writer_config: Some(writer_config),
+            importer: tokio::sync::Mutex::new(None),
             followers,
         })
     }
@@ -278,6 +291,8 @@ impl PgStore {
         Ok(PgStore {
             shared,
             tx: None,
+            writer_config: None,
+            importer: tokio::sync::Mutex::new(None),
             followers,
         })
     }
@@ -372,6 +387,40 @@ impl EventStore for PgStore {
         }
         let client = self.shared.client().await?;
         rows::event_positions(&client, ids).await
+    }
+}
+
+#[async_trait]
+impl Verbatim for PgStore {
+    async fn read_records(&self, after: Position, max: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.shared.client().await?;
+        rows::read_bodies(&client, after, max.min(IMPORT_RECORDS_MAX)).await
+    }
+
+    async fn chain_end(&self) -> Result<ChainEnd, StoreError> {
+        let client = self.shared.client().await?;
+        let head = rows::read_head(&client).await?;
+        self.shared.advance(head.last_position);
+        Ok(ChainEnd {
+            last_position: head.last_position,
+            last_hash: head.last_hash,
+            last_recorded_at: head.last_recorded_at,
+        })
+    }
+
+    /// In one transaction of its own (on a connection kept for imports),
+    /// serialised with every node's appends by the head row.
+    async fn import(&self, bodies: Vec<Vec<u8>>) -> Result<AppendOutcome, StoreError> {
+        let Some(config) = &self.writer_config else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut importer = self.importer.lock().await;
+        let outcome = writer::import(&mut importer, config, &bodies).await?;
+        self.shared.advance(outcome.last_position);
+        Ok(outcome)
     }
 }
 

@@ -55,6 +55,7 @@ use uuid::Uuid;
 use super::rows::{self, Head};
 use super::{NOTIFY_CHANNEL, PgOptions, Shared, connect_client, corrupt, db_error};
 use crate::event::{ExpectedVersion, Position, ShopId, StreamId};
+use crate::store::import::{self, ChainEnd};
 use crate::store::log::format::{self, Envelope};
 use crate::store::{AppendOutcome, AppendRequest, AppendStatus, StoreError, StreamAppend};
 
@@ -452,6 +453,138 @@ impl Writer {
             events: rows.positions.len() as u64,
         })
     }
+}
+
+/// Stores record bodies verbatim (see [`import`](crate::store::import))
+/// in one transaction on the connection in `slot` (opened, or replaced
+/// if it broke, from `config`): lock the head, check that the batch
+/// continues it, look up its streams' versions and its event ids, insert
+/// every row and move the head as an append does, commit.
+pub(super) async fn import(
+    slot: &mut Option<Connection>,
+    config: &Config,
+    bodies: &[Vec<u8>],
+) -> Result<AppendOutcome, StoreError> {
+    if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+        *slot = None;
+        *slot = Some(Connection::prepare(connect_client(config).await?).await?);
+    }
+    let c = slot.as_ref().expect("connected above");
+    let (begin, head) = tokio::join!(
+        biased;
+        c.client.batch_execute("BEGIN"),
+        c.client.query_one(&c.lock, &[]),
+    );
+    let written = match begin
+        .map_err(|e| db_error("starting an import transaction", &e))
+        .and_then(|()| head.map_err(|e| db_error("locking the log head", &e)))
+    {
+        Ok(head) => import_locked(c, &head, bodies).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        rollback_quietly(&c.client).await;
+    }
+    written
+}
+
+/// The rest of [`import`], with the head row locked; the caller rolls
+/// back if it fails.
+async fn import_locked(
+    c: &Connection,
+    head: &Row,
+    bodies: &[Vec<u8>],
+) -> Result<AppendOutcome, StoreError> {
+    let head = rows::decode_head(head)?;
+    let chain = ChainEnd {
+        last_position: head.last_position,
+        last_hash: head.last_hash,
+        last_recorded_at: head.last_recorded_at,
+    };
+    let (records, end) = import::check_batch(bodies, chain)?;
+    let mut versions: HashMap<&StreamId, u64> = HashMap::new();
+    let (mut shops, mut names) = (Vec::new(), Vec::new());
+    for r in &records {
+        if versions.insert(&r.stream, 0).is_none() {
+            shops.push(r.stream.shop.0);
+            names.push(&*r.stream.name);
+        }
+    }
+    let ids: Vec<Uuid> = records.iter().map(|r| r.envelope.event_id).collect();
+    let id_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let stream_params: [&(dyn ToSql + Sync); 2] = [&shops, &names];
+    let (found, stored) = tokio::join!(
+        c.client.query(&c.ids, &id_params),
+        c.client.query(&c.versions, &stream_params),
+    );
+    let found = found.map_err(|e| db_error("looking up event ids", &e))?;
+    let stored = stored.map_err(|e| db_error("reading stream versions", &e))?;
+    let mut recorded = HashMap::with_capacity(found.len() + records.len());
+    for row in &found {
+        let id: Uuid = rows::get(row, 0, None)?;
+        let position: i64 = rows::get(row, 1, None)?;
+        recorded.insert(id, u64::try_from(position).unwrap_or(0));
+    }
+    for row in &stored {
+        let shop: Uuid = rows::get(row, 0, None)?;
+        let name: &str = rows::get(row, 1, None)?;
+        let version: i64 = rows::get(row, 2, None)?;
+        let stream = StreamId::new(ShopId(shop), name);
+        if let Some(v) = versions.get_mut(&stream) {
+            *v = u64::try_from(version).unwrap_or(0);
+        }
+    }
+    let mut crcs = Vec::with_capacity(records.len());
+    for r in &records {
+        let actual = versions.get_mut(&r.stream).expect("every stream looked up");
+        if r.envelope.version != *actual + 1 {
+            return Err(import::version_gap(r, *actual));
+        }
+        *actual += 1;
+        if let Some(&at) = recorded.get(&r.envelope.event_id) {
+            return Err(import::duplicate_id(r, at));
+        }
+        recorded.insert(r.envelope.event_id, r.position);
+        crcs.push(i64::from(format::body_checksum(r.body)));
+    }
+    let positions: Vec<i64> = records.iter().map(|r| to_sql_int(r.position)).collect();
+    let row_shops: Vec<Uuid> = records.iter().map(|r| r.stream.shop.0).collect();
+    let streams: Vec<&str> = records.iter().map(|r| r.envelope.stream).collect();
+    let row_versions: Vec<i64> = records
+        .iter()
+        .map(|r| to_sql_int(r.envelope.version))
+        .collect();
+    let row_bodies: Vec<&[u8]> = records.iter().map(|r| r.body).collect();
+    let last_position = to_sql_int(end.last_position);
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &positions,
+        &row_shops,
+        &streams,
+        &row_versions,
+        &ids,
+        &row_bodies,
+        &crcs,
+        &last_position,
+        &&end.last_hash[..],
+        &end.last_recorded_at,
+    ];
+    let (write, commit) = tokio::join!(
+        biased;
+        c.client.execute(&c.write, &params),
+        c.client.batch_execute("COMMIT"),
+    );
+    write.map_err(|e| db_error("writing an import batch", &e))?;
+    commit.map_err(|e| {
+        db_error(
+            "committing an import batch (its outcome is unknown: compare the log's end with the batch before retrying)",
+            &e,
+        )
+    })?;
+    Ok(AppendOutcome {
+        status: AppendStatus::Recorded,
+        first_position: head.last_position + 1,
+        last_position: end.last_position,
+    })
 }
 
 /// Every event id and stream of a batch, for the lookups.
