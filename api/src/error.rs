@@ -173,7 +173,9 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) | StoreError::ReadOnly | StoreError::Locked { .. } => {
                 ApiError::unavailable(e)
             }
-            StoreError::Io { .. } | StoreError::Corrupt { .. } => ApiError::internal(e),
+            StoreError::Io { .. } | StoreError::Corrupt { .. } | StoreError::ImportRefused(_) => {
+                ApiError::internal(e)
+            }
         }
     }
 }

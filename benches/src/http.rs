@@ -97,7 +97,7 @@ impl Server {
 
     /// CPU seconds (user + system, all threads) the server used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(&format!("/proc/{}/stat", self.pid())).unwrap_or(0.0)
+        crate::process_cpu_seconds(self.pid()).unwrap_or(0.0)
     }
 
     /// Stops the server gracefully (SIGTERM) and checks it exits 0.
@@ -132,22 +132,9 @@ fn terminate(child: &mut Child) -> anyhow::Result<()> {
     anyhow::bail!("kedai did not stop within {STOP_TIMEOUT:?} of SIGTERM; killed")
 }
 
-/// CPU seconds (user + system) of a process from its `/proc/<pid>/stat`.
-fn cpu_seconds(stat_path: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(stat_path).ok()?;
-    // Fields after the command name (which may hold spaces, in parens):
-    // state is field 3, utime 14 and stime 15, in clock ticks of 1/100 s
-    // (USER_HZ, fixed at 100 for the proc interface).
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 /// CPU seconds this process (the load client) used so far.
 pub fn own_cpu_seconds() -> f64 {
-    cpu_seconds("/proc/self/stat").unwrap_or(0.0)
+    crate::process_cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 /// CPU seconds used by the server and the client over some stretch.
@@ -390,6 +377,6 @@ mod tests {
     #[test]
     fn own_cpu_time_is_readable() {
         assert!(own_cpu_seconds() >= 0.0);
-        assert!(cpu_seconds("/proc/self/stat").is_some());
+        assert!(crate::process_cpu_seconds(std::process::id()).is_some());
     }
 }

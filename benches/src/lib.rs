@@ -5,8 +5,10 @@
 //! Layout: `benches/` holds criterion benches of hot paths (`cargo bench
 //! -p kedai-benches`); `src/bin/` holds load scenarios, each a binary that
 //! prints the figures `benches/README.md` records. [`shop`] makes a bench
-//! shop through the command engine; [`http`] runs the real `kedai serve`
-//! and talks to it over keep-alive HTTP connections.
+//! shop through the command engine and times order placement; [`http`]
+//! runs the real `kedai serve` and talks to it over keep-alive HTTP
+//! connections; [`plain_table`] is the PostgreSQL baseline kedai is
+//! compared with.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod http;
+pub mod plain_table;
 pub mod shop;
 
 use kedai_engine::{
@@ -203,6 +206,63 @@ pub fn measure_disk(dir: &Path) -> std::io::Result<DiskLimits> {
 pub fn thread_cpu_time() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The system's load averages (1, 5 and 15 minutes), as
+/// `/proc/loadavg` gives them, to print next to figures.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// CPU time (user + system, in seconds) of process `pid`, with the time
+/// of its children that have ended and been waited for.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// The parent of process `pid`.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU time (seconds) of process `root` and every live child of it, plus
+/// the children that have ended: a PostgreSQL server's whole cost when
+/// `root` is its postmaster.
+pub fn tree_cpu_seconds(root: u32) -> f64 {
+    let mut total = process_cpu_seconds(root).unwrap_or(0.0);
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if parent_pid(pid) == Some(root) {
+                total += process_cpu_seconds(pid).unwrap_or(0.0);
+            }
+        }
+    }
+    total
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // Linux has reported times in 1/100 s for every architecture kedai
+    // runs on (USER_HZ); asking would need unsafe code.
+    100.0
 }
 
 /// The median of some measurements (they are sorted in place).

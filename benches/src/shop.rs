@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use kedai_engine::command::{Command, CommandError, CommandMeta, Engine};
 use kedai_engine::domain::Rejection;
 use kedai_engine::domain::catalog::{
@@ -36,6 +37,18 @@ async fn ok(engine: &Engine, shop: ShopId, command: Command) {
     if let Err(e) = engine.execute(shop, &meta(), &command).await {
         panic!("setting up the bench shop: {e}");
     }
+}
+
+/// Commands the set-up runs at once (independent streams).
+const SETUP_CONCURRENCY: usize = 64;
+
+/// Runs independent commands, [`SETUP_CONCURRENCY`] at a time.
+async fn all_ok(engine: &Engine, shop: ShopId, commands: Vec<Command>) {
+    futures_util::stream::iter(commands)
+        .map(|command| ok(engine, shop, command))
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 /// Creates a shop with two warehouses, `skus` SKUs (in products of four
@@ -76,6 +89,7 @@ pub async fn setup(
         .await;
     }
     let mut all_skus = Vec::with_capacity(skus);
+    let mut products = Vec::with_capacity(skus.div_ceil(4));
     for p in 0..skus.div_ceil(4) {
         let variations: Vec<VariationSpec> = (0..4)
             .map(|v| VariationSpec {
@@ -89,37 +103,33 @@ pub async fn setup(
             })
             .collect();
         all_skus.extend(variations.iter().map(|v| v.sku.clone()));
-        ok(
-            engine,
-            shop,
-            Command::CreateProduct(CreateProduct {
-                product_id: ProductId(Uuid::from_u128(0x1_0000 + p as u128)),
-                name: format!("Produk {p}"),
-                category: Some("Pakaian".into()),
-                kind: ProductKind::Stocked,
-                preorder_days: None,
-                variations,
-            }),
-        )
-        .await;
+        products.push(Command::CreateProduct(CreateProduct {
+            product_id: ProductId(Uuid::from_u128(0x1_0000 + p as u128)),
+            name: format!("Produk {p}"),
+            category: Some("Pakaian".into()),
+            kind: ProductKind::Stocked,
+            preorder_days: None,
+            variations,
+        }));
     }
+    all_ok(engine, shop, products).await;
     all_skus.truncate(skus);
-    for sku in &all_skus {
-        ok(
-            engine,
-            shop,
+    let receipts = all_skus
+        .iter()
+        .map(|sku| {
             Command::MoveStock(StockMove::Receive {
                 sku: sku.clone(),
                 warehouse_id: warehouses[0],
                 quantity: stock,
                 note: String::new(),
-            }),
-        )
-        .await;
-    }
+            })
+        })
+        .collect();
+    all_ok(engine, shop, receipts).await;
     let customers: Vec<CustomerId> = (0..customers)
         .map(|c| CustomerId(Uuid::from_u128(0x2_0000 + c as u128)))
         .collect();
+    let mut registrations = Vec::with_capacity(customers.len());
     for (i, c) in customers.iter().enumerate() {
         let details = CustomerDetails {
             name: format!("Pelanggan {i}"),
@@ -132,16 +142,12 @@ pub async fn setup(
             postal_code: None,
             category: CustomerCategory::Customer,
         };
-        ok(
-            engine,
-            shop,
-            Command::RegisterCustomer {
-                customer_id: *c,
-                details,
-            },
-        )
-        .await;
+        registrations.push(Command::RegisterCustomer {
+            customer_id: *c,
+            details,
+        });
     }
+    all_ok(engine, shop, registrations).await;
     BenchShop {
         shop,
         skus: all_skus,
@@ -184,6 +190,9 @@ pub fn order(id: OrderId, customer: CustomerId, skus: &[&Sku]) -> Command {
 pub struct OrderLoad {
     pub accepted: u64,
     pub rejected: u64,
+    /// Orders the engine gave up on after its retries (conflicts with
+    /// another node's appends); not accepted.
+    pub gave_up: u64,
     pub per_sec: f64,
 }
 
@@ -196,19 +205,26 @@ pub async fn order_load(
     duration: Duration,
     pick: fn(&BenchShop, u64, u64) -> Vec<usize>,
 ) -> OrderLoad {
+    order_load_on(vec![engine], shop, clients, duration, pick).await
+}
+
+/// [`order_load`] over several engines (nodes) sharing one store: client
+/// `c` sends its orders through engine `c % engines.len()`.
+pub async fn order_load_on(
+    engines: Vec<Arc<Engine>>,
+    shop: BenchShop,
+    clients: usize,
+    duration: Duration,
+    pick: fn(&BenchShop, u64, u64) -> Vec<usize>,
+) -> OrderLoad {
+    assert!(!engines.is_empty(), "at least one engine");
     let stop = Arc::new(AtomicBool::new(false));
-    let accepted = Arc::new(AtomicU64::new(0));
-    let rejected = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients as u64 {
-        let (engine, shop, stop, accepted, rejected) = (
-            engine.clone(),
-            shop.clone(),
-            stop.clone(),
-            accepted.clone(),
-            rejected.clone(),
-        );
+        let engine = Arc::clone(&engines[c as usize % engines.len()]);
+        let (shop, stop, counters) = (shop.clone(), Arc::clone(&stop), Arc::clone(&counters));
         tasks.push(tokio::spawn(async move {
             let customer = shop.customers[c as usize % shop.customers.len()];
             let mut n = 0u64;
@@ -218,16 +234,16 @@ pub async fn order_load(
                     .map(|i| &shop.skus[i])
                     .collect();
                 let id = OrderId(Uuid::now_v7());
-                match engine
+                let counter = match engine
                     .execute(shop.shop, &meta(), &order(id, customer, &chosen))
                     .await
                 {
-                    Ok(_) => accepted.fetch_add(1, Ordering::Relaxed),
-                    Err(CommandError::Rejected(Rejection::InsufficientStock { .. })) => {
-                        rejected.fetch_add(1, Ordering::Relaxed)
-                    }
+                    Ok(_) => 0,
+                    Err(CommandError::Rejected(Rejection::InsufficientStock { .. })) => 1,
+                    Err(CommandError::Conflict(_)) => 2,
                     Err(e) => panic!("placing an order: {e}"),
                 };
+                counters[counter].fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
         }));
@@ -238,10 +254,11 @@ pub async fn order_load(
         t.await.expect("client task");
     }
     let secs = start.elapsed().as_secs_f64();
-    let accepted = accepted.load(Ordering::Relaxed);
+    let accepted = counters[0].load(Ordering::Relaxed);
     OrderLoad {
         accepted,
-        rejected: rejected.load(Ordering::Relaxed),
+        rejected: counters[1].load(Ordering::Relaxed),
+        gave_up: counters[2].load(Ordering::Relaxed),
         per_sec: accepted as f64 / secs,
     }
 }

@@ -108,16 +108,49 @@ pub enum ExpectedVersion {
     /// The stream must hold exactly this many events (its version).
     /// `Exact(0)` is the same as `NoStream`.
     Exact(u64),
+    /// The stream must hold exactly `version` (at least 1) events, the
+    /// last of which has id `last_event_id`. A writer that decides on
+    /// events it has submitted but that are not recorded yet names the
+    /// last of them: if that append fails, this one fails too, even when
+    /// another writer's events have taken the same versions meanwhile.
+    ExactAfter { version: u64, last_event_id: Uuid },
 }
 
 impl ExpectedVersion {
-    /// Whether a stream currently at `actual` satisfies this expectation.
+    /// Whether a stream currently at `actual` satisfies this expectation,
+    /// as far as its version goes (see [`last_event_id`](Self::last_event_id)).
     pub fn admits(self, actual: u64) -> bool {
         match self {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => actual == 0,
-            ExpectedVersion::Exact(n) => actual == n,
+            ExpectedVersion::Exact(n) | ExpectedVersion::ExactAfter { version: n, .. } => {
+                actual == n
+            }
         }
+    }
+
+    /// The id the stream's last event must have, if any.
+    pub fn last_event_id(self) -> Option<Uuid> {
+        match self {
+            ExpectedVersion::ExactAfter { last_event_id, .. } => Some(last_event_id),
+            _ => None,
+        }
+    }
+
+    /// Whether a stream at version `actual` whose last event is at
+    /// position `last` satisfies this expectation; `position_of` finds
+    /// where an event id is recorded. What every backend checks.
+    pub fn admits_stream(
+        self,
+        actual: u64,
+        last: Option<Position>,
+        position_of: impl FnOnce(Uuid) -> Option<Position>,
+    ) -> bool {
+        self.admits(actual)
+            && match self.last_event_id() {
+                None => true,
+                Some(id) => last.is_some() && position_of(id) == last,
+            }
     }
 }
 
@@ -127,6 +160,10 @@ impl fmt::Display for ExpectedVersion {
             ExpectedVersion::Any => f.write_str("any"),
             ExpectedVersion::NoStream => f.write_str("no stream"),
             ExpectedVersion::Exact(n) => write!(f, "version {n}"),
+            ExpectedVersion::ExactAfter {
+                version,
+                last_event_id,
+            } => write!(f, "version {version} ending with event {last_event_id}"),
         }
     }
 }

@@ -285,6 +285,125 @@ async fn a_batch_decides_each_append_against_the_ones_before_it() {
     );
 }
 
+/// The one-statement path: taken while this store is the only writer,
+/// and when another node wrote without this one hearing of it (no
+/// notifications, no polling), its checks under the head's lock catch it
+/// and the careful path decides: no position twice, the chain intact, the
+/// other node's version taken into account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_notices_what_it_did_not_hear() {
+    let db = database().await;
+    let deaf = PgOptions {
+        listen: false,
+        poll_interval: Duration::from_secs(3600),
+        ..PgOptions::default()
+    };
+    let a = store(&db, deaf).await;
+    let b = store(&db, PgOptions::default()).await;
+    let s = stream("stock-KAOS-M@malang");
+    let first = events(1);
+    let first_id = first[0].event_id;
+    a.append(single(&s, ExpectedVersion::NoStream, first))
+        .await
+        .unwrap();
+    let second = events(1);
+    let second_id = second[0].event_id;
+    let after_first = ExpectedVersion::ExactAfter {
+        version: 1,
+        last_event_id: first_id,
+    };
+    a.append(single(&s, after_first, second)).await.unwrap();
+    assert_eq!(a.stats().fast_batches, 1, "{:?}", a.stats());
+
+    // B appends to the same stream and to another; A does not hear of it.
+    let from_b = events(1);
+    let from_b_id = from_b[0].event_id;
+    b.append(single(&s, ExpectedVersion::Exact(2), from_b))
+        .await
+        .unwrap();
+    b.append(single(&stream("other"), ExpectedVersion::Any, events(2)))
+        .await
+        .unwrap();
+    // A, still deciding on its own last event, must fail...
+    let stale = ExpectedVersion::ExactAfter {
+        version: 2,
+        last_event_id: second_id,
+    };
+    assert!(matches!(
+        a.append(single(&s, stale, events(1))).await,
+        Err(StoreError::WrongExpectedVersion { actual: 3, .. })
+    ));
+    assert_eq!(a.stats().fast_misses, 1, "{:?}", a.stats());
+    // ...and an append that is right goes after B's events.
+    let right = ExpectedVersion::ExactAfter {
+        version: 3,
+        last_event_id: from_b_id,
+    };
+    let outcome = a.append(single(&s, right, events(1))).await.unwrap();
+    assert_eq!((outcome.first_position, outcome.last_position), (6, 6));
+    assert_eq!(a.stats().fast_batches, 2, "back on the fast path");
+    let report = verify(&db.url, None, |_| {}).await.expect("verifies");
+    assert_eq!(report.events, 6);
+}
+
+/// With the head unchanged, what the one-statement path assumed is checked
+/// by the database: a stream at another version, a last event that is not
+/// the named one (at the right version), and an event id already recorded
+/// each make it write nothing, and the careful path answers as it would
+/// have without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_checks_its_assumptions_in_the_database() {
+    let db = database().await;
+    let a = store(&db, PgOptions::default()).await;
+    let s = stream("stock-LURIK-S@solo");
+    let first = events(1);
+    let first_id = first[0].event_id;
+    a.append(single(&s, ExpectedVersion::NoStream, first))
+        .await
+        .unwrap();
+    let second = single(&s, ExpectedVersion::Exact(1), events(1));
+    let recorded = a.append(second.clone()).await.unwrap();
+    assert_eq!(recorded.status, AppendStatus::Recorded);
+    let fast = a.stats().fast_batches;
+    assert_eq!(fast, 1, "{:?}", a.stats());
+
+    // The stream is at version 2, not 1.
+    assert!(matches!(
+        a.append(single(&s, ExpectedVersion::Exact(1), events(1)))
+            .await,
+        Err(StoreError::WrongExpectedVersion { actual: 2, .. })
+    ));
+    assert_eq!(a.stats().fast_misses, 1, "{:?}", a.stats());
+    // Version 2 is right, but its last event is not the first one.
+    let not_last = ExpectedVersion::ExactAfter {
+        version: 2,
+        last_event_id: first_id,
+    };
+    assert!(matches!(
+        a.append(single(&s, not_last, events(1))).await,
+        Err(StoreError::WrongExpectedVersion { actual: 2, .. })
+    ));
+    assert_eq!(a.stats().fast_misses, 2, "{:?}", a.stats());
+    // A retry of a recorded append records nothing and answers as before.
+    let again = a.append(second).await.unwrap();
+    assert_eq!(again.status, AppendStatus::AlreadyRecorded);
+    assert_eq!(
+        (again.first_position, again.last_position),
+        (recorded.first_position, recorded.last_position)
+    );
+    assert_eq!(a.stats().fast_misses, 3, "{:?}", a.stats());
+    // A stream that does not exist yet is not at version 1.
+    assert!(matches!(
+        a.append(single(&stream("new"), ExpectedVersion::Exact(1), events(1)))
+            .await,
+        Err(StoreError::WrongExpectedVersion { actual: 0, .. })
+    ));
+    assert_eq!(a.stats().fast_misses, 4, "{:?}", a.stats());
+    assert_eq!(a.stats().fast_batches, fast, "nothing written by it");
+    let report = verify(&db.url, None, |_| {}).await.expect("verifies");
+    assert_eq!(report.events, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_share_transactions() {
     const APPENDS: usize = 200;

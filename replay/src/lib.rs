@@ -1,7 +1,8 @@
 //! kedai-replay: the auditor's read-only tool. It opens the ledger (an
 //! embedded log directory or a PostgreSQL database) without taking the
 //! writer's lock and without writing, and re-derives everything from the
-//! events alone, trusting nothing the server keeps beside them.
+//! events alone, trusting nothing the server keeps beside them. The one
+//! writing subcommand, `copy`, writes only to a new destination.
 //!
 //! Layout:
 //! - [`source`]: where the ledger lives (`--data DIR`, `--database-url`)
@@ -14,9 +15,12 @@
 //! - [`report`]: the deterministic JSON report of a rebuild.
 //! - [`diff`]: comparing two reports, or a report and a server snapshot.
 //! - [`export`]: events as JSON Lines or CSV.
+//! - [`copy`]: the whole ledger into another backend, byte for byte, and
+//!   the copy verified.
 //! - [`progress`]: progress bars on a terminal, and rates.
 //! - [`error`]: what can go wrong.
 
+pub mod copy;
 pub mod diff;
 pub mod error;
 pub mod export;

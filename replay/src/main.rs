@@ -1,5 +1,6 @@
-//! `kedai-replay`: the auditor's read-only tool. See the crate's README
-//! for what each subcommand proves.
+//! `kedai-replay`: the auditor's read-only tool (and `copy`, which writes
+//! only to a new destination). See the crate's README for what each
+//! subcommand proves.
 //!
 //! Exit codes: 0 when the answer is yes (intact, equal, done); 1 when it is
 //! no (a defect, a kept hash not found, differences); 2 when no answer
@@ -15,6 +16,7 @@ use anyhow::Context as _;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use kedai_engine::ShopId;
 use kedai_engine::domain::ids::{OrderId, Sku, WarehouseId};
+use kedai_replay::copy::{CopyProgress, Place};
 use kedai_replay::export::{Filter, Format};
 use kedai_replay::history::Entity;
 use kedai_replay::payload::Sorted;
@@ -22,14 +24,14 @@ use kedai_replay::progress::{Progress, Rate, Unit};
 use kedai_replay::rebuild::{Until, parse_time};
 use kedai_replay::report::Report;
 use kedai_replay::source::Source;
-use kedai_replay::{ReplayError, diff, export, history, rebuild, verify};
+use kedai_replay::{ReplayError, copy, diff, export, history, rebuild, verify};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "kedai-replay",
     version,
-    about = "The auditor's tool: verifies, replays and exports kedai's ledger, read-only"
+    about = "The auditor's tool: verifies, replays and exports kedai's ledger, read-only; copies it between backends"
 )]
 struct Cli {
     /// kedai's data directory (the log is in DIR/log); the log directory
@@ -106,6 +108,21 @@ enum Command {
         #[arg(long)]
         shop: Option<uuid::Uuid>,
     },
+    /// Copies the whole ledger, record by record and byte for byte, into a
+    /// new log directory or a PostgreSQL database without events, then
+    /// verifies the copy: its head hash must be the source's. The source
+    /// is read-only; the destination is the only thing written.
+    Copy {
+        /// The ledger: kedai's data directory (or its log directory), or a
+        /// postgres:// URL.
+        #[arg(long, value_name = "DIR|URL")]
+        from: String,
+        /// Where to copy it: a new or empty directory (the log is written
+        /// to DIR/log, as kedai lays out a data directory), or the
+        /// postgres:// URL of a database without events.
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
+    },
     /// Writes events with every envelope field and the decoded payload.
     Export {
         #[arg(long, value_enum)]
@@ -154,6 +171,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     if let Command::Diff { a, b, shop } = &cli.command {
         return run_diff(a, b, *shop, cli.json);
+    }
+    if let Command::Copy { from, to } = &cli.command {
+        if cli.data.is_some() || cli.database_url.is_some() {
+            anyhow::bail!(
+                "copy takes its two ledgers as --from and --to, not --data or --database-url"
+            );
+        }
+        return runtime.block_on(run_copy(&Place::parse(from), &Place::parse(to), cli.json));
     }
     let source = Source::from_args(cli.data.as_deref(), cli.database_url.as_deref())?;
     runtime.block_on(async {
@@ -221,7 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 run_export(&source, filter, format, output.as_deref(), cli.json).await
             }
-            Command::Diff { .. } => unreachable!("handled above"),
+            Command::Diff { .. } | Command::Copy { .. } => unreachable!("handled above"),
         }
     })
 }
@@ -399,6 +424,37 @@ async fn run_export(
         None => eprintln!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_copy(from: &Place, to: &Place, json: bool) -> anyhow::Result<ExitCode> {
+    let copying = Arc::new(Progress::new("copy", 0, Unit::Events));
+    let verifying = Arc::new(Progress::new("verify", 0, Unit::Bytes));
+    let (c, v) = (Arc::clone(&copying), Arc::clone(&verifying));
+    let copied = copy::copy(from, to, move |p| match p {
+        CopyProgress::Copying { done, total } => {
+            c.set_total(total);
+            c.set(done);
+        }
+        CopyProgress::Verifying(p) => {
+            c.finish();
+            v.set_total(p.bytes_total);
+            v.set(p.bytes_done);
+        }
+    })
+    .await
+    .context("copying the ledger")?;
+    copying.finish();
+    verifying.finish();
+    let rate = Rate {
+        events: copied.events,
+        elapsed: copied.copy_time,
+    };
+    if json {
+        println!("{}", copy::render_json(&copied, rate));
+    } else {
+        print!("{}", copy::render_text(&copied, rate));
+    }
+    Ok(exit(copied.passed()))
 }
 
 /// Whether the reader of our output went away (`| head`).

@@ -132,7 +132,7 @@ fn main() -> anyhow::Result<()> {
             .build()?
     };
     let wanted: Vec<&str> = args.only.split(',').map(str::trim).collect();
-    eprintln!("load average before: {}", loadavg());
+    eprintln!("load average before: {}", kedai_benches::load_average());
     if wanted.contains(&"orders") {
         runtime.block_on(orders(&args, &binary, false))?;
         if args.idempotency {
@@ -145,14 +145,8 @@ fn main() -> anyhow::Result<()> {
     if wanted.contains(&"queries") {
         runtime.block_on(queries(&args, &binary))?;
     }
-    eprintln!("load average after: {}", loadavg());
+    eprintln!("load average after: {}", kedai_benches::load_average());
     Ok(())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// A fresh data directory and the server on it.

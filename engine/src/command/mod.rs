@@ -15,13 +15,34 @@
 //! times. A command with an idempotency key gets event ids derived from
 //! (shop, key, n), so a retried command records nothing new: the store
 //! answers `AlreadyRecorded`.
+//!
+//! **Shared stores.** When other engines write the same store (several
+//! kedai nodes on one PostgreSQL database; `sole_writer` off), the cache is
+//! kept honest without reading the store for every command:
+//! - every append names, for each stream, the version *and the id of the
+//!   last event* the decision was made on
+//!   ([`ExpectedVersion::ExactAfter`]), so an append decided on a state
+//!   another node has moved past, or on submitted events that were never
+//!   recorded, fails and is decided again on a reloaded state;
+//! - a follower task reads the log and marks cached streams stale when
+//!   another writer moves them ([`slots::Slots::saw`]); a stale stream is
+//!   reloaded before its next use. Streams a command only reads (the
+//!   shop, its warehouses, products, customers) are therefore as fresh as
+//!   the follower, a few milliseconds behind the store;
+//! - before a rejection is answered, the engine waits until its follower
+//!   has read up to the store's current head and, if that made anything
+//!   stale, decides once more: a rejection never rests on a state older
+//!   than the command.
 
 pub mod slots;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OnceCell, watch};
+use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use self::slots::{Kind, LoadError, Locked, Slots, State};
@@ -46,7 +67,9 @@ use crate::domain::wallet::{
 use crate::domain::webhook::{self, CreateWebhook, WebhookChange};
 use crate::domain::{Context, catalog::Customer};
 use crate::event::{Actor, ExpectedVersion, NewEvent, Position, ShopId, StreamId, Timestamp};
-use crate::store::{AppendRequest, AppendStatus, EventStore, StoreError, StreamAppend};
+use crate::store::{
+    AppendRequest, AppendStatus, EventStore, StoreError, StreamAppend, Subscription,
+};
 
 /// Every command the engine takes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,12 +403,66 @@ impl Default for EngineOptions {
     }
 }
 
+/// Longest a rejection waits for the follower to reach the store's head
+/// before it is answered anyway.
+const FOLLOWER_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// Pause before the follower reads again after the store failed it.
+const FOLLOWER_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// The command engine over one store.
 #[derive(Debug)]
 pub struct Engine {
     store: Arc<dyn EventStore>,
-    slots: Slots,
+    slots: Arc<Slots>,
     options: EngineOptions,
+    /// With a shared store: the task marking cached streams stale, started
+    /// before the cache is first used.
+    follower: OnceCell<Follower>,
+}
+
+/// The follower of a shared store: the position it has read up to.
+#[derive(Debug)]
+struct Follower {
+    position: watch::Receiver<Position>,
+    task: AbortHandle,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(f) = self.follower.get() {
+            f.task.abort();
+        }
+    }
+}
+
+/// Reads the log from `after` on and tells the cache what it sees; ends
+/// when the engine is dropped.
+async fn follow(
+    store: Arc<dyn EventStore>,
+    slots: Weak<Slots>,
+    after: Position,
+    position: watch::Sender<Position>,
+) {
+    let mut subscription = Subscription::new(Arc::clone(&store), after);
+    loop {
+        match subscription.next_batch(crate::store::READ_EVENTS_MAX).await {
+            Ok(events) => {
+                let Some(slots) = slots.upgrade() else { return };
+                for e in &events {
+                    slots.saw(&e.stream, e.version);
+                }
+                if let Some(last) = events.last() {
+                    position.send_replace(last.position);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the command engine's follower could not read the log; retrying");
+                tokio::time::sleep(FOLLOWER_RETRY_PAUSE).await;
+                subscription = Subscription::new(Arc::clone(&store), *position.borrow());
+            }
+        }
+    }
 }
 
 /// The events a decision appends, by stream (in append order).
@@ -399,12 +476,58 @@ enum Attempt {
 
 impl Engine {
     pub fn new(store: Arc<dyn EventStore>, options: EngineOptions) -> Self {
-        let slots = Slots::new(options.sole_writer, options.cache_streams_max);
+        let slots = Arc::new(Slots::new(options.cache_streams_max));
         Engine {
             store,
             slots,
             options,
+            follower: OnceCell::new(),
         }
+    }
+
+    /// With a shared store, starts the follower (once) from the store's
+    /// head: anything cached after this point is either loaded after an
+    /// event or sees it through the follower.
+    async fn follower(&self) -> Result<Option<&Follower>, CommandError> {
+        if self.options.sole_writer {
+            return Ok(None);
+        }
+        let follower = self
+            .follower
+            .get_or_try_init(|| async {
+                let after = self.store.last_position().await?;
+                let (tx, rx) = watch::channel(after);
+                let task = tokio::spawn(follow(
+                    Arc::clone(&self.store),
+                    Arc::downgrade(&self.slots),
+                    after,
+                    tx,
+                ));
+                Ok::<_, StoreError>(Follower {
+                    position: rx,
+                    task: task.abort_handle(),
+                })
+            })
+            .await?;
+        Ok(Some(follower))
+    }
+
+    /// With a shared store: waits (bounded) until the follower has read
+    /// everything committed so far; returns whether that marked any
+    /// cached stream stale since `marked` was taken.
+    async fn caught_up_since(&self, marked: u64) -> Result<bool, CommandError> {
+        let Some(follower) = self.follower().await? else {
+            return Ok(false);
+        };
+        let head = self.store.last_position().await?;
+        let mut position = follower.position.clone();
+        if tokio::time::timeout(FOLLOWER_WAIT_MAX, position.wait_for(|&p| p >= head))
+            .await
+            .is_err()
+        {
+            tracing::warn!(head, "the command engine's follower is behind the store");
+        }
+        Ok(self.slots.marked() != marked)
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -427,13 +550,23 @@ impl Engine {
             actor: meta.actor.clone(),
         };
         let mut last_conflict = String::new();
+        let mut rechecked = false;
         for _ in 0..=self.options.retries_max {
+            let marked = self.slots.marked();
             match self.attempt(shop, meta, &ctx, command).await {
                 Ok(Attempt::Done(executed)) => {
                     self.slots.trim();
                     return Ok(executed);
                 }
                 Ok(Attempt::Retry(why)) => last_conflict = why,
+                Err(CommandError::Rejected(_))
+                    if !rechecked && self.caught_up_since(marked).await? =>
+                {
+                    // Another writer moved something this node had cached:
+                    // decide once more on what the store holds now.
+                    rechecked = true;
+                    last_conflict = "decided again on streams another writer moved".into();
+                }
                 Err(CommandError::Rejected(rejection)) => {
                     // The same command may have been recorded meanwhile by a
                     // concurrent sender: that is its answer, not the
@@ -825,6 +958,7 @@ impl Engine {
     }
 
     async fn lock(&self, streams: &[(StreamId, Kind)]) -> Result<Locked, CommandError> {
+        self.follower().await?;
         Ok(self
             .slots
             .lock(&*self.store, streams.iter().cloned().collect())
@@ -832,6 +966,7 @@ impl Engine {
     }
 
     async fn read(&self, stream: &StreamId, kind: Kind) -> Result<Arc<State>, CommandError> {
+        self.follower().await?;
         Ok(self.slots.read(&*self.store, stream, kind).await?)
     }
 
@@ -1227,13 +1362,20 @@ impl Engine {
             streams: Vec::with_capacity(appends.len()),
         };
         for (stream, events) in &appends {
-            let version = locked.get(stream).map_or(0, |slot| slot.version);
-            let expected = if version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(version)
+            let (version, last_event_id) = locked
+                .get(stream)
+                .map_or((0, None), |slot| (slot.version, slot.last_event_id));
+            let expected = match (version, last_event_id) {
+                (0, _) => ExpectedVersion::NoStream,
+                (version, Some(last_event_id)) if !self.options.sole_writer => {
+                    ExpectedVersion::ExactAfter {
+                        version,
+                        last_event_id,
+                    }
+                }
+                (version, _) => ExpectedVersion::Exact(version),
             };
-            let events = events
+            let events: Vec<NewEvent> = events
                 .iter()
                 .map(|e| {
                     index += 1;
@@ -1254,10 +1396,15 @@ impl Engine {
                 events,
             });
         }
+        let request_ids: Vec<Uuid> = request
+            .streams
+            .iter()
+            .map(|s| s.events.last().expect("appends have events").event_id)
+            .collect();
         let ticket = self.store.submit(request).await?;
-        for (stream, events) in &appends {
+        for ((stream, events), submitted) in appends.iter().zip(&request_ids) {
             if let Some(slot) = locked.get_mut(stream) {
-                slot.apply(events);
+                slot.apply(events, *submitted);
             }
         }
         drop(locked);

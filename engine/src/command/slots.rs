@@ -8,12 +8,23 @@
 //! fails, its slots are marked stale and reloaded from the store on next
 //! use; commands decided on the failed state fail their expected-version
 //! check and are retried.
+//!
+//! When other writers share the store (several kedai nodes on one
+//! database), a slot can also fall behind the store. The engine's follower
+//! reads the log and calls [`Slots::saw`] for every event: an event beyond
+//! a slot's version marks the slot stale, and its next user reloads it.
+//! Each slot also remembers the id of its last event, which the engine
+//! names in its expected versions, so an append decided on events that
+//! were never recorded fails even if another writer's events took their
+//! versions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
 
 use crate::domain::access::Keys;
 use crate::domain::catalog::{Customer, Product, Shop, SkuOwner, Warehouses};
@@ -145,26 +156,45 @@ accessors! {
     webhook: Webhook => Webhook,
 }
 
+/// What the follower may look at without taking a slot's lock.
+#[derive(Debug, Default)]
+pub struct Mark {
+    /// The slot's version (a copy, updated with it).
+    version: AtomicU64,
+    /// Set when the store holds events beyond the slot's version.
+    stale: AtomicBool,
+}
+
 /// One stream's cached state.
 #[derive(Debug)]
 pub struct Slot {
     kind: Kind,
     /// Number of the stream's events folded into `state`.
     pub version: u64,
+    /// Id of the event at `version` (`None` at version 0).
+    pub last_event_id: Option<Uuid>,
     /// Shared with readers; copied on write only while a reader holds it.
     pub state: Arc<State>,
     /// Whether `state` reflects the store (else reload before use).
     loaded: bool,
+    mark: Arc<Mark>,
 }
 
 impl Slot {
-    /// Applies events the engine has just submitted for this stream.
-    pub fn apply(&mut self, events: &[DomainEvent]) {
+    /// Applies events the engine has just submitted for this stream; the
+    /// last of them has id `last_event_id`.
+    pub fn apply(&mut self, events: &[DomainEvent], last_event_id: Uuid) {
         let state = Arc::make_mut(&mut self.state);
         for e in events {
             state.evolve(e);
         }
-        self.version += events.len() as u64;
+        self.set_version(self.version + events.len() as u64, Some(last_event_id));
+    }
+
+    fn set_version(&mut self, version: u64, last_event_id: Option<Uuid>) {
+        self.version = version;
+        self.last_event_id = last_event_id;
+        self.mark.version.store(version, Ordering::Release);
     }
 
     /// Forgets the state: the next user reloads it from the store.
@@ -172,21 +202,19 @@ impl Slot {
         self.loaded = false;
     }
 
-    /// Brings the slot up to date with the store: everything if it was
-    /// never loaded or was invalidated, else (when `catch_up`) the events
-    /// other writers appended since.
-    async fn load(
-        &mut self,
-        store: &dyn EventStore,
-        stream: &StreamId,
-        catch_up: bool,
-    ) -> Result<(), LoadError> {
-        if !self.loaded {
-            self.state = Arc::new(State::empty(self.kind));
-            self.version = 0;
-        } else if !catch_up {
+    /// Loads the slot from the store if it was never loaded, was
+    /// invalidated or was marked stale: from its first event, since the
+    /// state may hold submitted events that were never recorded.
+    async fn load(&mut self, store: &dyn EventStore, stream: &StreamId) -> Result<(), LoadError> {
+        // Cleared before reading: a mark set while we read stays set.
+        if self.mark.stale.swap(false, Ordering::AcqRel) {
+            self.loaded = false;
+        }
+        if self.loaded {
             return Ok(());
         }
+        self.state = Arc::new(State::empty(self.kind));
+        self.set_version(0, None);
         loop {
             let events = store
                 .read_stream(stream, self.version + 1, READ_EVENTS_MAX)
@@ -205,7 +233,7 @@ impl Slot {
                 {
                     Arc::make_mut(&mut self.state).evolve(&event);
                 }
-                self.version = recorded.version;
+                self.set_version(recorded.version, Some(recorded.event_id));
             }
         }
         self.loaded = true;
@@ -222,43 +250,68 @@ pub enum LoadError {
     Undecodable(String),
 }
 
+/// A slot and its mark.
+type Entry = (Arc<Mutex<Slot>>, Arc<Mark>);
+
 /// Every cached slot.
 #[derive(Debug)]
 pub struct Slots {
-    map: DashMap<StreamId, Arc<Mutex<Slot>>, foldhash::fast::RandomState>,
-    /// When set, no one else writes the store: cached slots need no catch-up.
-    authoritative: bool,
+    map: DashMap<StreamId, Entry, foldhash::fast::RandomState>,
     capacity: usize,
+    /// Slots marked stale so far.
+    marked: AtomicU64,
 }
 
 /// Locked slots of one command, by stream.
 pub type Locked = BTreeMap<StreamId, OwnedMutexGuard<Slot>>;
 
 impl Slots {
-    pub fn new(authoritative: bool, capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Slots {
             map: DashMap::default(),
-            authoritative,
             capacity,
+            marked: AtomicU64::new(0),
         }
     }
 
     fn slot(&self, stream: &StreamId, kind: Kind) -> Arc<Mutex<Slot>> {
-        if let Some(slot) = self.map.get(stream) {
-            return Arc::clone(&slot);
+        if let Some(entry) = self.map.get(stream) {
+            return Arc::clone(&entry.0);
         }
+        let mark = Arc::new(Mark::default());
         let fresh = Slot {
             kind,
             version: 0,
+            last_event_id: None,
             state: Arc::new(State::empty(kind)),
             loaded: false,
+            mark: Arc::clone(&mark),
         };
         Arc::clone(
             &self
                 .map
                 .entry(stream.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(fresh))),
+                .or_insert_with(|| (Arc::new(Mutex::new(fresh)), mark))
+                .0,
         )
+    }
+
+    /// Tells the cache that the store holds `stream` at (at least)
+    /// `version`: a slot behind it is marked stale, without waiting for
+    /// its lock. The follower calls this for every event it reads; the
+    /// engine's own events are at or below their slots' versions already.
+    pub fn saw(&self, stream: &StreamId, version: u64) {
+        if let Some(entry) = self.map.get(stream)
+            && version > entry.1.version.load(Ordering::Acquire)
+            && !entry.1.stale.swap(true, Ordering::AcqRel)
+        {
+            self.marked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many times a slot was marked stale, so far.
+    pub fn marked(&self) -> u64 {
+        self.marked.load(Ordering::Relaxed)
     }
 
     /// Locks the given streams, in their sorted order (so two commands never
@@ -271,7 +324,7 @@ impl Slots {
         let mut locked = Locked::new();
         for (stream, kind) in streams {
             let mut guard = self.slot(&stream, kind).lock_owned().await;
-            guard.load(store, &stream, !self.authoritative).await?;
+            guard.load(store, &stream).await?;
             locked.insert(stream, guard);
         }
         Ok(locked)
@@ -286,14 +339,14 @@ impl Slots {
     ) -> Result<Arc<State>, LoadError> {
         let slot = self.slot(stream, kind);
         let mut guard = slot.lock().await;
-        guard.load(store, stream, !self.authoritative).await?;
+        guard.load(store, stream).await?;
         Ok(Arc::clone(&guard.state))
     }
 
     /// Marks streams stale after a failed or duplicate append.
     pub async fn invalidate(&self, streams: impl IntoIterator<Item = &StreamId>) {
         for stream in streams {
-            let slot = self.map.get(stream).map(|s| Arc::clone(&s));
+            let slot = self.map.get(stream).map(|s| Arc::clone(&s.0));
             if let Some(slot) = slot {
                 slot.lock().await.invalidate();
             }
@@ -307,7 +360,7 @@ impl Slots {
         }
         let target = self.capacity - self.capacity / 10;
         let mut excess = self.map.len().saturating_sub(target);
-        self.map.retain(|_, slot| {
+        self.map.retain(|_, (slot, _)| {
             if excess == 0 || Arc::strong_count(slot) > 1 || slot.try_lock().is_err() {
                 return true;
             }

@@ -66,6 +66,7 @@ macro_rules! conformance_suite {
             optimistic_writers_on_one_stream_serialise,
             head_follows_appends,
             submitted_appends_chain_without_waiting,
+            an_expected_last_event_pins_the_history,
             events_are_found_by_id
         );
     };
@@ -649,6 +650,99 @@ pub async fn submitted_appends_chain_without_waiting(store: Arc<dyn EventStore>)
         Err(StoreError::WrongExpectedVersion { actual: 50, .. })
     ));
     assert_eq!(store.stream_version(&s).await.unwrap(), 50);
+}
+
+/// A writer decides on its own submitted events: if the first append
+/// fails, one decided after it must fail too, even when another writer's
+/// events have taken the same versions in between (else it would be
+/// recorded on top of a history it was not decided on).
+pub async fn an_expected_last_event_pins_the_history(store: Arc<dyn EventStore>) {
+    let s = stream("stock-KAOS-M@malang");
+    let first = events(1);
+    let first_id = first[0].event_id;
+    append(&*store, &s, ExpectedVersion::NoStream, first)
+        .await
+        .unwrap();
+    // Ours: expects version 1 after `first`, and was beaten to it.
+    let other = events(1);
+    let other_id = other[0].event_id;
+    append(&*store, &s, ExpectedVersion::Exact(1), other)
+        .await
+        .expect("the other writer's");
+    let ours = events(1);
+    let ours_id = ours[0].event_id;
+    let after_first = ExpectedVersion::ExactAfter {
+        version: 1,
+        last_event_id: first_id,
+    };
+    let failed = append(&*store, &s, after_first, ours).await;
+    assert!(
+        matches!(
+            failed,
+            Err(StoreError::WrongExpectedVersion { actual: 2, .. })
+        ),
+        "{failed:?}"
+    );
+    // Decided after ours: version 2 is right, but its last event is not ours.
+    let chained = ExpectedVersion::ExactAfter {
+        version: 2,
+        last_event_id: ours_id,
+    };
+    match append(&*store, &s, chained, events(1)).await {
+        Err(StoreError::WrongExpectedVersion {
+            stream: st,
+            expected,
+            actual,
+        }) => assert_eq!((st, expected, actual), (s.clone(), chained, 2)),
+        other => panic!("an append after a failed one must fail, got {other:?}"),
+    }
+    // Also when the named event is recorded, but not last.
+    let not_last = ExpectedVersion::ExactAfter {
+        version: 2,
+        last_event_id: first_id,
+    };
+    assert!(matches!(
+        append(&*store, &s, not_last, events(1)).await,
+        Err(StoreError::WrongExpectedVersion { .. })
+    ));
+    let right = ExpectedVersion::ExactAfter {
+        version: 2,
+        last_event_id: other_id,
+    };
+    append(&*store, &s, right, events(1))
+        .await
+        .expect("the stream's real last event");
+    // In one batch: the second append names the first's event.
+    let (a, b) = (events(1), events(1));
+    let a_id = a[0].event_id;
+    let t1 = store
+        .submit(AppendRequest::single(
+            s.clone(),
+            ExpectedVersion::Exact(3),
+            at(0),
+            a,
+        ))
+        .await
+        .unwrap();
+    let after_a = ExpectedVersion::ExactAfter {
+        version: 4,
+        last_event_id: a_id,
+    };
+    let t2 = store
+        .submit(AppendRequest::single(s.clone(), after_a, at(0), b))
+        .await
+        .unwrap();
+    t1.outcome().await.expect("first of the chain");
+    t2.outcome().await.expect("second, after the first");
+    assert_eq!(store.stream_version(&s).await.unwrap(), 5);
+    let zero = ExpectedVersion::ExactAfter {
+        version: 0,
+        last_event_id: a_id,
+    };
+    assert!(matches!(
+        append(&*store, &stream("new"), zero, events(1)).await,
+        Err(StoreError::InvalidRequest(_))
+    ));
 }
 
 pub async fn events_are_found_by_id(store: Arc<dyn EventStore>) {

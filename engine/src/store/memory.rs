@@ -55,8 +55,13 @@ impl State {
             return Ok(outcome);
         }
         for s in &request.streams {
-            let actual = self.streams.get(&s.stream).map_or(0, |p| p.len() as u64);
-            if !s.expected.admits(actual) {
+            let positions = self.streams.get(&s.stream);
+            let actual = positions.map_or(0, |p| p.len() as u64);
+            let last = positions.and_then(|p| p.last().copied());
+            if !s
+                .expected
+                .admits_stream(actual, last, |id| self.ids.get(&id).copied())
+            {
                 return Err(StoreError::WrongExpectedVersion {
                     stream: s.stream.clone(),
                     expected: s.expected,

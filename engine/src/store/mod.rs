@@ -13,9 +13,11 @@
 //!
 //! Layout: [`memory`] (tests), [`log`] (the embedded default),
 //! [`subscription`] (catch-up then follow, over any backend),
+//! [`import`] (records verbatim, for copying a log between backends),
 //! [`conformance`] (the shared test suite).
 
 pub mod conformance;
+pub mod import;
 pub mod log;
 pub mod memory;
 pub mod postgres;
@@ -121,6 +123,12 @@ impl AppendRequest {
             if s.events.is_empty() {
                 return invalid(format!("stream {} has no events", s.stream));
             }
+            if let ExpectedVersion::ExactAfter { version: 0, .. } = s.expected {
+                return invalid(format!(
+                    "stream {}: an expected last event needs a version of at least 1",
+                    s.stream
+                ));
+            }
             for e in &s.events {
                 if !ids.insert(e.event_id) {
                     return invalid(format!("event id {} appears twice", e.event_id));
@@ -207,6 +215,9 @@ pub enum StoreError {
     ReadOnly,
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// An import batch does not continue the log (see [`import`]).
+    #[error("import refused: {0}")]
+    ImportRefused(String),
 }
 
 fn position_suffix(position: Option<Position>) -> String {

@@ -1,7 +1,7 @@
 //! The `log` backend: kedai's embedded, durable event store.
 //!
 //! Segment files in one directory hold framed, checksummed, hash-chained
-//! records (see [`format`] and `docs/log-format.md`). One writer thread owns
+//! records (see [`format`](mod@format) and `docs/log-format.md`). One writer thread owns
 //! the files: appends arrive over a bounded channel, the writer drains what
 //! is queued (up to a batch limit), checks expected versions and event ids,
 //! encodes, writes once, `fdatasync`s once and only then acknowledges the
@@ -16,6 +16,10 @@
 //!
 //! A lock file keeps a second writer out of the directory; a read-only open
 //! (for auditors) takes no lock and never writes.
+//!
+//! Besides appends, the writer takes imports ([`import`](super::import)):
+//! records of another log, stored as they are, one batch per write and
+//! fsync, after checking that they continue this log's chain.
 
 pub mod format;
 pub mod segment;
@@ -39,6 +43,7 @@ use uuid::Uuid;
 
 use self::format::{Frame, GENESIS_HASH, Hash, SEGMENT_HEADER_LEN, SegmentHeader};
 use self::segment::{ScanChecks, SegmentData, SegmentIndex};
+use super::import::{ChainEnd, IMPORT_RECORDS_MAX, Verbatim};
 use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId, Timestamp};
 
@@ -353,13 +358,32 @@ impl LogStore {
         self.shared.durable.load(Ordering::Acquire)
     }
 
-    /// Reads the records at positions `from..=to`, all in `segment`.
+    /// Reads the events at positions `from..=to`, all in `segment`.
     fn read_range(
         &self,
         segment: &Segment,
         from: Position,
         to: Position,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = Vec::with_capacity((to + 1 - from) as usize);
+        self.scan_range(segment, from, to, |position, body| {
+            let envelope = format::decode_envelope(body)?;
+            events.push(envelope.to_recorded(position)?);
+            Ok(())
+        })?;
+        Ok(events)
+    }
+
+    /// Reads the records at positions `from..=to`, all in `segment`, and
+    /// hands each body that passes its checksum and position checks to
+    /// `visit` (whose error is reported as corruption at that record).
+    fn scan_range(
+        &self,
+        segment: &Segment,
+        from: Position,
+        to: Position,
+        mut visit: impl FnMut(Position, &[u8]) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
         let (start, ends) = {
             let ends = read_lock(&segment.ends);
             let i0 = (from - segment.first_position) as usize;
@@ -378,7 +402,6 @@ impl LogStore {
             .file
             .read_exact_at(&mut buf, u64::from(start))
             .map_err(|e| StoreError::io(format!("reading {}", segment.path.display()), e))?;
-        let mut events = Vec::with_capacity(ends.len());
         let mut offset = 0usize;
         for (i, &record_end) in ends.iter().enumerate() {
             let position = from + i as u64;
@@ -403,11 +426,26 @@ impl LogStore {
                     "record holds position {stored_position}, expected {position}"
                 )));
             }
-            let envelope = format::decode_envelope(body).map_err(&corrupt)?;
-            events.push(envelope.to_recorded(position).map_err(corrupt)?);
+            visit(position, body).map_err(corrupt)?;
             offset = next;
         }
-        Ok(events)
+        Ok(())
+    }
+
+    /// The segment holding `after + 1` and the last position to read from
+    /// it (at most `max` records, none past the durable end); `None` when
+    /// there is nothing after `after`.
+    fn next_range(&self, after: Position, max: usize) -> Option<(Arc<Segment>, Position)> {
+        let durable = self.durable();
+        if after >= durable || max == 0 {
+            return None;
+        }
+        let segment = self.segment_of(after + 1);
+        let segment_last = segment.first_position + segment.record_count() as u64 - 1;
+        let to = durable
+            .min(segment_last)
+            .min(after.saturating_add(max as u64));
+        Some((segment, to))
     }
 
     fn segment_of(&self, position: Position) -> Arc<Segment> {
@@ -415,6 +453,50 @@ impl LogStore {
         let i = segments.partition_point(|s| s.first_position <= position);
         assert!(i > 0, "position {position} precedes the first segment");
         Arc::clone(&segments[i - 1])
+    }
+}
+
+#[async_trait]
+impl Verbatim for LogStore {
+    /// At most [`IMPORT_RECORDS_MAX`] records, and none past the end of
+    /// the segment that holds `after + 1`.
+    async fn read_records(&self, after: Position, max: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let Some((segment, to)) = self.next_range(after, max.min(IMPORT_RECORDS_MAX)) else {
+            return Ok(Vec::new());
+        };
+        let mut bodies = Vec::with_capacity((to - after) as usize);
+        self.scan_range(&segment, after + 1, to, |_, body| {
+            bodies.push(body.to_vec());
+            Ok(())
+        })?;
+        Ok(bodies)
+    }
+
+    async fn chain_end(&self) -> Result<ChainEnd, StoreError> {
+        let end = *self
+            .shared
+            .durable_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Ok(ChainEnd {
+            last_position: end.last_position,
+            last_hash: end.last_hash,
+            last_recorded_at: end.last_recorded_at.0,
+        })
+    }
+
+    /// Through the writer thread, as a batch of its own: one write, one
+    /// fsync.
+    async fn import(&self, bodies: Vec<Vec<u8>>) -> Result<AppendOutcome, StoreError> {
+        let Some(tx) = &self.tx else {
+            return Err(StoreError::ReadOnly);
+        };
+        let stopped = || StoreError::Unavailable("the log writer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        tx.send(writer::Message::Import(bodies, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -498,17 +580,10 @@ impl EventStore for LogStore {
         after: Position,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let durable = self.durable();
-        if after >= durable || max == 0 {
-            return Ok(Vec::new());
+        match self.next_range(after, max.min(READ_EVENTS_MAX)) {
+            Some((segment, to)) => self.read_range(&segment, after + 1, to),
+            None => Ok(Vec::new()),
         }
-        let from = after + 1;
-        let segment = self.segment_of(from);
-        let segment_last = segment.first_position + segment.record_count() as u64 - 1;
-        let to = durable
-            .min(segment_last)
-            .min(after.saturating_add(max.min(READ_EVENTS_MAX) as u64));
-        self.read_range(&segment, from, to)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

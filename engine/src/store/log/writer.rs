@@ -12,6 +12,11 @@
 //! and answers their appends. So each fsync carries everything that arrived
 //! while the previous one ran, and encoding overlaps syncing.
 //!
+//! An import (records verbatim, see [`import`](crate::store::import)) is
+//! a batch of its own: the appends queued before it are written first, its
+//! records are checked to continue the log, framed as they are and written
+//! and synced like any batch.
+//!
 //! Failures: a failed write is undone at once (the region is put back to
 //! zeros, or cut off) and only its batch fails. A failed fsync fails every
 //! batch not yet durable, including ones written after it; the writer then
@@ -37,6 +42,7 @@ use super::{
     prepare_segment_file, read_lock, write_lock,
 };
 use crate::event::{Position, StreamId, Timestamp};
+use crate::store::import::{self, ChainEnd};
 use crate::store::{AppendOutcome, AppendRequest, AppendStatus, StoreError};
 
 /// Most written batches that may wait for the syncer before the writer
@@ -49,6 +55,8 @@ pub(super) enum Message {
     Append(Pending),
     /// Where these event ids were written (durable or not yet).
     Lookup(Vec<Uuid>, oneshot::Sender<Vec<Option<Position>>>),
+    /// Record bodies to store verbatim after the last record.
+    Import(Vec<Vec<u8>>, Reply),
 }
 
 /// An append waiting for the writer.
@@ -182,9 +190,10 @@ struct Writer {
     /// Up to here the active segment's file is preallocated.
     prealloc_len: u64,
     /// Versions of streams written by batches that may not be durable yet,
-    /// with the position of their last such record. Durable versions are
-    /// in the shared stream index.
-    versions: HashMap<StreamId, (u64, Position), foldhash::fast::RandomState>,
+    /// with the last position of the batch that wrote them and the
+    /// position of the stream's last event. Durable versions are in the
+    /// shared stream index.
+    versions: HashMap<StreamId, (u64, Position, Position), foldhash::fast::RandomState>,
     /// Event ids of batches that may not be durable yet (to forget them if
     /// their fsync fails), with each batch's last position.
     inflight_ids: VecDeque<(Position, Vec<Uuid>)>,
@@ -200,8 +209,9 @@ struct Writer {
 /// The records one batch adds, before they are written.
 #[derive(Default)]
 struct Batch {
-    /// Stream versions as the batch leaves them.
-    versions: HashMap<StreamId, u64, foldhash::fast::RandomState>,
+    /// Stream versions as the batch leaves them, with the position of each
+    /// stream's last event.
+    versions: HashMap<StreamId, (u64, Position), foldhash::fast::RandomState>,
     /// Event ids the batch records.
     ids: IdIndex,
     /// Per record: its stream and its end offset within the buffer.
@@ -213,6 +223,7 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Message>, syncer: JoinHandle<()>) {
         while let Some(first) = rx.blocking_recv() {
             let mut pending = Vec::new();
+            let mut import = None;
             let (mut events, mut bytes) = (0, 0);
             let mut next = Some(first);
             while let Some(message) = next.take() {
@@ -226,6 +237,11 @@ impl Writer {
                         let _ =
                             reply.send(ids.iter().map(|id| self.ids.get(id).copied()).collect());
                     }
+                    // A batch of its own, after the appends before it.
+                    Message::Import(bodies, reply) => {
+                        import = Some((bodies, reply));
+                        break;
+                    }
                 }
                 if events < self.options.batch_events_max && bytes < self.options.batch_bytes_max {
                     next = rx.try_recv().ok();
@@ -233,6 +249,9 @@ impl Writer {
             }
             if !pending.is_empty() {
                 self.process(pending);
+            }
+            if let Some((bodies, reply)) = import {
+                self.import(&bodies, reply);
             }
         }
         self.pipeline.lock().closing = true;
@@ -263,6 +282,12 @@ impl Writer {
         if batch.answers.is_empty() {
             return;
         }
+        self.write_and_commit(batch, end);
+    }
+
+    /// Writes a batch's records (if any) and hands it to the syncer; if
+    /// the write fails, fails its appends.
+    fn write_and_commit(&mut self, batch: Batch, mut end: LogEnd) {
         let mut base = 0;
         if !batch.records.is_empty() {
             match self.write(&batch, end.active_len) {
@@ -283,6 +308,75 @@ impl Writer {
         self.commit(batch, end, base);
     }
 
+    /// Stores record bodies verbatim, as one batch, if they continue the
+    /// log (see [`import`](crate::store::import)).
+    fn import(&mut self, bodies: &[Vec<u8>], reply: Reply) {
+        self.recover_from_sync_failure();
+        if let Some(reason) = self.failure() {
+            let _ = reply.send(Err(StoreError::Unavailable(reason)));
+            return;
+        }
+        self.forget_durable();
+        self.buf.clear();
+        let mut batch = Batch::default();
+        let mut end = self.end;
+        match self.admit_import(bodies, &mut batch, &mut end) {
+            Ok(outcome) => batch.answers.push((reply, outcome)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        }
+        self.write_and_commit(batch, end);
+    }
+
+    /// Checks an import batch against the log as written so far and frames
+    /// its bodies, unchanged, into the buffer.
+    fn admit_import(
+        &mut self,
+        bodies: &[Vec<u8>],
+        batch: &mut Batch,
+        end: &mut LogEnd,
+    ) -> Result<AppendOutcome, StoreError> {
+        let chain = ChainEnd {
+            last_position: end.last_position,
+            last_hash: end.last_hash,
+            last_recorded_at: end.last_recorded_at.0,
+        };
+        let (records, after) = import::check_batch(bodies, chain)?;
+        for r in &records {
+            let (actual, _) = self.version(&r.stream, batch);
+            if r.envelope.version != actual + 1 {
+                return Err(import::version_gap(r, actual));
+            }
+            let id = r.envelope.event_id;
+            if let Some(&at) = self.ids.get(&id).or_else(|| batch.ids.get(&id)) {
+                return Err(import::duplicate_id(r, at));
+            }
+            self.buf
+                .extend_from_slice(&(r.body.len() as u32).to_le_bytes());
+            self.buf
+                .extend_from_slice(&format::body_checksum(r.body).to_le_bytes());
+            self.buf.extend_from_slice(r.body);
+            batch
+                .records
+                .push((r.stream.clone(), self.buf.len() as u32));
+            batch.ids.insert(id, r.position);
+            batch
+                .versions
+                .insert(r.stream.clone(), (r.envelope.version, r.position));
+        }
+        let first_position = end.last_position + 1;
+        end.last_position = after.last_position;
+        end.last_hash = after.last_hash;
+        end.last_recorded_at = Timestamp(after.last_recorded_at);
+        Ok(AppendOutcome {
+            status: AppendStatus::Recorded,
+            first_position,
+            last_position: after.last_position,
+        })
+    }
+
     /// Checks one append against the state so far and encodes its records
     /// into the buffer. The request was validated by
     /// [`EventStore::append`](crate::store::EventStore::append).
@@ -297,8 +391,9 @@ impl Writer {
         }
         let mut versions = Vec::with_capacity(request.streams.len());
         for s in &request.streams {
-            let actual = self.version(&s.stream, batch);
-            if !s.expected.admits(actual) {
+            let (actual, last) = self.version(&s.stream, batch);
+            let position_of = |id| self.ids.get(&id).or_else(|| batch.ids.get(&id)).copied();
+            if !s.expected.admits_stream(actual, last, position_of) {
                 return Err(StoreError::WrongExpectedVersion {
                     stream: s.stream.clone(),
                     expected: s.expected,
@@ -339,7 +434,9 @@ impl Writer {
                     .push((s.stream.clone(), self.buf.len() as u32));
                 batch.ids.insert(e.event_id, end.last_position);
             }
-            batch.versions.insert(s.stream.clone(), version);
+            batch
+                .versions
+                .insert(s.stream.clone(), (version, end.last_position));
         }
         Ok(AppendOutcome {
             status: AppendStatus::Recorded,
@@ -348,18 +445,19 @@ impl Writer {
         })
     }
 
-    /// The stream's version after everything written so far.
-    fn version(&self, stream: &StreamId, batch: &Batch) -> u64 {
-        if let Some(&v) = batch.versions.get(stream) {
-            return v;
+    /// The stream's version after everything written so far, and the
+    /// position of its last event.
+    fn version(&self, stream: &StreamId, batch: &Batch) -> (u64, Option<Position>) {
+        if let Some(&(v, last)) = batch.versions.get(stream) {
+            return (v, Some(last));
         }
-        if let Some(&(v, _)) = self.versions.get(stream) {
-            return v;
+        if let Some(&(v, _, last)) = self.versions.get(stream) {
+            return (v, Some(last));
         }
         self.shared
             .streams
             .get(stream)
-            .map_or(0, |p| p.len() as u64)
+            .map_or((0, None), |p| (p.len() as u64, p.last().copied()))
     }
 
     /// `Some` when every event id of the request is recorded (or written
@@ -442,8 +540,9 @@ impl Writer {
     /// Takes a written batch into the writer's state and hands it to the
     /// syncer.
     fn commit(&mut self, batch: Batch, end: LogEnd, base: u64) {
-        for (stream, version) in batch.versions {
-            self.versions.insert(stream, (version, end.last_position));
+        for (stream, (version, last)) in batch.versions {
+            self.versions
+                .insert(stream, (version, end.last_position, last));
         }
         let ids: Vec<Uuid> = batch.ids.keys().copied().collect();
         self.ids.extend(batch.ids);
@@ -488,7 +587,8 @@ impl Writer {
             self.inflight_ids.pop_front();
         }
         if self.versions.len() > 4096 {
-            self.versions.retain(|_, (_, last)| *last > durable);
+            self.versions
+                .retain(|_, (_, batch_end, _)| *batch_end > durable);
         }
     }
 

@@ -31,7 +31,16 @@
 //! cannot abort the others), insert all rows with one prepared multi-row
 //! `INSERT ... SELECT FROM unnest(...)`, move the head, `NOTIFY`, commit
 //! once, and answer every append. Statements are pipelined: one round trip
-//! to lock and look up, one to write and commit.
+//! to lock and look up, one to write and commit. While no other node
+//! writes, a batch takes one round trip: it is decided on the head this
+//! writer last left and written by one statement that checks, under the
+//! head's lock, that nothing it assumed has changed (else it writes
+//! nothing and the batch takes the two round trips).
+//!
+//! **Imports** ([`import`](super::import)) store records of another log as
+//! they are: on a connection of their own, one transaction per batch that
+//! locks the head like an append, checks that the batch continues the
+//! chain, inserts the rows and moves the head.
 //!
 //! **Integrity.** Each row stores the record body exactly as the embedded
 //! log writes it (`prev_hash ++ position ++ MessagePack envelope`, see
@@ -75,6 +84,7 @@ use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
+use super::import::{ChainEnd, IMPORT_RECORDS_MAX, Verbatim};
 use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId};
 
@@ -94,6 +104,13 @@ pub struct PgOptions {
     pub batch_bytes_max: usize,
     /// Appends that may wait for the writer before callers are slowed down.
     pub queue_requests_max: usize,
+    /// Write a batch in one statement while no other node writes (see
+    /// `writer.rs`); off, every batch takes two round trips.
+    pub fast_path: bool,
+    /// Longest the writer waits, before a transaction, for the callers the
+    /// last one answered to come back with their next appends (at most a
+    /// quarter of the last transaction's time).
+    pub gather_max: Duration,
     /// How often the head row is read in case a notification was missed.
     pub poll_interval: Duration,
     /// Follow other nodes' appends with `LISTEN` (standbys do not allow it;
@@ -113,6 +130,8 @@ impl Default for PgOptions {
             batch_events_max: 16_384,
             batch_bytes_max: 8 << 20,
             queue_requests_max: 4_096,
+            fast_path: true,
+            gather_max: Duration::from_millis(2),
             poll_interval: Duration::from_secs(1),
             listen: true,
             connect_timeout: Duration::from_secs(10),
@@ -129,6 +148,12 @@ pub struct PgStats {
     /// Appends that recorded events.
     pub appends: u64,
     pub events: u64,
+    /// Transactions written in one statement, on the head this writer
+    /// last left (see `writer.rs`).
+    pub fast_batches: u64,
+    /// Times that statement found the head or a stream moved, wrote
+    /// nothing, and the batch took the careful path.
+    pub fast_misses: u64,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +161,8 @@ struct StatCounters {
     batches: AtomicU64,
     appends: AtomicU64,
     events: AtomicU64,
+    fast_batches: AtomicU64,
+    fast_misses: AtomicU64,
 }
 
 /// What the store's tasks share.
@@ -177,6 +204,11 @@ pub struct PgStore {
     shared: Arc<Shared>,
     /// `None` when read-only.
     tx: Option<mpsc::Sender<writer::Pending>>,
+    /// The writer's connection settings, for imports (`None` when
+    /// read-only).
+    writer_config: Option<Config>,
+    /// The connection imports run on, opened by the first one.
+    importer: tokio::sync::Mutex<Option<writer::Connection>>,
     /// The listening and polling tasks, stopped on drop.
     followers: Vec<AbortHandle>,
 }
@@ -205,6 +237,11 @@ impl PgStore {
                     "idle_in_transaction_session_timeout",
                     millis(options.head_lock_timeout * 2),
                 ),
+                // The writer's statements take arrays of hundreds of
+                // values; planning them for each batch (a custom plan)
+                // costs more than the batch's work, and the generic plan
+                // (index lookups per element) is the right one anyway.
+                ("plan_cache_mode", "force_generic_plan".into()),
             ],
         );
         let mut client = connect_client(&writer_config).await?;
@@ -219,7 +256,7 @@ impl PgStore {
         let (tx, rx) = mpsc::channel(options.queue_requests_max);
         writer::spawn(
             Arc::clone(&shared),
-            writer_config,
+            writer_config.clone(),
             connection,
             options.clone(),
             rx,
@@ -228,6 +265,8 @@ impl PgStore {
         Ok(PgStore {
             shared,
             tx: Some(tx),
+            writer_config: Some(writer_config),
+            importer: tokio::sync::Mutex::new(None),
             followers,
         })
     }
@@ -252,6 +291,8 @@ impl PgStore {
         Ok(PgStore {
             shared,
             tx: None,
+            writer_config: None,
+            importer: tokio::sync::Mutex::new(None),
             followers,
         })
     }
@@ -263,6 +304,8 @@ impl PgStore {
             batches: c.batches.load(Ordering::Relaxed),
             appends: c.appends.load(Ordering::Relaxed),
             events: c.events.load(Ordering::Relaxed),
+            fast_batches: c.fast_batches.load(Ordering::Relaxed),
+            fast_misses: c.fast_misses.load(Ordering::Relaxed),
         }
     }
 
@@ -344,6 +387,40 @@ impl EventStore for PgStore {
         }
         let client = self.shared.client().await?;
         rows::event_positions(&client, ids).await
+    }
+}
+
+#[async_trait]
+impl Verbatim for PgStore {
+    async fn read_records(&self, after: Position, max: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.shared.client().await?;
+        rows::read_bodies(&client, after, max.min(IMPORT_RECORDS_MAX)).await
+    }
+
+    async fn chain_end(&self) -> Result<ChainEnd, StoreError> {
+        let client = self.shared.client().await?;
+        let head = rows::read_head(&client).await?;
+        self.shared.advance(head.last_position);
+        Ok(ChainEnd {
+            last_position: head.last_position,
+            last_hash: head.last_hash,
+            last_recorded_at: head.last_recorded_at,
+        })
+    }
+
+    /// In one transaction of its own (on a connection kept for imports),
+    /// serialised with every node's appends by the head row.
+    async fn import(&self, bodies: Vec<Vec<u8>>) -> Result<AppendOutcome, StoreError> {
+        let Some(config) = &self.writer_config else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut importer = self.importer.lock().await;
+        let outcome = writer::import(&mut importer, config, &bodies).await?;
+        self.shared.advance(outcome.last_position);
+        Ok(outcome)
     }
 }
 

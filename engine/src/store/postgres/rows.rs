@@ -131,8 +131,58 @@ pub(super) async fn read_all(
     after: Position,
     max: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events = Vec::new();
+    read_rows(client, after, max, |checked| {
+        let event = checked
+            .envelope
+            .to_recorded(checked.position)
+            .map_err(|e| corrupt(Some(checked.position), e))?;
+        events.push(event);
+        Ok(())
+    })
+    .await?;
+    Ok(events)
+}
+
+/// Record bodies with position `> after`, at most `max`, in order, as
+/// stored (each checked as readers check it).
+pub(super) async fn read_bodies(
+    client: &deadpool_postgres::Object,
+    after: Position,
+    max: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut bodies = Vec::new();
+    read_rows(client, after, max, |checked| {
+        bodies.push(checked.body.to_vec());
+        Ok(())
+    })
+    .await?;
+    Ok(bodies)
+}
+
+/// The head row as it is now.
+pub(super) async fn read_head(client: &Client) -> Result<Head, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT last_position, last_hash, last_recorded_at FROM log_head",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error("reading the log head", &e))?;
+    decode_head(&row)
+}
+
+/// Reads the rows with position `> after`, at most `max`, in order, and
+/// hands each one that passes its checks to `visit`; a hole in the
+/// positions is corruption.
+async fn read_rows(
+    client: &deadpool_postgres::Object,
+    after: Position,
+    max: usize,
+    mut visit: impl FnMut(CheckedRow<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let Ok(after_sql) = i64::try_from(after) else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
@@ -145,20 +195,18 @@ pub(super) async fn read_all(
         .query(&statement, &[&after_sql, &limit(max)])
         .await
         .map_err(|e| db_error("reading the log", &e))?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let event = decode_event(row)?;
-        let expected = after + events.len() as u64 + 1;
-        if event.position != expected {
+    for (row, expected) in rows.iter().zip(after + 1..) {
+        let checked = check_row(row)?;
+        if checked.position != expected {
             // Snapshots hold prefixes of the log: a hole is a lost row.
             return Err(corrupt(
                 Some(expected),
                 format!("the row for position {expected} is missing"),
             ));
         }
-        events.push(event);
+        visit(checked)?;
     }
-    Ok(events)
+    Ok(())
 }
 
 /// Events of one stream from `from_version`, at most `max`.
