@@ -16,8 +16,10 @@
 //! - [`orders`]: order summaries, filtered and paged lists, counts.
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
-//! - [`inbox`]: conversations newest first, messages, unread counts; the
-//!   outbox of queued messages and their delivery status.
+//! - [`inbox`]: conversations newest first with their last message,
+//!   unread counts; the outbox of queued messages and their delivery
+//!   status. Messages are made from the conversation's stream when asked
+//!   for ([`inbox::messages`]).
 //! - [`checkouts`]: checkouts by status, counts, and the open ones by last
 //!   activity (what the abandonment scheduler reads).
 //! - [`intern`]: repeated values (couriers, names, customers) kept once.

@@ -450,10 +450,21 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
                 engine_queued.push(m);
             }
         }
-        for m in view.inbox.messages(id, 0, 500) {
+        // Messages are read from the conversation's stream: their delivery
+        // is the engine's, and the last one is the one the inbox lists.
+        let stream = kedai_engine::domain::ids::streams::conversation(w.shop, id);
+        let events = store.read_stream(&stream, 1, 10_000).await.unwrap();
+        let messages = kedai_projections::inbox::messages(&events, from_zero.position).unwrap();
+        for m in &messages {
             let engine_state = w.conversation(id).await.outbox.get(&m.message_id).copied();
             prop_assert_eq!(m.delivery.as_ref().map(|d| d.status), engine_state);
         }
+        let listed = view.inbox.get(id);
+        prop_assert_eq!(listed.map_or(0, |c| c.messages as usize), messages.len());
+        prop_assert_eq!(
+            listed.and_then(|c| c.last_message.as_ref()),
+            messages.last()
+        );
     }
     let mut sorted = queued.clone();
     sorted.sort();

@@ -564,13 +564,36 @@ async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
         ..InboxQuery::default()
     });
     assert_eq!(served.conversations.len(), 1);
+    // Messages come from the conversation's stream, as the API reads them.
+    let (p, _) = view(&w).await;
+    let stream = kedai_engine::domain::ids::streams::conversation(w.shop, second);
+    let events = w.engine.store().read_stream(&stream, 1, 100).await.unwrap();
+    let messages = kedai_projections::inbox::messages(&events, p.position).unwrap();
     assert_eq!(
-        v.inbox
-            .messages(second, 0, 10)
+        kedai_projections::inbox::page(&messages, 0, 10)
             .iter()
             .map(|m| &*m.text)
             .collect::<Vec<_>>(),
         ["halo kak", "kak?"]
+    );
+    assert_eq!(
+        kedai_projections::inbox::page(&messages, 1, 10)
+            .iter()
+            .map(|m| &*m.text)
+            .collect::<Vec<_>>(),
+        ["kak?"]
+    );
+    // Nothing past the position asked for.
+    let first = events
+        .iter()
+        .find(|e| e.event_type.as_ref() == "MessageReceived")
+        .unwrap()
+        .position;
+    assert_eq!(
+        kedai_projections::inbox::messages(&events, first)
+            .unwrap()
+            .len(),
+        1
     );
     let first_two = v.inbox.list(&InboxQuery {
         limit: 2,
