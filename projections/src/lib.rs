@@ -11,7 +11,9 @@
 //! Layout:
 //! - [`shop`]: what a shop's projections share (time zone, settings, the
 //!   names of warehouses and products).
-//! - [`balances`]: pending / available / withdrawing and the ledger list.
+//! - [`balances`]: pending / available / withdrawing and the ledger list
+//!   (a mark per entry; entries are made from the wallet stream when asked
+//!   for, by [`balances::entry`]).
 //! - [`stock`]: stock per SKU and warehouse, history, low stock.
 //! - [`orders`]: order summaries, filtered and paged lists, counts.
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
@@ -49,6 +51,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy)]
 pub struct At<'a> {
     pub position: Position,
+    /// The event's version in its stream.
+    pub version: u64,
     pub recorded_at: Timestamp,
     pub actor: &'a Actor,
 }
@@ -164,6 +168,7 @@ impl Projections {
         };
         let at = At {
             position: event.position,
+            version: event.version,
             recorded_at: event.recorded_at,
             actor: &event.actor,
         };
@@ -269,7 +274,6 @@ impl Projections {
             shop.orders.rebuild_indexes();
             shop.inbox.rebuild_indexes();
             shop.stock.share_loaded();
-            shop.balances.share_loaded();
             shop.checkouts.rebuild_indexes();
         }
         Ok(p)

@@ -392,6 +392,30 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
             get(Account::Withdrawing)
         )
     );
+    // The ledger: each mark's entry, made from the wallet stream, is the
+    // fold of the stream, and the last balances after are the balances.
+    let wallet_stream = kedai_engine::domain::ids::streams::wallet(w.shop);
+    let wallet = store.read_stream(&wallet_stream, 1, 100_000).await.unwrap();
+    let ledger = kedai_projections::balances::ledger(&wallet, from_zero.position).unwrap();
+    prop_assert_eq!(ledger.len(), view.balances.ledger_len());
+    for (m, folded) in view.balances.ledger.iter().zip(&ledger) {
+        let e = &wallet[(m.version - 1) as usize];
+        prop_assert_eq!(&kedai_projections::balances::entry(m, e).unwrap(), folded);
+    }
+    if let Some(last) = ledger.last() {
+        prop_assert_eq!(
+            (
+                last.pending_after,
+                last.available_after,
+                last.withdrawing_after
+            ),
+            (
+                view.balances.pending,
+                view.balances.available,
+                view.balances.withdrawing
+            )
+        );
+    }
     prop_assert_eq!(view.stock.total(&sku("KAOS-M")).on_hand, moves);
     for wh in [MALANG, SURABAYA] {
         let engine = w

@@ -117,13 +117,47 @@ async fn balances_follow_the_ledger_with_running_balances() {
         ),
         (Money(0), Money(300_000), Money(700_000))
     );
-    let entries = v.balances.entries_page(None, None, None, 10);
+    // The page is marks in memory; its entries are made from the wallet
+    // stream's events, as the API reads them.
+    let (p, _) = view(&w).await;
+    let marks = v.balances.ledger_page(None, None, None, 10);
     assert_eq!(
-        entries[0].available_after,
+        marks[0].available_after,
         Money(300_000),
         "newest first, with the balance after"
     );
-    assert_eq!(entries.len(), 4);
+    assert_eq!(marks.len(), 4);
+    let stream = kedai_engine::domain::ids::streams::wallet(w.shop);
+    let events = w.engine.store().read_stream(&stream, 1, 100).await.unwrap();
+    let entries: Vec<_> = marks
+        .iter()
+        .map(|m| {
+            let e = &events[(m.version - 1) as usize];
+            kedai_projections::balances::entry(m, e).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        (
+            entries[0].available,
+            entries[0].withdrawing,
+            entries[0].available_after
+        ),
+        (Money(-700_000), Money(700_000), Money(300_000))
+    );
+    // The same entries as the fold of the whole wallet stream, newest
+    // first.
+    let mut all = kedai_projections::balances::ledger(&events, p.position).unwrap();
+    all.reverse();
+    assert_eq!(entries, all);
+    // Nothing past the position asked for.
+    assert_eq!(
+        kedai_projections::balances::ledger(&events, marks[1].position)
+            .unwrap()
+            .len(),
+        3
+    );
+    // An event that is not the mark's is refused, not shown.
+    assert!(kedai_projections::balances::entry(marks[0], &events[0]).is_err());
     let listed = v.balances.withdrawals_list(None);
     assert_eq!(
         (listed[0].beginning_balance, listed[0].amount),

@@ -22,7 +22,7 @@ use anyhow::Context;
 use cap::Cap;
 use chrono::NaiveDate;
 use clap::Parser;
-use kedai_api::routes::chat;
+use kedai_api::routes::{chat, money};
 use kedai_benches::{median, thousands};
 use kedai_engine::command::{Engine, EngineOptions};
 use kedai_engine::domain::DomainEvent;
@@ -207,12 +207,13 @@ fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Pro
         use kedai_projections::{balances, inbox, orders, stock};
         use std::mem::size_of;
         println!(
-            "record sizes (bytes, without what they point to): order {}, line {}, timeline entry {}, stock history line {}, ledger entry {}, message {}, conversation {}",
+            "record sizes (bytes, without what they point to): order {}, line {}, timeline entry {}, stock history line {}, ledger entry {} (in memory: its mark, {}), message {}, conversation {}",
             size_of::<orders::OrderSummary>(),
             size_of::<orders::LineSummary>(),
             size_of::<orders::TimelineEntry>(),
             size_of::<stock::HistoryLine>(),
             size_of::<balances::LedgerEntry>(),
+            size_of::<balances::LedgerMark>(),
             size_of::<inbox::MessageView>(),
             size_of::<inbox::ConversationView>(),
         );
@@ -328,18 +329,28 @@ fn queries(
         let (sku, _) = levels[rng.random_range(0..levels.len())];
         shop.stock.of_sku(sku)
     })?;
+    let shop_ids: Vec<_> = p.shops.keys().copied().collect();
     measure("balances and last 50 ledger entries", q, &mut rng, |rng| {
-        let shop = pick_shop(rng);
-        let entries: Vec<_> = shop
+        let i = rng.random_range(0..shops.len());
+        let shop = shops[i];
+        let marks: Vec<_> = shop
             .balances
-            .entries_page(None, None, None, 50)
+            .ledger_page(None, None, None, 50)
             .into_iter()
-            .cloned()
+            .copied()
             .collect();
+        let events = runtime
+            .block_on(money::ledger_events(store, shop_ids[i], &marks))
+            .expect("the ledger's events");
+        let entries = marks
+            .iter()
+            .zip(&events)
+            .map(|(m, e)| kedai_projections::balances::entry(m, e))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("ledger entries");
         let b = &shop.balances;
         ((b.pending, b.available, b.withdrawing), entries)
     })?;
-    let shop_ids: Vec<_> = p.shops.keys().copied().collect();
     let conversations: Vec<Vec<uuid::Uuid>> = shops
         .iter()
         .map(|v| v.inbox.conversations().map(|c| c.conversation_id).collect())
