@@ -843,3 +843,83 @@ async fn metrics_count_requests_and_commands() {
     assert!(text.contains("kedai_commands_total{command=\"place_order\",outcome=\"ok\"} 1"));
     assert!(text.contains("kedai_projection_lag_events"));
 }
+
+/// A wall clock the test sets, backwards too (as a corrected system clock
+/// may go).
+#[derive(Debug)]
+struct WallClock(std::sync::Mutex<kedai_engine::Timestamp>);
+
+#[async_trait::async_trait]
+impl kedai_engine::clock::Clock for WallClock {
+    fn now(&self) -> kedai_engine::Timestamp {
+        *self.0.lock().unwrap()
+    }
+
+    async fn sleep_until(&self, _: kedai_engine::Timestamp) {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn the_ledger_is_paged_newest_first_and_filtered_by_date_from_the_wallet_stream() {
+    let clock = std::sync::Arc::new(WallClock(std::sync::Mutex::new(T0)));
+    let app = app_on(clock.clone()).await;
+    let (_, key) = app.shop("Toko Buku").await;
+    let day = |d: i64| minutes(T0, d * 24 * 60);
+    let text = |t: kedai_engine::Timestamp| {
+        serde_json::to_value(t)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Top-ups of 100 to 500 on days 1 to 5, then one of 600 dated day 2
+    // and a half (the clock was set back): recorded last, out of date
+    // order.
+    let mut last = 0;
+    for (half_days, amount) in [(2, 100), (4, 200), (6, 300), (8, 400), (10, 500), (5, 600)] {
+        *clock.0.lock().unwrap() = minutes(T0, half_days * 12 * 60);
+        let a = app
+            .post(
+                "/v1/wallet/entries",
+                &key,
+                json!({"type": "top_up", "amount": amount}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+        last = a.body["position"].as_u64().unwrap();
+    }
+    let get = |query: String| {
+        let (app, key) = (&app, &key);
+        async move {
+            let a = app
+                .get(&format!("/v1/ledger?min_position={last}{query}"), key)
+                .await;
+            assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+            let rows: Vec<(i64, i64)> = a.body["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["available"].as_i64().unwrap(),
+                        e["available_after"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            (rows, a.body["next"].as_u64())
+        }
+    };
+    let (first, next) = get("&limit=2".into()).await;
+    assert_eq!(first, [(600, 2_100), (500, 1_500)]);
+    let (second, next) = get(format!("&limit=2&before={}", next.unwrap())).await;
+    assert_eq!(second, [(400, 1_000), (300, 600)]);
+    let (third, next) = get(format!("&limit=2&before={}", next.unwrap())).await;
+    assert_eq!(third, [(200, 300), (100, 100)]);
+    assert_eq!(next, None);
+    // Days 2 to 3: the entries of day 2 and 2.5, not next to each other in
+    // the wallet stream.
+    let (dated, next) = get(format!("&from={}&to={}", text(day(2)), text(day(3)))).await;
+    assert_eq!(dated, [(600, 2_100), (200, 300)]);
+    assert_eq!(next, None);
+}

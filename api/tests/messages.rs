@@ -300,3 +300,106 @@ async fn bad_template_messages_get_a_problem_naming_the_field_and_change_nothing
         .await;
     assert_eq!(mine.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn messages_are_read_from_the_log_paged_by_count_with_each_delivery() {
+    let app = app().await;
+    let (shop, key) = app.shop("Toko Halaman").await;
+    let t = app
+        .post(
+            "/v1/templates",
+            &key,
+            json!({"name": "resi", "body": "Halo {{fullname}}, resi {{awb}}"}),
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{:?}", t.body);
+    let mut ids = Vec::new();
+    let mut conversation = String::new();
+    for awb in ["JNE1", "JNE2", "JNE3"] {
+        let sent = app
+            .post(
+                "/v1/messages/template",
+                &key,
+                json!({"template_id": t.body["id"], "phone_number": "0812 3456 7890", "data": {"fullname": "Budi", "awb": awb}}),
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
+        conversation = sent.body["id"].as_str().unwrap().to_owned();
+        let queued = sent.body["events"].as_array().unwrap().last().unwrap();
+        ids.push(queued["data"]["message_id"].as_str().unwrap().to_owned());
+    }
+    // The first one is sent: its delivery changes, the others stay queued.
+    let outcome = kedai_engine::command::Command::RecordDispatch {
+        conversation_id: conversation.parse().unwrap(),
+        message_id: ids[0].parse().unwrap(),
+        outcome: kedai_engine::domain::chat::DispatchOutcome::Sent {
+            attempts: 2,
+            gateway_message_id: Some("wamid.1".into()),
+        },
+    };
+    let meta =
+        kedai_engine::command::CommandMeta::new(kedai_engine::Actor::system("message-sender"));
+    let shop = kedai_engine::ShopId(shop.parse().unwrap());
+    let done = app
+        .state
+        .engine
+        .execute(shop, &meta, &outcome)
+        .await
+        .unwrap();
+    let page = |query: String| {
+        let app = &app;
+        let key = &key;
+        let path = format!(
+            "/v1/conversations/{conversation}/messages?min_position={}{query}",
+            done.position
+        );
+        async move { app.get(&path, key).await }
+    };
+    let first = page("&limit=2".into()).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let list = first.body["messages"].as_array().unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|m| (
+                m["message_id"].as_str().unwrap(),
+                m["text"].as_str().unwrap(),
+                m["delivery"]["status"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (ids[0].as_str(), "Halo Budi, resi JNE1", "sent"),
+            (ids[1].as_str(), "Halo Budi, resi JNE2", "queued"),
+        ]
+    );
+    assert_eq!(list[0]["delivery"]["attempts"], json!(2));
+    assert_eq!(
+        list[0]["delivery"]["gateway_message_id"].as_str(),
+        Some("wamid.1")
+    );
+    assert_eq!(first.body["next"], json!(2));
+    let rest = page("&limit=2&after=2".into()).await;
+    let list = rest.body["messages"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["message_id"].as_str(), Some(ids[2].as_str()));
+    assert_eq!(list[0]["delivery"]["status"].as_str(), Some("queued"));
+    assert_eq!(rest.body["next"], Value::Null);
+    let past = page("&after=10".into()).await;
+    assert_eq!(past.body["messages"], json!([]));
+    // The conversation as listed shows the same last message.
+    let c = app
+        .get(&format!("/v1/conversations/{conversation}"), &key)
+        .await;
+    assert_eq!(
+        c.body["conversation"]["last_message"],
+        rest.body["messages"][0]
+    );
+    assert_eq!(c.body["conversation"]["messages"], json!(3));
+    // A conversation that does not exist is not found.
+    let unknown = app
+        .get(
+            &format!("/v1/conversations/{}/messages", uuid::Uuid::nil()),
+            &key,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}

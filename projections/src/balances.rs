@@ -5,9 +5,17 @@
 //!
 //! Every figure is the fold of the ledger's postings: nothing is computed
 //! from orders directly.
+//!
+//! The ledger's entries are not kept in memory: every ledger transaction
+//! is in the shop's wallet stream, and the projection keeps for each only
+//! a [`LedgerMark`] (where it is, its date, the balances after it), what
+//! the list's cursor, date filter and running balances need. A page's
+//! entries are made from the wallet stream's events by [`entry`] when the
+//! page is asked for.
 
 use std::collections::BTreeMap;
 
+use kedai_engine::RecordedEvent;
 use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::ids::OrderId;
@@ -17,9 +25,10 @@ use kedai_engine::event::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::At;
-use crate::intern::{Interner, Text};
+use crate::intern::Text;
 
-/// One ledger transaction as the seller sees it.
+/// One ledger transaction as the seller sees it: made from its event by
+/// [`entry`] (or [`ledger`]) when asked for, not kept in memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     pub position: Position,
@@ -34,6 +43,23 @@ pub struct LedgerEntry {
     pub available: Money,
     pub withdrawing: Money,
     /// Buckets after the entry.
+    pub pending_after: Money,
+    pub available_after: Money,
+    pub withdrawing_after: Money,
+}
+
+/// A ledger entry as the projection keeps it: where its transaction is in
+/// the wallet stream, its date (for the list's date filter) and the
+/// balances after it (which would take the whole stream before it to
+/// work out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerMark {
+    /// Position of the `LedgerTransactionRecorded` event: the list's
+    /// cursor.
+    pub position: Position,
+    /// Its version in the shop's wallet stream.
+    pub version: u64,
+    pub date: Timestamp,
     pub pending_after: Money,
     pub available_after: Money,
     pub withdrawing_after: Money,
@@ -71,11 +97,9 @@ pub struct Balances {
     pub service_fees: Money,
     /// Sum paid out to the bank.
     pub withdrawn: Money,
-    pub entries: Vec<LedgerEntry>,
+    /// One mark per ledger entry, oldest first.
+    pub ledger: Vec<LedgerMark>,
     pub withdrawals: BTreeMap<uuid::Uuid, WithdrawalView>,
-    /// Shares the entries' notes (a cache, not state).
-    #[serde(skip)]
-    interner: Interner,
 }
 
 impl Balances {
@@ -130,13 +154,6 @@ impl Balances {
         }
     }
 
-    /// Shares the texts of a loaded view again.
-    pub fn share_loaded(&mut self) {
-        for e in &mut self.entries {
-            self.interner.share(&mut e.note);
-        }
-    }
-
     fn step(
         &mut self,
         id: uuid::Uuid,
@@ -171,42 +188,41 @@ impl Balances {
         if t.kind == EntryKind::WithdrawalPaid {
             self.withdrawn = self.withdrawn + t.change(Account::Bank);
         }
-        self.entries.push(LedgerEntry {
+        self.ledger.push(LedgerMark {
             position: at.position,
-            transaction_id: e.transaction_id,
+            version: at.version,
             date: e.occurred_at,
-            kind: t.kind,
-            order_id: t.order_id,
-            withdrawal_id: t.withdrawal_id,
-            note: self.interner.str(&t.note),
-            pending,
-            available,
-            withdrawing,
             pending_after: self.pending,
             available_after: self.available,
             withdrawing_after: self.withdrawing,
         });
     }
 
-    /// Ledger entries, newest first, older than `before` (a position; the
-    /// cursor), between two moments, at most `limit`.
-    pub fn entries_page(
+    /// Marks of ledger entries, newest first, older than `before` (a
+    /// position; the cursor), between two moments, at most `limit`: a
+    /// page of the ledger, each made by [`entry`] from its event.
+    pub fn ledger_page(
         &self,
         before: Option<Position>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
         limit: usize,
-    ) -> Vec<&LedgerEntry> {
+    ) -> Vec<&LedgerMark> {
         let end = match before {
-            Some(p) => self.entries.partition_point(|e| e.position < p),
-            None => self.entries.len(),
+            Some(p) => self.ledger.partition_point(|e| e.position < p),
+            None => self.ledger.len(),
         };
-        self.entries[..end]
+        self.ledger[..end]
             .iter()
             .rev()
             .filter(|e| from.is_none_or(|f| e.date >= f) && to.is_none_or(|t| e.date < t))
             .take(limit)
             .collect()
+    }
+
+    /// Ledger entries recorded.
+    pub fn ledger_len(&self) -> usize {
+        self.ledger.len()
     }
 
     /// Withdrawals, newest first, optionally of one status.
@@ -223,4 +239,101 @@ impl Balances {
         });
         list
     }
+}
+
+/// A ledger entry from its mark and its event (the wallet stream's event
+/// at the mark's version, as the store reads it). An event that is not
+/// the mark's (another position) or not a ledger transaction is an error:
+/// the projection and the log disagree.
+pub fn entry(mark: &LedgerMark, event: &RecordedEvent) -> Result<LedgerEntry, EntryError> {
+    if event.position != mark.position || event.version != mark.version {
+        return Err(EntryError::Elsewhere {
+            position: mark.position,
+            found: event.position,
+        });
+    }
+    let decoded = DomainEvent::decode(&event.event_type, &event.payload).map_err(|source| {
+        EntryError::Decode(crate::ApplyError {
+            position: event.position,
+            source,
+        })
+    })?;
+    let Some(DomainEvent::LedgerTransactionRecorded(e)) = decoded else {
+        return Err(EntryError::NotLedger {
+            position: event.position,
+            event_type: event.event_type.to_string(),
+        });
+    };
+    Ok(made(mark, &e))
+}
+
+/// A ledger entry from its mark and its transaction.
+fn made(
+    mark: &LedgerMark,
+    e: &kedai_engine::domain::events::LedgerTransactionRecorded,
+) -> LedgerEntry {
+    let t = &e.transaction;
+    LedgerEntry {
+        position: mark.position,
+        transaction_id: e.transaction_id,
+        date: e.occurred_at,
+        kind: t.kind,
+        order_id: t.order_id,
+        withdrawal_id: t.withdrawal_id,
+        note: t.note.as_str().into(),
+        pending: t.change(Account::Pending),
+        available: t.change(Account::Available),
+        withdrawing: t.change(Account::Withdrawing),
+        pending_after: mark.pending_after,
+        available_after: mark.available_after,
+        withdrawing_after: mark.withdrawing_after,
+    }
+}
+
+/// Why a ledger entry could not be made from the log.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error(transparent)]
+    Decode(#[from] crate::ApplyError),
+    #[error(
+        "the ledger entry at position {position} is not in the log where the projection says (found position {found})"
+    )]
+    Elsewhere { position: Position, found: Position },
+    #[error("the event at position {position} is a {event_type}, not a ledger transaction")]
+    NotLedger {
+        position: Position,
+        event_type: String,
+    },
+}
+
+/// The whole ledger, oldest first, from the events of a shop's wallet
+/// stream up to position `until`: the fold [`Balances`] makes, entry by
+/// entry with its running balances (for tests and checks; the API reads
+/// one page at a time through the marks and [`entry`]).
+pub fn ledger(
+    events: &[RecordedEvent],
+    until: Position,
+) -> Result<Vec<LedgerEntry>, crate::ApplyError> {
+    let mut balances = Balances::default();
+    let mut entries = Vec::new();
+    for e in events.iter().filter(|e| e.position <= until) {
+        let decoded =
+            DomainEvent::decode(&e.event_type, &e.payload).map_err(|source| crate::ApplyError {
+                position: e.position,
+                source,
+            })?;
+        if let Some(DomainEvent::LedgerTransactionRecorded(t)) = &decoded {
+            let at = At {
+                position: e.position,
+                version: e.version,
+                recorded_at: e.recorded_at,
+                actor: &e.actor,
+            };
+            balances.record(at, t);
+            if let Some(mark) = balances.ledger.last() {
+                entries.push(made(mark, t));
+            }
+        }
+    }
+    Ok(entries)
 }

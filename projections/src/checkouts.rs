@@ -254,6 +254,7 @@ mod tests {
         let actor = Actor::new(Role::Staff, "x");
         let at = At {
             position: 1,
+            version: 1,
             recorded_at: Timestamp(T0),
             actor: &actor,
         };

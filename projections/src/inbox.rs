@@ -1,9 +1,14 @@
 //! The chat inbox (Forstok, Indoshopster): conversations newest first with
 //! their last message, unread count (customer messages since staff last
 //! wrote), status, labels and assignee; filters by status, label, channel,
-//! assignee and date range; each conversation's messages, with the
-//! delivery status of those queued for a sender (`queued`, `sent`,
-//! `failed`); and the outbox: queued messages no sender has finished with.
+//! assignee and date range; and the outbox: queued messages no sender has
+//! finished with.
+//!
+//! A conversation's messages are not kept in memory: [`messages`] makes
+//! them, with the delivery status of those queued for a sender (`queued`,
+//! `sent`, `failed`), from the conversation's stream when they are asked
+//! for. Every message and dispatch event of a conversation is in its
+//! stream, so the stream alone gives the whole answer.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::chat::{Attachment, Author, ChatChannel, ChatStatus, Delivery};
 use kedai_engine::domain::ids::CustomerId;
-use kedai_engine::{Position, Timestamp};
+use kedai_engine::{Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::At;
@@ -20,7 +25,8 @@ use crate::intern::{Interner, Text};
 /// Most conversations or messages one page holds.
 pub const PAGE_MAX: usize = 500;
 
-/// One message.
+/// One message. Only a conversation's last one is kept in memory (for the
+/// list); [`messages`] makes the others from the conversation's stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     pub message_id: uuid::Uuid,
@@ -119,7 +125,6 @@ pub struct TemplateView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inbox {
     conversations: BTreeMap<uuid::Uuid, ConversationView>,
-    messages: BTreeMap<uuid::Uuid, Vec<MessageView>>,
     templates: BTreeMap<uuid::Uuid, TemplateView>,
     /// Queued messages no sender has finished with, oldest first (by the
     /// position they were queued at).
@@ -139,7 +144,6 @@ pub struct Inbox {
 impl PartialEq for Inbox {
     fn eq(&self, other: &Self) -> bool {
         self.conversations == other.conversations
-            && self.messages == other.messages
             && self.templates == other.templates
             && self.outbox == other.outbox
     }
@@ -158,16 +162,22 @@ impl Inbox {
             .values()
             .map(|c| (Reverse(c.last_activity), c.conversation_id))
             .collect();
-        for m in self.messages.values_mut().flatten() {
-            self.interner.share(&mut m.author);
-        }
         for c in self.conversations.values_mut() {
-            // The last message shares its text with the list again.
-            c.last_message = self
-                .messages
-                .get(&c.conversation_id)
-                .and_then(|list| list.last())
-                .cloned();
+            if let Some(m) = c.last_message.as_mut() {
+                self.interner.share(&mut m.author);
+            }
+        }
+        // A queued message is its conversation's last one while nothing
+        // followed it: the outbox shares its text again.
+        for e in self.outbox.values_mut() {
+            if let Some(m) = self
+                .conversations
+                .get(&e.conversation_id)
+                .and_then(|c| c.last_message.as_ref())
+                .filter(|m| m.message_id == e.message_id && m.text == e.text)
+            {
+                e.text = m.text.clone();
+            }
         }
     }
 
@@ -195,57 +205,16 @@ impl Inbox {
                 self.recent
                     .insert((Reverse(e.started_at), e.conversation_id));
             }
-            DomainEvent::MessageReceived(e) => {
-                let author = self.interner.str("customer");
-                self.message(
-                    e.conversation_id,
-                    MessageView {
-                        message_id: e.message_id,
-                        inbound: true,
-                        author,
-                        text: e.text.as_str().into(),
-                        attachment: e.attachment.clone(),
-                        template_id: None,
-                        at: e.sent_at,
-                        delivery: None,
-                    },
-                );
-            }
-            DomainEvent::MessageSent(e) => {
-                let author = self.interner.str(&e.staff_id);
-                self.message(
-                    e.conversation_id,
-                    MessageView {
-                        message_id: e.message_id,
-                        inbound: false,
-                        author,
-                        text: e.text.as_str().into(),
-                        attachment: e.attachment.clone(),
-                        template_id: e.template_id,
-                        at: e.sent_at,
-                        delivery: None,
-                    },
-                );
-            }
-            DomainEvent::MessagesImported(e) => {
-                for m in &e.messages {
-                    let (inbound, author) = match &m.author {
-                        Author::Customer => (true, self.interner.str("customer")),
-                        Author::Staff { staff_id } => (false, self.interner.str(staff_id)),
-                    };
-                    self.message(
-                        e.conversation_id,
-                        MessageView {
-                            message_id: m.message_id,
-                            inbound,
-                            author,
-                            text: m.text.as_str().into(),
-                            attachment: m.attachment.clone(),
-                            template_id: None,
-                            at: m.sent_at,
-                            delivery: None,
-                        },
-                    );
+            DomainEvent::MessageReceived(_)
+            | DomainEvent::MessageSent(_)
+            | DomainEvent::MessagesImported(_) => {
+                let interner = &mut self.interner;
+                let mut views = Vec::new();
+                message_views(event, &mut |a| interner.str(a), &mut |id, m| {
+                    views.push((id, m))
+                });
+                for (id, m) in views {
+                    self.message(id, m);
                 }
             }
             DomainEvent::ConversationLabelAdded(e) => self.with(e.conversation_id, |c| {
@@ -282,15 +251,17 @@ impl Inbox {
                 };
             }),
             DomainEvent::MessageQueued(e) => {
-                let delivery = DeliveryView {
-                    status: Delivery::Queued,
-                    to: e.to.clone(),
-                    attempts: 0,
-                    updated_at: e.queued_at,
-                    gateway_message_id: None,
-                    reason: None,
-                };
-                let text = self.set_delivery(e.conversation_id, e.message_id, delivery);
+                // The message was recorded in the same append, just before:
+                // it is the conversation's last one.
+                let text = self
+                    .conversations
+                    .get_mut(&e.conversation_id)
+                    .and_then(|c| c.last_message.as_mut())
+                    .filter(|m| m.message_id == e.message_id)
+                    .map(|m| {
+                        m.delivery = Some(queued(e));
+                        m.text.clone()
+                    });
                 self.outbox_index
                     .insert((e.conversation_id, e.message_id), at.position);
                 self.outbox.insert(
@@ -306,69 +277,26 @@ impl Inbox {
                     },
                 );
             }
-            DomainEvent::MessageDispatched(e) => {
-                self.finish(e.conversation_id, e.message_id, |d| {
-                    d.status = Delivery::Sent;
-                    d.attempts = e.attempts;
-                    d.updated_at = e.dispatched_at;
-                    d.gateway_message_id = e.gateway_message_id.clone();
-                });
-            }
-            DomainEvent::MessageDispatchFailed(e) => {
-                self.finish(e.conversation_id, e.message_id, |d| {
-                    d.status = Delivery::Failed;
-                    d.attempts = e.attempts;
-                    d.updated_at = e.failed_at;
-                    d.reason = Some(e.reason.clone());
-                });
+            DomainEvent::MessageDispatched(_) | DomainEvent::MessageDispatchFailed(_) => {
+                let Some((conversation, message)) = dispatched(event) else {
+                    return;
+                };
+                // Out of the outbox, and shown on the last message if it
+                // is that one.
+                if let Some(p) = self.outbox_index.remove(&(conversation, message)) {
+                    self.outbox.remove(&p);
+                }
+                if let Some(d) = self
+                    .conversations
+                    .get_mut(&conversation)
+                    .and_then(|c| c.last_message.as_mut())
+                    .filter(|m| m.message_id == message)
+                    .and_then(|m| m.delivery.as_mut())
+                {
+                    settle(d, event);
+                }
             }
             _ => {}
-        }
-    }
-
-    /// Puts `delivery` on a message (and on the conversation's copy of its
-    /// last message); returns the message's text.
-    fn set_delivery(
-        &mut self,
-        conversation: uuid::Uuid,
-        message: uuid::Uuid,
-        delivery: DeliveryView,
-    ) -> Option<Text> {
-        if let Some(c) = self.conversations.get_mut(&conversation)
-            && let Some(last) = c.last_message.as_mut()
-            && last.message_id == message
-        {
-            last.delivery = Some(delivery.clone());
-        }
-        let m = self
-            .messages
-            .get_mut(&conversation)?
-            .iter_mut()
-            .rev()
-            .find(|m| m.message_id == message)?;
-        m.delivery = Some(delivery);
-        Some(m.text.clone())
-    }
-
-    /// Ends a queued message's wait: its delivery changed by `f`, and out
-    /// of the outbox.
-    fn finish(
-        &mut self,
-        conversation: uuid::Uuid,
-        message: uuid::Uuid,
-        f: impl FnOnce(&mut DeliveryView),
-    ) {
-        if let Some(p) = self.outbox_index.remove(&(conversation, message)) {
-            self.outbox.remove(&p);
-        }
-        let current = self
-            .messages
-            .get(&conversation)
-            .and_then(|list| list.iter().rev().find(|m| m.message_id == message))
-            .and_then(|m| m.delivery.clone());
-        if let Some(mut d) = current {
-            f(&mut d);
-            self.set_delivery(conversation, message, d);
         }
     }
 
@@ -407,8 +335,7 @@ impl Inbox {
                 c.status = ChatStatus::Served;
             }
         }
-        c.last_message = Some(m.clone());
-        self.messages.entry(id).or_default().push(m);
+        c.last_message = Some(m);
     }
 
     /// Templates not deleted, by name.
@@ -422,16 +349,13 @@ impl Inbox {
         self.templates.get(&id).filter(|t| !t.deleted)
     }
 
-    pub fn get(&self, id: uuid::Uuid) -> Option<&ConversationView> {
-        self.conversations.get(&id)
+    /// Every conversation, by id.
+    pub fn conversations(&self) -> impl Iterator<Item = &ConversationView> {
+        self.conversations.values()
     }
 
-    /// A conversation's messages, oldest first, after the `after`-th, at
-    /// most `limit`.
-    pub fn messages(&self, id: uuid::Uuid, after: usize, limit: usize) -> &[MessageView] {
-        let all = self.messages.get(&id).map_or(&[][..], Vec::as_slice);
-        let start = after.min(all.len());
-        &all[start..(start + limit.clamp(1, PAGE_MAX)).min(all.len())]
+    pub fn get(&self, id: uuid::Uuid) -> Option<&ConversationView> {
+        self.conversations.get(&id)
     }
 
     /// Conversations per status.
@@ -480,4 +404,162 @@ impl Inbox {
             next,
         }
     }
+}
+
+/// The messages an event records, with the conversation they are in
+/// (`f` gets each); `author` makes the author's text.
+fn message_views(
+    event: &DomainEvent,
+    author: &mut dyn FnMut(&str) -> Text,
+    f: &mut dyn FnMut(uuid::Uuid, MessageView),
+) {
+    match event {
+        DomainEvent::MessageReceived(e) => f(
+            e.conversation_id,
+            MessageView {
+                message_id: e.message_id,
+                inbound: true,
+                author: author("customer"),
+                text: e.text.as_str().into(),
+                attachment: e.attachment.clone(),
+                template_id: None,
+                at: e.sent_at,
+                delivery: None,
+            },
+        ),
+        DomainEvent::MessageSent(e) => f(
+            e.conversation_id,
+            MessageView {
+                message_id: e.message_id,
+                inbound: false,
+                author: author(&e.staff_id),
+                text: e.text.as_str().into(),
+                attachment: e.attachment.clone(),
+                template_id: e.template_id,
+                at: e.sent_at,
+                delivery: None,
+            },
+        ),
+        DomainEvent::MessagesImported(e) => {
+            for m in &e.messages {
+                let (inbound, author) = match &m.author {
+                    Author::Customer => (true, author("customer")),
+                    Author::Staff { staff_id } => (false, author(staff_id)),
+                };
+                f(
+                    e.conversation_id,
+                    MessageView {
+                        message_id: m.message_id,
+                        inbound,
+                        author,
+                        text: m.text.as_str().into(),
+                        attachment: m.attachment.clone(),
+                        template_id: None,
+                        at: m.sent_at,
+                        delivery: None,
+                    },
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The delivery of a message just queued.
+fn queued(e: &kedai_engine::domain::events::MessageQueued) -> DeliveryView {
+    DeliveryView {
+        status: Delivery::Queued,
+        to: e.to.clone(),
+        attempts: 0,
+        updated_at: e.queued_at,
+        gateway_message_id: None,
+        reason: None,
+    }
+}
+
+/// The (conversation, message) of a dispatch outcome.
+fn dispatched(event: &DomainEvent) -> Option<(uuid::Uuid, uuid::Uuid)> {
+    match event {
+        DomainEvent::MessageDispatched(e) => Some((e.conversation_id, e.message_id)),
+        DomainEvent::MessageDispatchFailed(e) => Some((e.conversation_id, e.message_id)),
+        _ => None,
+    }
+}
+
+/// A queued message's delivery after its dispatch outcome.
+fn settle(d: &mut DeliveryView, event: &DomainEvent) {
+    match event {
+        DomainEvent::MessageDispatched(e) => {
+            d.status = Delivery::Sent;
+            d.attempts = e.attempts;
+            d.updated_at = e.dispatched_at;
+            d.gateway_message_id = e.gateway_message_id.clone();
+        }
+        DomainEvent::MessageDispatchFailed(e) => {
+            d.status = Delivery::Failed;
+            d.attempts = e.attempts;
+            d.updated_at = e.failed_at;
+            d.reason = Some(e.reason.clone());
+        }
+        _ => {}
+    }
+}
+
+/// A conversation's messages, oldest first, with the delivery status of
+/// those queued for a sender, from the events of its stream (as the store
+/// reads them) up to position `until`.
+///
+/// Messages are read from the log rather than kept in memory, where they
+/// would be the biggest part of the inbox. The fold is the projection's:
+/// messages count from the conversation's start, and a dispatch outcome
+/// settles the latest message of its id.
+pub fn messages(
+    events: &[RecordedEvent],
+    until: Position,
+) -> Result<Vec<MessageView>, crate::ApplyError> {
+    let mut list: Vec<MessageView> = Vec::new();
+    let mut started = false;
+    for e in events.iter().filter(|e| e.position <= until) {
+        let decoded =
+            DomainEvent::decode(&e.event_type, &e.payload).map_err(|source| crate::ApplyError {
+                position: e.position,
+                source,
+            })?;
+        let Some(event) = decoded else {
+            continue;
+        };
+        match &event {
+            DomainEvent::ConversationStarted(_) => started = true,
+            DomainEvent::MessageQueued(q) => {
+                if let Some(m) = latest(&mut list, q.message_id) {
+                    m.delivery = Some(queued(q));
+                }
+            }
+            DomainEvent::MessageDispatched(_) | DomainEvent::MessageDispatchFailed(_) => {
+                if let Some((_, id)) = dispatched(&event)
+                    && let Some(d) = latest(&mut list, id).and_then(|m| m.delivery.as_mut())
+                {
+                    settle(d, &event);
+                }
+            }
+            _ if started => {
+                message_views(&event, &mut |a| a.into(), &mut |_, m| list.push(m));
+            }
+            _ => {}
+        }
+    }
+    Ok(list)
+}
+
+/// The latest message of id `id` (ids are unique within a conversation;
+/// the latest is the one a dispatch event is about, as in the fold).
+fn latest(list: &mut [MessageView], id: uuid::Uuid) -> Option<&mut MessageView> {
+    list.iter_mut().rev().find(|m| m.message_id == id)
+}
+
+/// One page of a conversation's messages: after the `after`-th, at most
+/// `limit` (1 to [`PAGE_MAX`]).
+pub fn page(all: &[MessageView], after: usize, limit: usize) -> &[MessageView] {
+    let start = after.min(all.len());
+    &all[start..(start + limit.clamp(1, PAGE_MAX)).min(all.len())]
 }

@@ -11,13 +11,17 @@
 //! Layout:
 //! - [`shop`]: what a shop's projections share (time zone, settings, the
 //!   names of warehouses and products).
-//! - [`balances`]: pending / available / withdrawing and the ledger list.
+//! - [`balances`]: pending / available / withdrawing and the ledger list
+//!   (a mark per entry; entries are made from the wallet stream when asked
+//!   for, by [`balances::entry`]).
 //! - [`stock`]: stock per SKU and warehouse, history, low stock.
 //! - [`orders`]: order summaries, filtered and paged lists, counts.
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
-//! - [`inbox`]: conversations newest first, messages, unread counts; the
-//!   outbox of queued messages and their delivery status.
+//! - [`inbox`]: conversations newest first with their last message,
+//!   unread counts; the outbox of queued messages and their delivery
+//!   status. Messages are made from the conversation's stream when asked
+//!   for ([`inbox::messages`]).
 //! - [`checkouts`]: checkouts by status, counts, and the open ones by last
 //!   activity (what the abandonment scheduler reads).
 //! - [`intern`]: repeated values (couriers, names, customers) kept once.
@@ -47,6 +51,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy)]
 pub struct At<'a> {
     pub position: Position,
+    /// The event's version in its stream.
+    pub version: u64,
     pub recorded_at: Timestamp,
     pub actor: &'a Actor,
 }
@@ -162,6 +168,7 @@ impl Projections {
         };
         let at = At {
             position: event.position,
+            version: event.version,
             recorded_at: event.recorded_at,
             actor: &event.actor,
         };
@@ -267,7 +274,6 @@ impl Projections {
             shop.orders.rebuild_indexes();
             shop.inbox.rebuild_indexes();
             shop.stock.share_loaded();
-            shop.balances.share_loaded();
             shop.checkouts.rebuild_indexes();
         }
         Ok(p)

@@ -21,8 +21,10 @@ use crate::{ApplyError, Projections};
 pub const APPLY_BATCH_EVENTS: usize = 1_000;
 
 const SNAPSHOT_MAGIC: [u8; 8] = *b"KEDAISNP";
-/// 2: checkouts, message delivery and the outbox.
-const SNAPSHOT_VERSION: u16 = 2;
+/// 2: checkouts, message delivery and the outbox. 3: conversations keep
+/// only their last message (messages are read from the log). 4: the
+/// ledger keeps a mark per entry (entries are read from the log).
+const SNAPSHOT_VERSION: u16 = 4;
 
 /// Why the runner stopped.
 #[derive(Debug, thiserror::Error)]

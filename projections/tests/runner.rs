@@ -392,6 +392,30 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
             get(Account::Withdrawing)
         )
     );
+    // The ledger: each mark's entry, made from the wallet stream, is the
+    // fold of the stream, and the last balances after are the balances.
+    let wallet_stream = kedai_engine::domain::ids::streams::wallet(w.shop);
+    let wallet = store.read_stream(&wallet_stream, 1, 100_000).await.unwrap();
+    let ledger = kedai_projections::balances::ledger(&wallet, from_zero.position).unwrap();
+    prop_assert_eq!(ledger.len(), view.balances.ledger_len());
+    for (m, folded) in view.balances.ledger.iter().zip(&ledger) {
+        let e = &wallet[(m.version - 1) as usize];
+        prop_assert_eq!(&kedai_projections::balances::entry(m, e).unwrap(), folded);
+    }
+    if let Some(last) = ledger.last() {
+        prop_assert_eq!(
+            (
+                last.pending_after,
+                last.available_after,
+                last.withdrawing_after
+            ),
+            (
+                view.balances.pending,
+                view.balances.available,
+                view.balances.withdrawing
+            )
+        );
+    }
     prop_assert_eq!(view.stock.total(&sku("KAOS-M")).on_hand, moves);
     for wh in [MALANG, SURABAYA] {
         let engine = w
@@ -450,10 +474,21 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
                 engine_queued.push(m);
             }
         }
-        for m in view.inbox.messages(id, 0, 500) {
+        // Messages are read from the conversation's stream: their delivery
+        // is the engine's, and the last one is the one the inbox lists.
+        let stream = kedai_engine::domain::ids::streams::conversation(w.shop, id);
+        let events = store.read_stream(&stream, 1, 10_000).await.unwrap();
+        let messages = kedai_projections::inbox::messages(&events, from_zero.position).unwrap();
+        for m in &messages {
             let engine_state = w.conversation(id).await.outbox.get(&m.message_id).copied();
             prop_assert_eq!(m.delivery.as_ref().map(|d| d.status), engine_state);
         }
+        let listed = view.inbox.get(id);
+        prop_assert_eq!(listed.map_or(0, |c| c.messages as usize), messages.len());
+        prop_assert_eq!(
+            listed.and_then(|c| c.last_message.as_ref()),
+            messages.last()
+        );
     }
     let mut sorted = queued.clone();
     sorted.sort();

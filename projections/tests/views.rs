@@ -117,13 +117,47 @@ async fn balances_follow_the_ledger_with_running_balances() {
         ),
         (Money(0), Money(300_000), Money(700_000))
     );
-    let entries = v.balances.entries_page(None, None, None, 10);
+    // The page is marks in memory; its entries are made from the wallet
+    // stream's events, as the API reads them.
+    let (p, _) = view(&w).await;
+    let marks = v.balances.ledger_page(None, None, None, 10);
     assert_eq!(
-        entries[0].available_after,
+        marks[0].available_after,
         Money(300_000),
         "newest first, with the balance after"
     );
-    assert_eq!(entries.len(), 4);
+    assert_eq!(marks.len(), 4);
+    let stream = kedai_engine::domain::ids::streams::wallet(w.shop);
+    let events = w.engine.store().read_stream(&stream, 1, 100).await.unwrap();
+    let entries: Vec<_> = marks
+        .iter()
+        .map(|m| {
+            let e = &events[(m.version - 1) as usize];
+            kedai_projections::balances::entry(m, e).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        (
+            entries[0].available,
+            entries[0].withdrawing,
+            entries[0].available_after
+        ),
+        (Money(-700_000), Money(700_000), Money(300_000))
+    );
+    // The same entries as the fold of the whole wallet stream, newest
+    // first.
+    let mut all = kedai_projections::balances::ledger(&events, p.position).unwrap();
+    all.reverse();
+    assert_eq!(entries, all);
+    // Nothing past the position asked for.
+    assert_eq!(
+        kedai_projections::balances::ledger(&events, marks[1].position)
+            .unwrap()
+            .len(),
+        3
+    );
+    // An event that is not the mark's is refused, not shown.
+    assert!(kedai_projections::balances::entry(marks[0], &events[0]).is_err());
     let listed = v.balances.withdrawals_list(None);
     assert_eq!(
         (listed[0].beginning_balance, listed[0].amount),
@@ -564,13 +598,36 @@ async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
         ..InboxQuery::default()
     });
     assert_eq!(served.conversations.len(), 1);
+    // Messages come from the conversation's stream, as the API reads them.
+    let (p, _) = view(&w).await;
+    let stream = kedai_engine::domain::ids::streams::conversation(w.shop, second);
+    let events = w.engine.store().read_stream(&stream, 1, 100).await.unwrap();
+    let messages = kedai_projections::inbox::messages(&events, p.position).unwrap();
     assert_eq!(
-        v.inbox
-            .messages(second, 0, 10)
+        kedai_projections::inbox::page(&messages, 0, 10)
             .iter()
             .map(|m| &*m.text)
             .collect::<Vec<_>>(),
         ["halo kak", "kak?"]
+    );
+    assert_eq!(
+        kedai_projections::inbox::page(&messages, 1, 10)
+            .iter()
+            .map(|m| &*m.text)
+            .collect::<Vec<_>>(),
+        ["kak?"]
+    );
+    // Nothing past the position asked for.
+    let first = events
+        .iter()
+        .find(|e| e.event_type.as_ref() == "MessageReceived")
+        .unwrap()
+        .position;
+    assert_eq!(
+        kedai_projections::inbox::messages(&events, first)
+            .unwrap()
+            .len(),
+        1
     );
     let first_two = v.inbox.list(&InboxQuery {
         limit: 2,

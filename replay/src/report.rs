@@ -186,7 +186,7 @@ impl ShopReport {
                 available: b.available.0,
                 cashback: b.cashback.0,
                 cod_net_profit: b.cod_net_profit.0,
-                ledger_entries: b.entries.len() as u64,
+                ledger_entries: b.ledger_len() as u64,
                 pending: b.pending.0,
                 service_fees: b.service_fees.0,
                 withdrawing: b.withdrawing.0,

@@ -10,10 +10,11 @@ use kedai_engine::domain::chat::{
     ChatChannel, ChatStatus, ConversationChange, ImportHistory, ReceiveMessage, SaveTemplate,
     SendMessage, SendTemplateMessage,
 };
-use kedai_engine::domain::ids::CustomerId;
+use kedai_engine::domain::ids::{CustomerId, streams};
 use kedai_engine::domain::phone::PhoneNumber;
 use kedai_engine::domain::{FieldError, Rejection};
-use kedai_projections::inbox::InboxQuery;
+use kedai_engine::{EventStore, Position, RecordedEvent, ShopId};
+use kedai_projections::inbox::{self, InboxQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -243,6 +244,10 @@ pub struct MessagesQuery {
 }
 
 /// `GET /v1/conversations/{id}/messages`: oldest first, paged by count.
+///
+/// Messages are read from the conversation's stream (the projections keep
+/// only its last one), as of the position the projections reflect, so the
+/// page agrees with the conversation as the inbox lists it.
 pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -252,16 +257,45 @@ pub async fn messages(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
     let limit = page_size(q.limit)?;
-    state.read(|p| {
-        let v = p
-            .shop(caller.shop)
+    let position = state.read(|p| {
+        p.shop(caller.shop)
             .filter(|v| v.inbox.get(id).is_some())
-            .ok_or_else(|| ApiError::not_found(format!("conversation {id} does not exist")))?;
-        let after = q.after.unwrap_or(0);
-        let page = v.inbox.messages(id, after, limit);
-        let next = (page.len() == limit).then_some(after + limit);
-        Ok(axum::Json(json!({"messages": page, "next": next})))
-    })
+            .map(|_| p.position)
+            .ok_or_else(|| ApiError::not_found(format!("conversation {id} does not exist")))
+    })?;
+    let events = conversation_events(&*state.store, caller.shop, id, position).await?;
+    let all = inbox::messages(&events, position).map_err(ApiError::internal)?;
+    let after = q.after.unwrap_or(0);
+    let page = inbox::page(&all, after, limit);
+    let next = (page.len() == limit).then_some(after + limit);
+    Ok(axum::Json(json!({"messages": page, "next": next})))
+}
+
+/// Events of a conversation's stream read at once.
+const CONVERSATION_READ_CHUNK: usize = 1_000;
+
+/// A conversation's events up to position `until` (and possibly a few
+/// past it: [`inbox::messages`] leaves those out).
+pub async fn conversation_events(
+    store: &dyn EventStore,
+    shop: ShopId,
+    id: uuid::Uuid,
+    until: Position,
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let stream = streams::conversation(shop, id);
+    let mut events: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let from = events.last().map_or(1, |e| e.version + 1);
+        let chunk = store
+            .read_stream(&stream, from, CONVERSATION_READ_CHUNK)
+            .await?;
+        let done = chunk.len() < CONVERSATION_READ_CHUNK
+            || chunk.last().is_none_or(|e| e.position > until);
+        events.extend(chunk);
+        if done {
+            return Ok(events);
+        }
+    }
 }
 
 /// `POST /v1/templates`.

@@ -14,8 +14,11 @@ use kedai_engine::domain::wallet::{
     RecordExpense, RequestWithdrawal, WalletEntry, WithdrawalAction, WithdrawalStatus,
 };
 use kedai_engine::event::Position;
+use kedai_engine::{EventStore, RecordedEvent, ShopId};
+use kedai_projections::balances::{self, Balances, LedgerMark};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use crate::auth::{Caller, OWNER, READERS, WRITERS};
 use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
@@ -38,7 +41,8 @@ pub async fn balance(
         kedai_engine::Role::Auditor,
     ])?;
     Ok(axum::Json(state.read(|p| {
-        let b = p.shop(caller.shop).map(|v| v.balances.clone()).unwrap_or_default();
+        let empty = Balances::default();
+        let b = p.shop(caller.shop).map_or(&empty, |v| &v.balances);
         json!({
             "pending": b.pending, "available": b.available, "withdrawing": b.withdrawing,
             "cod_net_profit": b.cod_net_profit, "cashback": b.cashback, "service_fees": b.service_fees, "withdrawn": b.withdrawn,
@@ -61,6 +65,10 @@ pub struct LedgerQuery {
 
 /// `GET /v1/ledger`: ledger entries newest first with the balances after
 /// each (pass `next` as `before`).
+///
+/// The projections keep a mark per entry (where it is in the wallet
+/// stream, its date, the balances after it); the page's entries are made
+/// from their events, read from the wallet stream.
 pub async fn ledger(
     State(state): State<AppState>,
     caller: Caller,
@@ -74,14 +82,72 @@ pub async fn ledger(
         kedai_engine::Role::Auditor,
     ])?;
     let limit = page_size(q.limit)?;
-    Ok(axum::Json(state.read(|p| {
-        let Some(v) = p.shop(caller.shop) else {
-            return json!({"entries": [], "next": null});
-        };
-        let page = v.balances.entries_page(q.before, q.from, q.to, limit + 1);
-        let next = (page.len() > limit).then(|| page[limit - 1].position);
-        json!({"entries": &page[..page.len().min(limit)], "next": next})
-    })))
+    let marks: Vec<LedgerMark> = state.read(|p| {
+        p.shop(caller.shop).map_or_else(Vec::new, |v| {
+            v.balances
+                .ledger_page(q.before, q.from, q.to, limit + 1)
+                .into_iter()
+                .copied()
+                .collect()
+        })
+    });
+    let next = (marks.len() > limit).then(|| marks[limit - 1].position);
+    let shown = &marks[..marks.len().min(limit)];
+    let events = ledger_events(&*state.store, caller.shop, shown).await?;
+    let entries = shown
+        .iter()
+        .zip(&events)
+        .map(|(m, e)| balances::entry(m, e))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({"entries": entries, "next": next})))
+}
+
+/// The wallet stream's events of `marks`, in their order: each run of
+/// consecutive versions read at once (a page without a date filter is one
+/// run).
+pub async fn ledger_events(
+    store: &dyn EventStore,
+    shop: ShopId,
+    marks: &[LedgerMark],
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let stream = streams::wallet(shop);
+    let mut versions: Vec<u64> = marks.iter().map(|m| m.version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let mut read: BTreeMap<u64, RecordedEvent> = BTreeMap::new();
+    let mut rest = &versions[..];
+    while let Some(&first) = rest.first() {
+        let run = rest
+            .iter()
+            .enumerate()
+            .take_while(|(i, v)| **v == first + *i as u64)
+            .count();
+        let end = first + run as u64;
+        let mut from = first;
+        while from < end {
+            let chunk = store
+                .read_stream(&stream, from, (end - from) as usize)
+                .await?;
+            let Some(last) = chunk.last().map(|e| e.version) else {
+                break;
+            };
+            from = last + 1;
+            read.extend(chunk.into_iter().map(|e| (e.version, e)));
+        }
+        rest = &rest[run..];
+    }
+    marks
+        .iter()
+        .map(|m| {
+            read.remove(&m.version).ok_or_else(|| {
+                ApiError::internal(format!(
+                    "ledger entry at position {} is not in the wallet stream",
+                    m.position
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `POST /v1/wallet/entries`: a top-up, a compensation, a return claim, or

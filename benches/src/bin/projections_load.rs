@@ -2,7 +2,10 @@
 //! projection folds the log (decoding included), how much memory the
 //! projections of N orders take, how big and how fast a snapshot is, and
 //! how long the queries the API serves take over them (the query and its
-//! JSON answer, in process: the HTTP figures are `http_load`'s).
+//! JSON answer, in process: the HTTP figures are `http_load`'s). The
+//! queries whose details live in the log (a conversation's messages, the
+//! ledger) read them from the memory store, as the API does from its
+//! store.
 //!
 //! The log is made by the fixtures generator (shops in Indonesia and
 //! Malaysia trading for a year through the real command engine, into a
@@ -19,6 +22,7 @@ use anyhow::Context;
 use cap::Cap;
 use chrono::NaiveDate;
 use clap::Parser;
+use kedai_api::routes::{chat, money};
 use kedai_benches::{median, thousands};
 use kedai_engine::command::{Engine, EngineOptions};
 use kedai_engine::domain::DomainEvent;
@@ -28,6 +32,7 @@ use kedai_engine::{EventStore, Position, RecordedEvent};
 use kedai_fixtures::{FixtureConfig, generate};
 use kedai_projections::Projections;
 use kedai_projections::analytics::{Granularity, Group, RankBy};
+use kedai_projections::inbox;
 use kedai_projections::orders::OrderQuery;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -65,15 +70,15 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let events = runtime.block_on(make_log(&args))?;
+    let (store, events) = runtime.block_on(make_log(&args))?;
     let orders = fold_and_measure(&args, &events)?;
     drop(events);
-    queries(&args, &orders)?;
+    queries(&args, &orders, &*store, &runtime)?;
     Ok(())
 }
 
 /// Generates the log into a memory store and reads it back whole.
-async fn make_log(args: &Args) -> anyhow::Result<Vec<RecordedEvent>> {
+async fn make_log(args: &Args) -> anyhow::Result<(Arc<MemoryStore>, Vec<RecordedEvent>)> {
     let store = Arc::new(MemoryStore::new());
     let engine = Engine::new(
         store.clone(),
@@ -113,7 +118,7 @@ async fn make_log(args: &Args) -> anyhow::Result<Vec<RecordedEvent>> {
         events.extend(page);
     }
     drop(engine);
-    Ok(events)
+    Ok((store, events))
 }
 
 fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Projections> {
@@ -202,12 +207,13 @@ fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Pro
         use kedai_projections::{balances, inbox, orders, stock};
         use std::mem::size_of;
         println!(
-            "record sizes (bytes, without what they point to): order {}, line {}, timeline entry {}, stock history line {}, ledger entry {}, message {}, conversation {}",
+            "record sizes (bytes, without what they point to): order {}, line {}, timeline entry {}, stock history line {}, ledger entry {} (in memory: its mark, {}), message {}, conversation {}",
             size_of::<orders::OrderSummary>(),
             size_of::<orders::LineSummary>(),
             size_of::<orders::TimelineEntry>(),
             size_of::<stock::HistoryLine>(),
             size_of::<balances::LedgerEntry>(),
+            size_of::<balances::LedgerMark>(),
             size_of::<inbox::MessageView>(),
             size_of::<inbox::ConversationView>(),
         );
@@ -257,7 +263,12 @@ fn measure<T: serde::Serialize>(
     Ok(())
 }
 
-fn queries(args: &Args, p: &Projections) -> anyhow::Result<()> {
+fn queries(
+    args: &Args,
+    p: &Projections,
+    store: &dyn EventStore,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     let shops: Vec<_> = p.shops.values().collect();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let pick_shop = |rng: &mut ChaCha8Rng| shops[rng.random_range(0..shops.len())];
@@ -318,17 +329,56 @@ fn queries(args: &Args, p: &Projections) -> anyhow::Result<()> {
         let (sku, _) = levels[rng.random_range(0..levels.len())];
         shop.stock.of_sku(sku)
     })?;
+    let shop_ids: Vec<_> = p.shops.keys().copied().collect();
     measure("balances and last 50 ledger entries", q, &mut rng, |rng| {
-        let shop = pick_shop(rng);
-        let entries: Vec<_> = shop
+        let i = rng.random_range(0..shops.len());
+        let shop = shops[i];
+        let marks: Vec<_> = shop
             .balances
-            .entries_page(None, None, None, 50)
+            .ledger_page(None, None, None, 50)
             .into_iter()
-            .cloned()
+            .copied()
             .collect();
+        let events = runtime
+            .block_on(money::ledger_events(store, shop_ids[i], &marks))
+            .expect("the ledger's events");
+        let entries = marks
+            .iter()
+            .zip(&events)
+            .map(|(m, e)| kedai_projections::balances::entry(m, e))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("ledger entries");
         let b = &shop.balances;
         ((b.pending, b.available, b.withdrawing), entries)
     })?;
+    let conversations: Vec<Vec<uuid::Uuid>> = shops
+        .iter()
+        .map(|v| v.inbox.conversations().map(|c| c.conversation_id).collect())
+        .collect();
+    if conversations.iter().all(Vec::is_empty) {
+        println!("| a conversation's first 50 messages | (no conversations) | | | | |");
+    } else {
+        measure("a conversation's first 50 messages", q, &mut rng, |rng| {
+            let i = loop {
+                let i = rng.random_range(0..shops.len());
+                if !conversations[i].is_empty() {
+                    break i;
+                }
+            };
+            let ids = &conversations[i];
+            let id = ids[rng.random_range(0..ids.len())];
+            let events = runtime
+                .block_on(chat::conversation_events(
+                    store,
+                    shop_ids[i],
+                    id,
+                    p.position,
+                ))
+                .expect("the conversation's events");
+            let all = inbox::messages(&events, p.position).expect("messages");
+            inbox::page(&all, 0, 50).to_vec()
+        })?;
+    }
     let slow = (q / 10).max(100);
     measure(
         "sales by month over the whole period",
