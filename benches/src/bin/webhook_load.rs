@@ -245,7 +245,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if args.only.as_deref() != Some("deliveries") {
-        for (label, process, trigger) in [
+        // Runs interleave the configurations, so that a slow stretch of
+        // the machine (writeback, another process) is shared by all.
+        let configs = [
             ("place order, no worker", false, None),
             (
                 "place order, worker + 1 subscription (all triggers)",
@@ -258,13 +260,14 @@ async fn main() -> anyhow::Result<()> {
                 true,
                 Some(vec![Trigger::OrderStatusProcessing]),
             ),
-        ] {
-            let mut rates = Vec::new();
-            let mut delivered = Vec::new();
-            for _ in 0..args.runs {
+        ];
+        let mut rates = vec![Vec::new(); configs.len()];
+        let mut delivered = vec![Vec::new(); configs.len()];
+        for _ in 0..args.runs {
+            for (i, (_, process, trigger)) in configs.iter().enumerate() {
                 let s = setup().await?;
                 let (url, count) = receiver().await;
-                let worker = match &trigger {
+                let worker = match trigger {
                     Some(t) => {
                         subscribe(&s, &url, t.clone()).await;
                         Some(Worker::start(
@@ -275,18 +278,22 @@ async fn main() -> anyhow::Result<()> {
                     }
                     None => None,
                 };
-                rates.push(load(&s, args.clients, args.seconds, process).await);
-                delivered.push(count.load(Ordering::Relaxed) as f64 / args.seconds as f64);
+                rates[i].push(load(&s, args.clients, args.seconds, *process).await);
+                delivered[i].push(count.load(Ordering::Relaxed) as f64 / args.seconds as f64);
                 if let Some(w) = worker {
                     w.stop().await?;
                 }
             }
+        }
+        for (i, (label, _, _)) in configs.iter().enumerate() {
+            let runs: Vec<String> = rates[i].iter().map(|r| thousands(*r)).collect();
             println!(
-                "{label}: {} orders/s (median of {}, {} clients); deliveries during the run: {}/s",
-                thousands(median(&mut rates)),
+                "{label}: {} orders/s (median of {}, {} clients; runs: {}); deliveries during the run: {}/s",
+                thousands(median(&mut rates[i])),
                 args.runs,
                 args.clients,
-                thousands(median(&mut delivered)),
+                runs.join(", "),
+                thousands(median(&mut delivered[i])),
             );
         }
     }
