@@ -103,15 +103,15 @@ pub async fn create(
         }
     }
     // A repeated request (same Idempotency-Key) gets the secret made the
-    // first time.
-    let recorded = state
-        .engine
-        .load_state(&streams::webhook(caller.shop, webhook_id), Kind::Webhook)
-        .await?;
-    let secret = match (&body.secret, &recorded.webhook().subscribed) {
+    // first time, read from the event it recorded (the store, not a
+    // cache, is what says whether it was recorded).
+    let secret = match (&body.secret, key.as_deref()) {
         (Some(s), _) => s.clone(),
-        (None, Some(first)) if key.is_some() => first.secret.clone(),
-        (None, _) => new_webhook_secret(),
+        (None, Some(key)) => match recorded_first(&state, &caller, key).await? {
+            Some(DomainEvent::WebhookSubscribed(first)) => first.secret,
+            _ => new_webhook_secret(),
+        },
+        (None, None) => new_webhook_secret(),
     };
     let cmd = CreateWebhook {
         webhook_id,
@@ -265,9 +265,9 @@ pub async fn rotate_secret(
     let secret = match (body.secret, idempotency_key(&headers)?) {
         (Some(s), _) => s,
         // A repeated request answers with the secret it made the first time.
-        (None, Some(key)) => match rotated_before(&state, &caller, &key).await? {
-            Some(s) => s,
-            None => new_webhook_secret(),
+        (None, Some(key)) => match recorded_first(&state, &caller, &key).await? {
+            Some(DomainEvent::WebhookSecretRotated(r)) => r.secret,
+            _ => new_webhook_secret(),
         },
         (None, None) => new_webhook_secret(),
     };
@@ -289,12 +289,14 @@ pub async fn rotate_secret(
     ))
 }
 
-/// The secret a rotation with this idempotency key recorded, if it did.
-async fn rotated_before(
+/// The first event a command sent with this idempotency key recorded in
+/// the caller's shop, if it was recorded (its id is derived from the shop
+/// and the key).
+async fn recorded_first(
     state: &AppState,
     caller: &Caller,
     key: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<DomainEvent>, ApiError> {
     let id = kedai_engine::command::event_id(caller.shop, Some(key), 1);
     let Some(Some(position)) = state.store.event_positions(&[id]).await?.first().copied() else {
         return Ok(None);
@@ -302,11 +304,11 @@ async fn rotated_before(
     let events = state.store.read_all(position - 1, 1).await?;
     Ok(events
         .first()
-        .and_then(|e| match DomainEvent::decode(&e.event_type, &e.payload) {
-            Ok(Some(DomainEvent::WebhookSecretRotated(r))) if e.stream.shop == caller.shop => {
-                Some(r.secret)
-            }
-            _ => None,
+        .filter(|e| e.stream.shop == caller.shop && e.event_id == id)
+        .and_then(|e| {
+            DomainEvent::decode(&e.event_type, &e.payload)
+                .ok()
+                .flatten()
         }))
 }
 
