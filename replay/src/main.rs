@@ -27,6 +27,12 @@ use kedai_replay::source::Source;
 use kedai_replay::{ReplayError, copy, diff, export, history, rebuild, verify};
 use serde_json::json;
 
+// The same allocator as `kedai serve`: a rebuild allocates and frees
+// every decoded event; with the system allocator, allocation was about a
+// fifth of a rebuild's profile (mimalloc saves about 10% of its CPU).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kedai-replay",
