@@ -5,28 +5,18 @@
 //! start from); `--whatsapp-url` (or `KEDAI_WHATSAPP_URL`) wires the
 //! message sender to a gateway, and a URL it cannot use stops the start.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const OPERATOR: &str = "e2e-operator-token";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    /// A failing test must not leave a server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = common::binary::Kedai;
 
 impl Server {
     /// Starts `kedai serve` on a free port and waits until it listens.
@@ -36,54 +26,7 @@ impl Server {
 
     /// Starts `kedai serve` with more environment variables.
     fn start_with(data: &Path, env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .env("KEDAI_OPERATOR_TOKEN", OPERATOR)
-            .env("KEDAI_LOG", "warn")
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kedai");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("serving on ").nth(1) {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("kedai said where it serves");
-        Server { child, base }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kedai did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Server::spawn("e2e", OPERATOR, data, &[], env)
     }
 }
 

@@ -20,12 +20,12 @@
 //! throwaway server this test starts, like every PostgreSQL test.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -40,57 +40,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONFLICT_RETRIES: usize = 20;
 
 /// A `kedai serve --store postgres` process.
-struct Node {
-    name: &'static str,
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Node = common::binary::Kedai;
 
 impl Node {
     fn start(name: &'static str, data: &Path, database_url: &str, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(["--store", "postgres", "--database-url", database_url])
-            .args(extra)
-            .env("KEDAI_OPERATOR_TOKEN", OPERATOR)
-            .env("KEDAI_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kedai");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Shown when the test fails.
-                eprintln!("kedai {name}: {line}");
-                if let Some(rest) = line.split("serving on ").nth(1) {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("node {name} said where it serves"));
-        Node { name, child, base }
-    }
-
-    /// `kill -9`: no graceful anything.
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let args = [
+            &["--store", "postgres", "--database-url", database_url],
+            extra,
+        ]
+        .concat();
+        Node::spawn(name, OPERATOR, data, &args, &[])
     }
 }
 

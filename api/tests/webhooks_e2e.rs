@@ -7,9 +7,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,78 +18,27 @@ use serde_json::{Value, json};
 const OPERATOR: &str = "e2e-hooks-operator";
 const SECRET: &str = "whsec_e2e_0123456789abcdef";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = common::binary::Kedai;
 
 impl Server {
     fn start(data: &Path) -> Server {
         Server::start_with(data, &[])
     }
 
+    /// With short webhook timeouts and backoff, and `extra` arguments.
     fn start_with(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .env("KEDAI_OPERATOR_TOKEN", OPERATOR)
-            .env("KEDAI_LOG", "warn")
-            .env("KEDAI_WEBHOOK_CONNECT_TIMEOUT", "500ms")
-            .env("KEDAI_WEBHOOK_TIMEOUT", "2s")
-            .env("KEDAI_WEBHOOK_BACKOFF", "50ms")
-            .env("KEDAI_WEBHOOK_BACKOFF_MAX", "200ms")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kedai");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Shown when a test fails.
-                eprintln!("kedai: {line}");
-                if let Some(rest) = line.split("serving on ").nth(1) {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("kedai said where it serves");
-        Server { child, base }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "kedai did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Server::spawn(
+            "hooks",
+            OPERATOR,
+            data,
+            extra,
+            &[
+                ("KEDAI_WEBHOOK_CONNECT_TIMEOUT", "500ms"),
+                ("KEDAI_WEBHOOK_TIMEOUT", "2s"),
+                ("KEDAI_WEBHOOK_BACKOFF", "50ms"),
+                ("KEDAI_WEBHOOK_BACKOFF_MAX", "200ms"),
+            ],
+        )
     }
 }
 
