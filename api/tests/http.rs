@@ -923,3 +923,153 @@ async fn the_ledger_is_paged_newest_first_and_filtered_by_date_from_the_wallet_s
     assert_eq!(dated, [(600, 2_100), (200, 300)]);
     assert_eq!(next, None);
 }
+
+#[tokio::test]
+async fn a_sku_s_stock_history_is_made_from_its_stock_streams() {
+    let clock = std::sync::Arc::new(WallClock(std::sync::Mutex::new(T0)));
+    let app = app_on(clock.clone()).await;
+    let at_hour = |h: i64| *clock.0.lock().unwrap() = minutes(T0, h * 60);
+    // Hour 0: 10 received in Malang (the initial stock).
+    let (key, malang, customer, _) = app.stocked_shop("Toko Kaos").await;
+    let s = app
+        .post("/v1/warehouses", &key, json!({"name": "Gudang Surabaya"}))
+        .await;
+    assert_eq!(s.status, StatusCode::CREATED, "{:?}", s.body);
+    let surabaya = s.body["id"].as_str().unwrap().to_owned();
+    let post = |path: String, body: Value| {
+        let (app, key) = (&app, &key);
+        async move {
+            let a = app.post(&path, key, body).await;
+            assert_eq!(a.status, StatusCode::CREATED, "{path}: {:?}", a.body);
+            a.body
+        }
+    };
+    // Hour 1: two orders reserve (no lines); one is cancelled (no line),
+    // the other shipped (a line, between reservations in the stream).
+    at_hour(1);
+    let kept = post("/v1/orders".into(), TestApp::order(&customer, "KAOS-M", 3)).await;
+    let kept = kept["id"].as_str().unwrap().to_owned();
+    let dropped = post("/v1/orders".into(), TestApp::order(&customer, "KAOS-M", 2)).await;
+    let dropped = dropped["id"].as_str().unwrap().to_owned();
+    post(
+        format!("/v1/orders/{dropped}/cancel"),
+        json!({"reason": "changed mind"}),
+    )
+    .await;
+    post(
+        format!("/v1/orders/{kept}/payments"),
+        json!({"amount": 160_000, "method": "bank_transfer"}),
+    )
+    .await;
+    for action in ["process", "pack"] {
+        app.call(
+            Method::POST,
+            &format!("/v1/orders/{kept}/{action}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    }
+    post(format!("/v1/orders/{kept}/ship"), json!({"awb": "JNE0009"})).await;
+    // Hour 30 (the next day): moves of every kind.
+    at_hour(30);
+    for body in [
+        json!({"type": "receive", "sku": "KAOS-M", "warehouse_id": malang, "quantity": 4, "note": "from the tailor"}),
+        json!({"type": "transfer", "sku": "KAOS-M", "from_warehouse_id": malang, "to_warehouse_id": surabaya, "quantity": 2, "note": "for the fair"}),
+        json!({"type": "receive", "sku": "KAOS-M", "warehouse_id": surabaya, "quantity": 1}),
+        json!({"type": "count", "sku": "KAOS-M", "warehouse_id": malang, "counted": 8}),
+        json!({"type": "remove", "sku": "KAOS-M", "warehouse_id": malang, "quantity": 1, "reason": "damaged"}),
+    ] {
+        post("/v1/stock/moves".into(), body).await;
+    }
+    let p = app.head().await;
+    let rows = |query: String| {
+        let (app, key) = (&app, &key);
+        async move {
+            let a = app
+                .get(
+                    &format!("/v1/stock/KAOS-M/history?min_position={p}{query}"),
+                    key,
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+            a.body["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    (
+                        l["description"].as_str().unwrap().to_owned(),
+                        l["warehouse_id"].as_str().unwrap().to_owned(),
+                        l["order_id"].as_str().map(str::to_owned),
+                        l["in"].as_i64().unwrap(),
+                        l["out"].as_i64().unwrap(),
+                        l["last"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let line = |d: &str, w: &str, o: Option<&str>, i: i64, out: i64, last: i64| {
+        (
+            d.to_owned(),
+            w.to_owned(),
+            o.map(str::to_owned),
+            i,
+            out,
+            last,
+        )
+    };
+    let day = T0.to_datetime().date_naive();
+    let all = [
+        line(
+            &format!("Initial variation stock on {day}"),
+            &malang,
+            None,
+            10,
+            0,
+            10,
+        ),
+        line("Shipped for order", &malang, Some(&kept), 0, 3, 7),
+        line("Stock received: from the tailor", &malang, None, 4, 0, 11),
+        line(
+            "Transferred to Gudang Surabaya: for the fair",
+            &malang,
+            None,
+            0,
+            2,
+            9,
+        ),
+        line(
+            "Transferred from Gudang Malang: for the fair",
+            &surabaya,
+            None,
+            2,
+            0,
+            2,
+        ),
+        line("Stock received", &surabaya, None, 1, 0, 3),
+        line("Stock count: 8", &malang, None, 0, 1, 8),
+        line("Stock removed (damaged)", &malang, None, 0, 1, 7),
+    ];
+    assert_eq!(rows(String::new()).await, all);
+    let only = |w: &str| all.iter().filter(|l| l.1 == w).cloned().collect::<Vec<_>>();
+    assert_eq!(
+        rows(format!("&warehouse_id={surabaya}")).await,
+        only(&surabaya)
+    );
+    let text = |t: kedai_engine::Timestamp| {
+        serde_json::to_value(t)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let from = text(minutes(T0, 29 * 60));
+    assert_eq!(
+        rows(format!("&warehouse_id={malang}&from={from}")).await,
+        only(&malang)[2..]
+    );
+    let to = text(minutes(T0, 29 * 60));
+    assert_eq!(rows(format!("&to={to}")).await, all[..2]);
+}

@@ -14,7 +14,9 @@
 //! - [`balances`]: pending / available / withdrawing and the ledger list
 //!   (a mark per entry; entries are made from the wallet stream when asked
 //!   for, by [`balances::entry`]).
-//! - [`stock`]: stock per SKU and warehouse, history, low stock.
+//! - [`stock`]: stock per SKU and warehouse, history (a mark per line;
+//!   lines are made from the item's stock stream when asked for, by
+//!   [`stock::line`]), low stock.
 //! - [`orders`]: order summaries, filtered and paged lists, counts.
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
@@ -81,7 +83,7 @@ impl ShopView {
         {
             self.orders.set_cod_figures(order, cod);
         }
-        self.stock.apply(&self.meta, at, event);
+        self.stock.apply(at, event);
         let order_change = self.orders.apply(&self.meta, at, event);
         self.analytics
             .apply(&self.meta, at, event, order_change.as_ref());
@@ -273,7 +275,6 @@ impl Projections {
         for shop in p.shops.values_mut() {
             shop.orders.rebuild_indexes();
             shop.inbox.rebuild_indexes();
-            shop.stock.share_loaded();
             shop.checkouts.rebuild_indexes();
         }
         Ok(p)

@@ -4,18 +4,25 @@
 //!
 //! History lines are the moves of goods (on hand); reservations change
 //! what is available but move nothing, so they are not history lines.
+//!
+//! The history's lines are not kept in memory: every move of an item is
+//! in its stock stream (`streams::stock`, one per SKU and warehouse), and
+//! the projection keeps for each line only a [`HistoryMark`] (where it is,
+//! its date, the quantity on hand after it), what the date filter and the
+//! running `last` need. The lines asked for are made from the stock
+//! stream's events by [`line`].
 
 use std::collections::BTreeMap;
 
-use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::ids::{OrderId, Sku, WarehouseId};
 use kedai_engine::domain::stock::RemovalReason;
 use kedai_engine::event::Position;
+use kedai_engine::{RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::At;
-use crate::intern::{Interner, Text};
+use crate::intern::Text;
 use crate::shop::ShopMeta;
 
 /// One SKU in one warehouse.
@@ -31,7 +38,8 @@ impl StockLevel {
     }
 }
 
-/// One line of an item's history.
+/// One line of an item's history: made from its event by [`line`] (or
+/// [`history`]) when asked for, not kept in memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryLine {
     pub position: Position,
@@ -49,128 +57,120 @@ pub struct HistoryLine {
     pub last: i64,
 }
 
+/// A history line as the projection keeps it: where its event is in the
+/// item's stock stream, its date (for the history's date filter) and the
+/// quantity on hand after it (which would take the whole stream before it
+/// to work out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMark {
+    /// Position of the event.
+    pub position: Position,
+    /// Its version in the item's stock stream (`streams::stock`).
+    pub version: u64,
+    pub date: Timestamp,
+    /// On hand after the move.
+    pub last: i64,
+}
+
+/// A mark of a SKU's history as [`StockView::history_of`] finds it, with
+/// what making its line also needs: the warehouse (whose stock stream
+/// holds the event) and whether it is the item's first line (a first
+/// receipt is the initial stock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRef {
+    pub warehouse_id: WarehouseId,
+    pub mark: HistoryMark,
+    pub first: bool,
+}
+
 /// Stock of one shop.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {
     pub levels: BTreeMap<(Sku, WarehouseId), StockLevel>,
-    pub history: BTreeMap<(Sku, WarehouseId), Vec<HistoryLine>>,
-    /// Shares users and descriptions (a cache, not state).
-    #[serde(skip)]
-    interner: Interner,
+    /// One mark per history line of each item, oldest first.
+    pub history: BTreeMap<(Sku, WarehouseId), Vec<HistoryMark>>,
+}
+
+/// What a stock event does to its item: (SKU, warehouse, change of on
+/// hand, change of reserved, whether it is a history line). `None` for
+/// any other event.
+fn effect(event: &DomainEvent) -> Option<(&Sku, WarehouseId, i64, i64, bool)> {
+    let (sku, warehouse, d_on_hand, d_reserved) = match event {
+        DomainEvent::StockReceived(e) => (&e.sku, e.warehouse_id, e.quantity, 0),
+        DomainEvent::StockRemoved(e) => (&e.sku, e.warehouse_id, -e.quantity, 0),
+        DomainEvent::StockTransferredOut(e) => (&e.sku, e.warehouse_id, -e.quantity, 0),
+        DomainEvent::StockTransferredIn(e) => (&e.sku, e.warehouse_id, e.quantity, 0),
+        DomainEvent::StockCounted(e) => (&e.sku, e.warehouse_id, e.delta, 0),
+        DomainEvent::StockReserved(e) => (&e.sku, e.warehouse_id, 0, e.quantity),
+        DomainEvent::StockReleased(e) => (&e.sku, e.warehouse_id, 0, -e.quantity),
+        DomainEvent::StockShipped(e) => (&e.sku, e.warehouse_id, -e.quantity, -e.quantity),
+        DomainEvent::StockRestocked(e) => (&e.sku, e.warehouse_id, e.quantity, 0),
+        _ => return None,
+    };
+    let is_line = d_on_hand != 0
+        || matches!(
+            event,
+            DomainEvent::StockCounted(_) | DomainEvent::StockReceived(_)
+        );
+    Some((sku, warehouse, d_on_hand, d_reserved, is_line))
+}
+
+/// A history line's description and order, as Ngorder words them; `first`
+/// tells whether it is the item's first line.
+fn describe(
+    meta: &ShopMeta,
+    date: Timestamp,
+    first: bool,
+    event: &DomainEvent,
+) -> (String, Option<OrderId>) {
+    match event {
+        DomainEvent::StockReceived(e) => {
+            let what = if first {
+                format!("Initial variation stock on {}", meta.local_date(date))
+            } else {
+                "Stock received".to_owned()
+            };
+            (with_note(what, &e.note), None)
+        }
+        DomainEvent::StockRemoved(e) => {
+            let reason = match e.reason {
+                RemovalReason::Damaged => "damaged",
+                RemovalReason::Lost => "lost",
+                RemovalReason::Correction => "correction",
+                RemovalReason::Other => "other",
+            };
+            (
+                with_note(format!("Stock removed ({reason})"), &e.note),
+                None,
+            )
+        }
+        DomainEvent::StockTransferredOut(e) => {
+            let what = format!("Transferred to {}", meta.warehouse_name(e.to_warehouse_id));
+            (with_note(what, &e.note), None)
+        }
+        DomainEvent::StockTransferredIn(e) => {
+            let what = format!(
+                "Transferred from {}",
+                meta.warehouse_name(e.from_warehouse_id)
+            );
+            (with_note(what, &e.note), None)
+        }
+        DomainEvent::StockCounted(e) => (
+            with_note(format!("Stock count: {}", e.counted), &e.note),
+            None,
+        ),
+        DomainEvent::StockReserved(e) => (String::new(), Some(e.order_id)),
+        DomainEvent::StockReleased(e) => (String::new(), Some(e.order_id)),
+        DomainEvent::StockShipped(e) => ("Shipped for order".to_owned(), Some(e.order_id)),
+        DomainEvent::StockRestocked(e) => ("Returned goods restocked".to_owned(), Some(e.order_id)),
+        _ => (String::new(), None),
+    }
 }
 
 impl StockView {
-    pub fn apply(&mut self, meta: &ShopMeta, at: At<'_>, event: &DomainEvent) {
-        let (sku, warehouse, d_on_hand, d_reserved, description, order) = match event {
-            DomainEvent::StockReceived(e) => {
-                let first = !self.history.contains_key(&(e.sku.clone(), e.warehouse_id));
-                let what = if first {
-                    format!(
-                        "Initial variation stock on {}",
-                        meta.local_date(at.recorded_at)
-                    )
-                } else {
-                    "Stock received".to_owned()
-                };
-                (
-                    &e.sku,
-                    e.warehouse_id,
-                    e.quantity,
-                    0,
-                    with_note(&mut self.interner, what, &e.note),
-                    None,
-                )
-            }
-            DomainEvent::StockRemoved(e) => {
-                let reason = match e.reason {
-                    RemovalReason::Damaged => "damaged",
-                    RemovalReason::Lost => "lost",
-                    RemovalReason::Correction => "correction",
-                    RemovalReason::Other => "other",
-                };
-                (
-                    &e.sku,
-                    e.warehouse_id,
-                    -e.quantity,
-                    0,
-                    with_note(
-                        &mut self.interner,
-                        format!("Stock removed ({reason})"),
-                        &e.note,
-                    ),
-                    None,
-                )
-            }
-            DomainEvent::StockTransferredOut(e) => {
-                let what = format!("Transferred to {}", meta.warehouse_name(e.to_warehouse_id));
-                (
-                    &e.sku,
-                    e.warehouse_id,
-                    -e.quantity,
-                    0,
-                    with_note(&mut self.interner, what, &e.note),
-                    None,
-                )
-            }
-            DomainEvent::StockTransferredIn(e) => {
-                let what = format!(
-                    "Transferred from {}",
-                    meta.warehouse_name(e.from_warehouse_id)
-                );
-                (
-                    &e.sku,
-                    e.warehouse_id,
-                    e.quantity,
-                    0,
-                    with_note(&mut self.interner, what, &e.note),
-                    None,
-                )
-            }
-            DomainEvent::StockCounted(e) => (
-                &e.sku,
-                e.warehouse_id,
-                e.delta,
-                0,
-                with_note(
-                    &mut self.interner,
-                    format!("Stock count: {}", e.counted),
-                    &e.note,
-                ),
-                None,
-            ),
-            DomainEvent::StockReserved(e) => (
-                &e.sku,
-                e.warehouse_id,
-                0,
-                e.quantity,
-                Text::from(""),
-                Some(e.order_id),
-            ),
-            DomainEvent::StockReleased(e) => (
-                &e.sku,
-                e.warehouse_id,
-                0,
-                -e.quantity,
-                Text::from(""),
-                Some(e.order_id),
-            ),
-            DomainEvent::StockShipped(e) => (
-                &e.sku,
-                e.warehouse_id,
-                -e.quantity,
-                -e.quantity,
-                self.interner.str("Shipped for order"),
-                Some(e.order_id),
-            ),
-            DomainEvent::StockRestocked(e) => (
-                &e.sku,
-                e.warehouse_id,
-                e.quantity,
-                0,
-                self.interner.str("Returned goods restocked"),
-                Some(e.order_id),
-            ),
-            _ => return,
+    pub fn apply(&mut self, at: At<'_>, event: &DomainEvent) {
+        let Some((sku, warehouse, d_on_hand, d_reserved, is_line)) = effect(event) else {
+            return;
         };
         let key = (sku.clone(), warehouse);
         let level = match self.levels.get_mut(&key) {
@@ -179,39 +179,19 @@ impl StockView {
         };
         level.on_hand += d_on_hand;
         level.reserved += d_reserved;
-        let last = level.on_hand;
-        if d_on_hand != 0
-            || matches!(
-                event,
-                DomainEvent::StockCounted(_) | DomainEvent::StockReceived(_)
-            )
-        {
-            let user = self.interner.str(&at.actor.id);
-            let line = HistoryLine {
+        if is_line {
+            let mark = HistoryMark {
                 position: at.position,
+                version: at.version,
                 date: at.recorded_at,
-                user,
-                description,
-                order_id: order,
-                warehouse_id: warehouse,
-                quantity_in: d_on_hand.max(0),
-                quantity_out: (-d_on_hand).max(0),
-                last,
+                last: level.on_hand,
             };
             match self.history.get_mut(&key) {
-                Some(lines) => lines.push(line),
+                Some(marks) => marks.push(mark),
                 None => {
-                    self.history.insert(key, vec![line]);
+                    self.history.insert(key, vec![mark]);
                 }
             }
-        }
-    }
-
-    /// Shares the texts of a loaded view again.
-    pub fn share_loaded(&mut self) {
-        for line in self.history.values_mut().flatten() {
-            self.interner.share(&mut line.user);
-            self.interner.share(&mut line.description);
         }
     }
 
@@ -235,23 +215,40 @@ impl StockView {
             })
     }
 
-    /// One item's history between two moments (both optional), oldest first.
+    /// Marks of a SKU's history (in one warehouse or all) between two
+    /// moments (both optional), oldest first: each line made by [`line`]
+    /// from its event.
     pub fn history_of(
         &self,
         sku: &Sku,
         warehouse: Option<WarehouseId>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-    ) -> Vec<&HistoryLine> {
-        let mut lines: Vec<&HistoryLine> = self
+    ) -> Vec<HistoryRef> {
+        let start = (sku.clone(), WarehouseId(uuid::Uuid::nil()));
+        let mut refs: Vec<HistoryRef> = self
             .history
-            .iter()
-            .filter(|((s, w), _)| s == sku && warehouse.is_none_or(|x| x == *w))
-            .flat_map(|(_, lines)| lines)
-            .filter(|l| from.is_none_or(|f| l.date >= f) && to.is_none_or(|t| l.date < t))
+            .range(start..)
+            .take_while(|((s, _), _)| s == sku)
+            .filter(|((_, w), _)| warehouse.is_none_or(|x| x == *w))
+            .flat_map(|((_, w), marks)| {
+                marks.iter().enumerate().map(|(i, m)| HistoryRef {
+                    warehouse_id: *w,
+                    mark: *m,
+                    first: i == 0,
+                })
+            })
+            .filter(|r| from.is_none_or(|f| r.mark.date >= f) && to.is_none_or(|t| r.mark.date < t))
             .collect();
-        lines.sort_by_key(|l| l.position);
-        lines
+        refs.sort_by_key(|r| r.mark.position);
+        refs
+    }
+
+    /// History lines of one item recorded.
+    pub fn history_len(&self, sku: &Sku, warehouse: WarehouseId) -> usize {
+        self.history
+            .get(&(sku.clone(), warehouse))
+            .map_or(0, Vec::len)
     }
 
     /// Items whose available stock is at or below the threshold.
@@ -264,10 +261,123 @@ impl StockView {
     }
 }
 
-fn with_note(interner: &mut Interner, what: String, note: &str) -> Text {
+fn with_note(what: String, note: &str) -> String {
     if note.is_empty() {
-        interner.str(&what)
+        what
     } else {
-        interner.str(&format!("{what}: {note}"))
+        format!("{what}: {note}")
     }
+}
+
+/// A history line of `sku` from its reference and its event (the event of
+/// the item's stock stream at the mark's version, as the store reads it);
+/// `meta` names warehouses and dates. An event that is not the mark's
+/// (another position or version) or not a move of that item is an error:
+/// the projection and the log disagree.
+pub fn line(
+    meta: &ShopMeta,
+    sku: &Sku,
+    r: &HistoryRef,
+    event: &RecordedEvent,
+) -> Result<HistoryLine, LineError> {
+    let mark = &r.mark;
+    if event.position != mark.position || event.version != mark.version {
+        return Err(LineError::Elsewhere {
+            position: mark.position,
+            found: event.position,
+        });
+    }
+    let decoded = DomainEvent::decode(&event.event_type, &event.payload).map_err(|source| {
+        LineError::Decode(crate::ApplyError {
+            position: event.position,
+            source,
+        })
+    })?;
+    let not_line = || LineError::NotALine {
+        position: event.position,
+        event_type: event.event_type.to_string(),
+    };
+    let decoded = decoded.ok_or_else(not_line)?;
+    match effect(&decoded) {
+        Some((s, w, _, _, true)) if s == sku && w == r.warehouse_id => {}
+        _ => return Err(not_line()),
+    }
+    Ok(made(meta, mark, r.first, &event.actor.id, &decoded))
+}
+
+/// A history line from its mark and its (decoded) event.
+fn made(
+    meta: &ShopMeta,
+    mark: &HistoryMark,
+    first: bool,
+    user: &str,
+    event: &DomainEvent,
+) -> HistoryLine {
+    let (_, warehouse_id, d_on_hand, _, _) = effect(event).expect("a stock move");
+    let (description, order_id) = describe(meta, mark.date, first, event);
+    HistoryLine {
+        position: mark.position,
+        date: mark.date,
+        user: user.into(),
+        description: description.into(),
+        order_id,
+        warehouse_id,
+        quantity_in: d_on_hand.max(0),
+        quantity_out: (-d_on_hand).max(0),
+        last: mark.last,
+    }
+}
+
+/// Why a history line could not be made from the log.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error(transparent)]
+    Decode(#[from] crate::ApplyError),
+    #[error(
+        "the stock history line at position {position} is not in the log where the projection says (found position {found})"
+    )]
+    Elsewhere { position: Position, found: Position },
+    #[error("the event at position {position} ({event_type}) is not a move of the item")]
+    NotALine {
+        position: Position,
+        event_type: String,
+    },
+}
+
+/// The whole history of one item, oldest first, from the events of its
+/// stock stream up to position `until`: the fold [`StockView`] makes, line
+/// by line with the quantity on hand after each (for tests and checks; the
+/// API reads the lines asked for through the marks and [`line`]).
+pub fn history(
+    meta: &ShopMeta,
+    events: &[RecordedEvent],
+    until: Position,
+) -> Result<Vec<HistoryLine>, crate::ApplyError> {
+    let mut view = StockView::default();
+    let mut lines = Vec::new();
+    for e in events.iter().filter(|e| e.position <= until) {
+        let decoded =
+            DomainEvent::decode(&e.event_type, &e.payload).map_err(|source| crate::ApplyError {
+                position: e.position,
+                source,
+            })?;
+        let Some(decoded) = decoded else { continue };
+        let line_of = match effect(&decoded) {
+            Some((sku, warehouse, _, _, true)) => Some((sku.clone(), warehouse)),
+            _ => None,
+        };
+        let at = At {
+            position: e.position,
+            version: e.version,
+            recorded_at: e.recorded_at,
+            actor: &e.actor,
+        };
+        view.apply(at, &decoded);
+        if let Some(key) = line_of {
+            let marks = &view.history[&key];
+            let mark = marks.last().expect("a line was marked");
+            lines.push(made(meta, mark, marks.len() == 1, &e.actor.id, &decoded));
+        }
+    }
+    Ok(lines)
 }

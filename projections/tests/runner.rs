@@ -433,6 +433,24 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
             (level.on_hand, level.reserved),
             (engine.on_hand, engine.reserved)
         );
+        // The item's history: each mark's line, made from the stock
+        // stream, is the fold of the stream, and the last line's quantity
+        // on hand is the level's.
+        let stock_stream = kedai_engine::domain::ids::streams::stock(w.shop, &sku("KAOS-M"), wh);
+        let moves = store.read_stream(&stock_stream, 1, 100_000).await.unwrap();
+        let history =
+            kedai_projections::stock::history(&view.meta, &moves, from_zero.position).unwrap();
+        prop_assert_eq!(history.len(), view.stock.history_len(&sku("KAOS-M"), wh));
+        let refs = view.stock.history_of(&sku("KAOS-M"), Some(wh), None, None);
+        prop_assert_eq!(refs.len(), history.len());
+        for (r, folded) in refs.iter().zip(&history) {
+            let e = &moves[(r.mark.version - 1) as usize];
+            prop_assert_eq!(
+                &kedai_projections::stock::line(&view.meta, &sku("KAOS-M"), r, e).unwrap(),
+                folded
+            );
+        }
+        prop_assert_eq!(history.last().map_or(0, |l| l.last), level.on_hand);
     }
     prop_assert_eq!(
         view.orders.counts().values().sum::<usize>(),

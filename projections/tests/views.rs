@@ -195,8 +195,36 @@ async fn stock_history_reads_like_ngorder() {
     .await
     .unwrap();
     let (_, v) = view(&w).await;
-    let history = v.stock.history_of(&sku("KAOS-M"), Some(MALANG), None, None);
-    let first = history[0];
+    // The history is marks in memory; its lines are made from the item's
+    // stock stream, as the API reads them.
+    let stream = kedai_engine::domain::ids::streams::stock(w.shop, &sku("KAOS-M"), MALANG);
+    let events = w.engine.store().read_stream(&stream, 1, 100).await.unwrap();
+    let refs = v.stock.history_of(&sku("KAOS-M"), Some(MALANG), None, None);
+    let history: Vec<_> = refs
+        .iter()
+        .map(|r| {
+            let e = &events[(r.mark.version - 1) as usize];
+            kedai_projections::stock::line(&v.meta, &sku("KAOS-M"), r, e).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        history,
+        kedai_projections::stock::history(&v.meta, &events, u64::MAX).unwrap(),
+        "the marks' lines are the fold of the stream"
+    );
+    // An event that is not the mark's, or not a move, is refused.
+    assert!(kedai_projections::stock::line(&v.meta, &sku("KAOS-M"), &refs[1], &events[0]).is_err());
+    let reserved = events
+        .iter()
+        .find(|e| &*e.event_type == "StockReserved")
+        .unwrap();
+    let mut at_reservation = refs[1];
+    (at_reservation.mark.position, at_reservation.mark.version) =
+        (reserved.position, reserved.version);
+    assert!(
+        kedai_projections::stock::line(&v.meta, &sku("KAOS-M"), &at_reservation, reserved).is_err()
+    );
+    let first = &history[0];
     assert_eq!(
         (
             &*first.description,
@@ -207,7 +235,7 @@ async fn stock_history_reads_like_ngorder() {
         ("Initial variation stock on 2021-08-09", 5, 0, 5)
     );
     assert_eq!(&*first.user, "ayu");
-    let shipped = history[1];
+    let shipped = &history[1];
     assert_eq!(
         (
             shipped.quantity_in,

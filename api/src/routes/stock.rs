@@ -6,10 +6,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use kedai_engine::Timestamp;
 use kedai_engine::command::Command;
-use kedai_engine::domain::ids::{Sku, WarehouseId};
+use kedai_engine::domain::ids::{Sku, WarehouseId, streams};
 use kedai_engine::domain::stock::StockMove;
+use kedai_engine::store::READ_EVENTS_MAX;
+use kedai_engine::{EventStore, RecordedEvent, ShopId};
+use kedai_projections::shop::ShopMeta;
+use kedai_projections::stock::{self, HistoryRef};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use crate::auth::{Caller, READERS, WRITERS};
 use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
@@ -116,6 +121,10 @@ pub struct HistoryQuery {
 
 /// `GET /v1/stock/{sku}/history`: moves of goods, oldest first (Ngorder's
 /// date, user, description, order, warehouse, in, out, last).
+///
+/// The projections keep a mark per line (where it is in the item's stock
+/// stream, its date, the quantity on hand after it); the lines are made
+/// from their events, read from the stock streams.
 pub async fn history(
     State(state): State<AppState>,
     caller: Caller,
@@ -125,14 +134,89 @@ pub async fn history(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
     let sku = parse_sku(&sku)?;
-    state.read(|p| {
+    let refs = state.read(|p| {
         let v = p
             .shop(caller.shop)
             .filter(|v| v.meta.skus.contains_key(&sku))
             .ok_or_else(|| ApiError::not_found(format!("SKU {sku} does not exist")))?;
-        let lines = v.stock.history_of(&sku, q.warehouse_id, q.from, q.to);
-        Ok(axum::Json(json!({"sku": sku, "history": lines})))
-    })
+        Ok::<_, ApiError>(v.stock.history_of(&sku, q.warehouse_id, q.from, q.to))
+    })?;
+    let events = history_events(&*state.store, caller.shop, &sku, &refs).await?;
+    let lines = state.read(|p| {
+        let empty = ShopMeta::default();
+        let meta = p.shop(caller.shop).map_or(&empty, |v| &v.meta);
+        refs.iter()
+            .zip(&events)
+            .map(|(r, e)| stock::line(meta, &sku, r, e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::internal)
+    })?;
+    Ok(axum::Json(json!({"sku": sku, "history": lines})))
+}
+
+/// Versions of one stream closer than this are read in one run (the
+/// events between, reservations and releases, are read and left).
+const HISTORY_READ_GAP: u64 = 64;
+
+/// The stock streams' events of `refs`, in their order: for each
+/// warehouse, each run of versions no further apart than
+/// [`HISTORY_READ_GAP`] read at once (a whole history is one run per
+/// warehouse).
+pub async fn history_events(
+    store: &dyn EventStore,
+    shop: ShopId,
+    sku: &Sku,
+    refs: &[HistoryRef],
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let mut wanted: BTreeMap<WarehouseId, Vec<u64>> = BTreeMap::new();
+    for r in refs {
+        wanted
+            .entry(r.warehouse_id)
+            .or_default()
+            .push(r.mark.version);
+    }
+    let mut read: BTreeMap<(WarehouseId, u64), RecordedEvent> = BTreeMap::new();
+    for (warehouse, mut versions) in wanted {
+        let stream = streams::stock(shop, sku, warehouse);
+        versions.sort_unstable();
+        versions.dedup();
+        let mut rest = &versions[..];
+        while let Some(&first) = rest.first() {
+            let run = 1 + rest
+                .windows(2)
+                .take_while(|w| w[1] - w[0] <= HISTORY_READ_GAP)
+                .count();
+            let end = rest[run - 1] + 1;
+            let keep = &rest[..run];
+            let mut from = first;
+            while from < end {
+                let max = ((end - from) as usize).min(READ_EVENTS_MAX);
+                let chunk = store.read_stream(&stream, from, max).await?;
+                let Some(last) = chunk.last().map(|e| e.version) else {
+                    break;
+                };
+                from = last + 1;
+                read.extend(
+                    chunk
+                        .into_iter()
+                        .filter(|e| keep.binary_search(&e.version).is_ok())
+                        .map(|e| ((warehouse, e.version), e)),
+                );
+            }
+            rest = &rest[run..];
+        }
+    }
+    refs.iter()
+        .map(|r| {
+            read.remove(&(r.warehouse_id, r.mark.version))
+                .ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "stock history line at position {} is not in its stock stream",
+                        r.mark.position
+                    ))
+                })
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,7 +22,7 @@ use anyhow::Context;
 use cap::Cap;
 use chrono::NaiveDate;
 use clap::Parser;
-use kedai_api::routes::{chat, money};
+use kedai_api::routes::{chat, money, stock as stock_routes};
 use kedai_benches::{median, thousands};
 use kedai_engine::command::{Engine, EngineOptions};
 use kedai_engine::domain::DomainEvent;
@@ -207,11 +207,12 @@ fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Pro
         use kedai_projections::{balances, inbox, orders, stock};
         use std::mem::size_of;
         println!(
-            "record sizes (bytes, without what they point to): order {}, line {}, timeline entry {}, stock history line {}, ledger entry {} (in memory: its mark, {}), message {}, conversation {}",
+            "record sizes (bytes, without what they point to): order {}, line {}, timeline entry {}, stock history line {} (in memory: its mark, {}), ledger entry {} (in memory: its mark, {}), message {}, conversation {}",
             size_of::<orders::OrderSummary>(),
             size_of::<orders::LineSummary>(),
             size_of::<orders::TimelineEntry>(),
             size_of::<stock::HistoryLine>(),
+            size_of::<stock::HistoryMark>(),
             size_of::<balances::LedgerEntry>(),
             size_of::<balances::LedgerMark>(),
             size_of::<inbox::MessageView>(),
@@ -330,6 +331,21 @@ fn queries(
         shop.stock.of_sku(sku)
     })?;
     let shop_ids: Vec<_> = p.shops.keys().copied().collect();
+    measure("a SKU's whole stock history", q, &mut rng, |rng| {
+        let i = rng.random_range(0..shops.len());
+        let shop = shops[i];
+        let levels: Vec<_> = shop.stock.levels.keys().collect();
+        let (sku, _) = levels[rng.random_range(0..levels.len())];
+        let refs = shop.stock.history_of(sku, None, None, None);
+        let events = runtime
+            .block_on(stock_routes::history_events(store, shop_ids[i], sku, &refs))
+            .expect("the history's events");
+        refs.iter()
+            .zip(&events)
+            .map(|(r, e)| kedai_projections::stock::line(&shop.meta, sku, r, e))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("history lines")
+    })?;
     measure("balances and last 50 ledger entries", q, &mut rng, |rng| {
         let i = rng.random_range(0..shops.len());
         let shop = shops[i];
