@@ -423,7 +423,7 @@ async fn demo(config: &ServeConfig, running: &Running) -> anyhow::Result<()> {
         ),
         ("the chat inbox", "/v1/conversations?limit=5"),
     ] {
-        eprintln!("  # {what}\n  curl -s -H \"Authorization: Bearer $KEY\" {base}{path}");
+        eprintln!("  # {what}\n  curl -s -H \"Authorization: Bearer $KEY\" \"{base}{path}\"");
     }
     eprintln!();
     Ok(())
