@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use kedai_engine::command::Command;
 use kedai_engine::command::slots::Kind;
@@ -14,12 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, READERS, WRITERS};
-use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
+use crate::commands::{Fresh, idempotency_key, new_id, run};
 use crate::error::{ApiError, Json, Path};
-use crate::routes::body_as;
+use crate::routes::{Answer, body_as, create};
 use crate::state::AppState;
-
-type Answer = Result<(StatusCode, Json<CommandAnswer>), ApiError>;
 
 /// `POST /v1/warehouses`.
 pub async fn add_warehouse(
@@ -29,19 +27,14 @@ pub async fn add_warehouse(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "warehouse",
-    );
-    let cmd: AddWarehouse = body_as(body, &[("warehouse_id", id)])?;
-    let id = cmd.warehouse_id.to_string();
-    run(
+    create(
         &state,
         &caller,
         &headers,
-        Command::AddWarehouse(cmd),
-        Some(id),
+        body,
+        "warehouse",
+        "warehouse_id",
+        |c: AddWarehouse| (c.warehouse_id, Command::AddWarehouse(c)),
     )
     .await
 }
@@ -72,19 +65,14 @@ pub async fn create_product(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "product",
-    );
-    let cmd: CreateProduct = body_as(body, &[("product_id", id)])?;
-    let id = cmd.product_id.to_string();
-    run(
+    create(
         &state,
         &caller,
         &headers,
-        Command::CreateProduct(cmd),
-        Some(id),
+        body,
+        "product",
+        "product_id",
+        |c: CreateProduct| (c.product_id, Command::CreateProduct(c)),
     )
     .await
 }

@@ -20,12 +20,10 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, READERS, WRITERS};
-use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run, run_naming};
+use crate::commands::{Fresh, idempotency_key, new_id, run, run_naming};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{body_as, page_size};
+use crate::routes::{Answer, body_as, create, page_size};
 use crate::state::AppState;
-
-type Answer = Result<(StatusCode, Json<CommandAnswer>), ApiError>;
 
 /// `POST /v1/conversations/inbound`: a message from a customer (from a
 /// channel connector).
@@ -36,23 +34,22 @@ pub async fn receive(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "message",
-    );
-    let cmd: ReceiveMessage = body_as(body, &[("message_id", id)])?;
-    let conversation = kedai_engine::domain::chat::conversation_id(
-        caller.shop,
-        cmd.party.channel,
-        &cmd.party.handle,
-    );
-    run(
+    // The answer names the conversation the message went to.
+    create(
         &state,
         &caller,
         &headers,
-        Command::ReceiveMessage(cmd),
-        Some(conversation.to_string()),
+        body,
+        "message",
+        "message_id",
+        |c: ReceiveMessage| {
+            let conversation = kedai_engine::domain::chat::conversation_id(
+                caller.shop,
+                c.party.channel,
+                &c.party.handle,
+            );
+            (conversation, Command::ReceiveMessage(c))
+        },
     )
     .await
 }
@@ -65,23 +62,22 @@ pub async fn send(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "message",
-    );
-    let cmd: SendMessage = body_as(body, &[("message_id", id)])?;
-    let conversation = kedai_engine::domain::chat::conversation_id(
-        caller.shop,
-        cmd.party.channel,
-        &cmd.party.handle,
-    );
-    run(
+    // The answer names the conversation the message went to.
+    create(
         &state,
         &caller,
         &headers,
-        Command::SendMessage(cmd),
-        Some(conversation.to_string()),
+        body,
+        "message",
+        "message_id",
+        |c: SendMessage| {
+            let conversation = kedai_engine::domain::chat::conversation_id(
+                caller.shop,
+                c.party.channel,
+                &c.party.handle,
+            );
+            (conversation, Command::SendMessage(c))
+        },
     )
     .await
 }
@@ -306,19 +302,14 @@ pub async fn save_template(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "template",
-    );
-    let cmd: SaveTemplate = body_as(body, &[("template_id", id)])?;
-    let id = cmd.template_id.to_string();
-    run(
+    create(
         &state,
         &caller,
         &headers,
-        Command::SaveTemplate(cmd),
-        Some(id),
+        body,
+        "template",
+        "template_id",
+        |c: SaveTemplate| (c.template_id, Command::SaveTemplate(c)),
     )
     .await
 }

@@ -13,12 +13,42 @@ pub mod shops;
 pub mod stock;
 pub mod webhooks;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use kedai_engine::command::Command;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::auth::Caller;
+use crate::commands::{CommandAnswer, idempotency_key, new_id, run};
+use crate::error::{ApiError, Json};
 use crate::limits::{PAGE_DEFAULT, PAGE_MAX};
+use crate::state::AppState;
+
+/// What a command route answers.
+pub type Answer = Result<(StatusCode, Json<CommandAnswer>), ApiError>;
+
+/// Runs a command that creates an entity: the body's `id_field` is filled
+/// with an id the server makes for `purpose` (derived from the
+/// Idempotency-Key, so a retry names the same entity) unless the client
+/// sent one, the body is decoded into `C`, and `command` turns it into the
+/// command and the id the answer names.
+pub async fn create<C, I>(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Value,
+    purpose: &str,
+    id_field: &str,
+    command: impl FnOnce(C) -> (I, Command),
+) -> Answer
+where
+    C: DeserializeOwned,
+    I: ToString,
+{
+    let id = new_id(caller.shop, idempotency_key(headers)?.as_deref(), purpose);
+    let (id, command) = command(body_as(body, &[(id_field, id)])?);
+    run(state, caller, headers, command, Some(id.to_string())).await
+}
 
 /// Decodes a body into `T`, after filling `field` with `id` when the
 /// client did not send it. Errors name the field (serde's words).

@@ -2,7 +2,7 @@
 //! and checkouts.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use kedai_engine::Timestamp;
 use kedai_engine::command::Command;
@@ -21,12 +21,10 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, OWNER, READERS, WRITERS};
-use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
+use crate::commands::{Fresh, idempotency_key, new_id, run};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{body_as, page_size};
+use crate::routes::{Answer, body_as, create, page_size};
 use crate::state::AppState;
-
-type Answer = Result<(StatusCode, Json<CommandAnswer>), ApiError>;
 
 /// `GET /v1/balance`: pending, available, withdrawing, and totals earned.
 pub async fn balance(
@@ -171,19 +169,14 @@ pub async fn request_withdrawal(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(OWNER)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "withdrawal",
-    );
-    let cmd: RequestWithdrawal = body_as(body, &[("withdrawal_id", id)])?;
-    let id = cmd.withdrawal_id.to_string();
-    run(
+    create(
         &state,
         &caller,
         &headers,
-        Command::RequestWithdrawal(cmd),
-        Some(id),
+        body,
+        "withdrawal",
+        "withdrawal_id",
+        |c: RequestWithdrawal| (c.withdrawal_id, Command::RequestWithdrawal(c)),
     )
     .await
 }
@@ -262,19 +255,14 @@ pub async fn record_expense(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "expense",
-    );
-    let cmd: RecordExpense = body_as(body, &[("expense_id", id)])?;
-    let id = cmd.expense_id.to_string();
-    run(
+    create(
         &state,
         &caller,
         &headers,
-        Command::RecordExpense(cmd),
-        Some(id),
+        body,
+        "expense",
+        "expense_id",
+        |c: RecordExpense| (c.expense_id, Command::RecordExpense(c)),
     )
     .await
 }
@@ -308,19 +296,14 @@ pub async fn start_checkout(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(
-        caller.shop,
-        idempotency_key(&headers)?.as_deref(),
-        "checkout",
-    );
-    let cmd: StartCheckout = body_as(body, &[("checkout_id", id)])?;
-    let id = cmd.checkout_id.to_string();
-    run(
+    create(
         &state,
         &caller,
         &headers,
-        Command::StartCheckout(cmd),
-        Some(id),
+        body,
+        "checkout",
+        "checkout_id",
+        |c: StartCheckout| (c.checkout_id, Command::StartCheckout(c)),
     )
     .await
 }

@@ -17,12 +17,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, READERS, WRITERS};
-use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
+use crate::commands::{Fresh, idempotency_key, new_id, run};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{body_as, page_size};
+use crate::routes::{Answer, body_as, create, page_size};
 use crate::state::AppState;
-
-type Answer = Result<(StatusCode, Json<CommandAnswer>), ApiError>;
 
 /// `POST /v1/orders`: places an order and reserves its stock, atomically.
 pub async fn place(
@@ -32,15 +30,14 @@ pub async fn place(
     Json(body): Json<Value>,
 ) -> Answer {
     caller.require(WRITERS)?;
-    let id = new_id(caller.shop, idempotency_key(&headers)?.as_deref(), "order");
-    let cmd: PlaceOrder = body_as(body, &[("order_id", id)])?;
-    let id = cmd.order_id.to_string();
-    run(
+    create(
         &state,
         &caller,
         &headers,
-        Command::PlaceOrder(cmd),
-        Some(id),
+        body,
+        "order",
+        "order_id",
+        |c: PlaceOrder| (c.order_id, Command::PlaceOrder(c)),
     )
     .await
 }

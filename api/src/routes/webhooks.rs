@@ -5,7 +5,7 @@
 //! it. Another shop's subscription ids are not found (404).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use kedai_engine::command::Command;
 use kedai_engine::command::slots::Kind;
@@ -19,12 +19,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, OWNER, WRITERS};
-use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
+use crate::commands::{Fresh, idempotency_key, new_id, run};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{body_as, page_size};
+use crate::routes::{Answer, body_as, page_size};
 use crate::state::AppState;
-
-type Answer = Result<(StatusCode, Json<CommandAnswer>), ApiError>;
 
 /// A new signing secret: `whsec_` and 32 random bytes in hex.
 pub fn new_webhook_secret() -> String {
