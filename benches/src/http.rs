@@ -375,8 +375,17 @@ mod tests {
     }
 
     #[test]
-    fn own_cpu_time_is_readable() {
-        assert!(own_cpu_seconds() >= 0.0);
-        assert!(crate::process_cpu_seconds(std::process::id()).is_some());
+    fn own_cpu_time_grows_with_work() {
+        let before = crate::process_cpu_seconds(std::process::id()).expect("readable");
+        // Busy work until the clock (in 1/100 s ticks) moves, at most 10 s.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while own_cpu_seconds() <= before {
+            assert!(Instant::now() < deadline, "CPU time never grew");
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_add(i));
+            }
+        }
+        assert!(own_cpu_seconds() > before, "{x}");
     }
 }
