@@ -373,6 +373,72 @@ async fn a_second_writer_is_refused_until_the_first_closes() {
     assert_eq!(again.last_position().await.unwrap(), 2);
 }
 
+/// Once a store is closed, its background helpers (the next segment's
+/// zero-filling, sealed segments' indexes) are done: every sealed segment
+/// has its index at once, and the directory no longer changes.
+#[tokio::test]
+async fn a_closed_store_leaves_nothing_running_in_its_directory() {
+    let listing = |dir: &Path| {
+        let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, fs::read(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    // Segments large enough that zero-filling the next one takes a while,
+    // filled past half (where that starts) by a few large appends.
+    let options = LogOptions {
+        segment_bytes_max: 32 << 20,
+        ..LogOptions::default()
+    };
+    let big = |i: usize| {
+        let events = (0..500)
+            .map(|j| NewEvent {
+                payload: vec![b'x'; 8 << 10],
+                ..event(i * 1000 + j)
+            })
+            .collect();
+        AppendRequest::single(
+            stream("big"),
+            ExpectedVersion::Any,
+            Timestamp(1_760_000_000_000_000),
+            events,
+        )
+    };
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open_with(dir.path(), options.clone()).unwrap();
+        for i in 0..10 {
+            store.append(big(i)).await.unwrap();
+        }
+        drop(store);
+        let closed = listing(dir.path());
+        let segs = segments(dir.path());
+        assert!(segs.len() >= 2, "round {round}: the log rolled");
+        for seg in &segs[..segs.len() - 1] {
+            assert!(
+                seg.with_extension("idx").exists(),
+                "round {round}: {} has its index when the store is closed",
+                seg.display()
+            );
+        }
+        assert!(
+            closed.iter().all(|(name, _)| !name.ends_with(".tmp")),
+            "round {round}: no half-written file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            listing(dir.path()) == closed,
+            "round {round}: the directory changed after the store closed"
+        );
+    }
+}
+
 #[tokio::test]
 async fn opening_a_missing_directory_read_only_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

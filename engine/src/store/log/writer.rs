@@ -170,6 +170,7 @@ pub(super) fn spawn(
         active,
         buf: Vec::with_capacity(1 << 20),
         prepared: None,
+        sealing: Vec::new(),
         pipeline,
     };
     std::thread::Builder::new()
@@ -203,6 +204,9 @@ struct Writer {
     buf: Vec<u8>,
     /// The zero-filled file being prepared to become the next segment.
     prepared: Option<JoinHandle<std::io::Result<()>>>,
+    /// Threads writing sealed segments' indexes; joined before the writer
+    /// exits, so that nothing touches the directory once the store is shut.
+    sealing: Vec<JoinHandle<()>>,
     pipeline: Arc<Pipeline>,
 }
 
@@ -257,6 +261,14 @@ impl Writer {
         self.pipeline.lock().closing = true;
         self.pipeline.to_syncer.notify_all();
         let _ = syncer.join();
+        // Background helpers finish before the directory lock is released:
+        // once a store is shut, nothing of it writes in the directory.
+        if let Some(handle) = self.prepared.take() {
+            let _ = handle.join();
+        }
+        for handle in self.sealing.drain(..) {
+            let _ = handle.join();
+        }
     }
 
     fn process(&mut self, pending: Vec<Pending>) {
@@ -687,7 +699,10 @@ impl Writer {
             .unwrap_or_else(|e| e.into_inner())
             .active_len = SEGMENT_HEADER_LEN as u64;
         self.prealloc_len = file_len;
-        seal_in_background(Arc::clone(&self.shared), sealed);
+        self.sealing.retain(|h| !h.is_finished());
+        if let Some(handle) = seal_in_background(Arc::clone(&self.shared), sealed) {
+            self.sealing.push(handle);
+        }
         Ok(())
     }
 
@@ -886,7 +901,7 @@ fn write_all(file: &File, buf: &[u8], offset: u64, options: &LogOptions) -> std:
 /// Writes a sealed (and durable) segment's sidecar index from a thread of
 /// its own, so the writer does not wait for it. A missing index only makes
 /// the next open scan that segment.
-fn seal_in_background(shared: Arc<Shared>, sealed: Arc<Segment>) {
+fn seal_in_background(shared: Arc<Shared>, sealed: Arc<Segment>) -> Option<JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name("kedai-log-seal".into())
         .spawn(move || {
@@ -913,7 +928,7 @@ fn seal_in_background(shared: Arc<Shared>, sealed: Arc<Segment>) {
                 tracing::warn!(segment = %sealed.path.display(), error = %e, "could not write segment index");
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start the segment sealing thread");
-    }
+    spawned
+        .inspect_err(|e| tracing::warn!(error = %e, "could not start the segment sealing thread"))
+        .ok()
 }
