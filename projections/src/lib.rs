@@ -30,10 +30,13 @@
 //! - [`webhooks`]: webhook subscriptions (no secrets) and delivery counts.
 //! - [`runner`]: follows the store, applies events, waits for positions,
 //!   snapshots.
+//! - [`fold`]: a rebuild on several threads, each folding a share of the
+//!   shops.
 
 pub mod analytics;
 pub mod balances;
 pub mod checkouts;
+pub mod fold;
 pub mod inbox;
 pub mod intern;
 pub mod orders;
@@ -57,6 +60,19 @@ pub struct At<'a> {
     pub version: u64,
     pub recorded_at: Timestamp,
     pub actor: &'a Actor,
+}
+
+/// An event as a fold reads it, borrowed from wherever it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    pub position: Position,
+    pub shop: ShopId,
+    /// The event's version in its stream.
+    pub version: u64,
+    pub recorded_at: Timestamp,
+    pub actor: &'a Actor,
+    pub event_type: &'a str,
+    pub payload: &'a [u8],
 }
 
 /// One shop's projections.
@@ -157,13 +173,26 @@ impl Projections {
             self.position + 1,
             "projections must see the log in order, without gaps"
         );
+        self.apply_ref(EventRef {
+            position: event.position,
+            shop: event.stream.shop,
+            version: event.version,
+            recorded_at: event.recorded_at,
+            actor: &event.actor,
+            event_type: &event.event_type,
+            payload: &event.payload,
+        })
+    }
+
+    /// Applies an event of the log. Gaps are allowed: a share of the
+    /// shops (see [`fold`]) sees only its shops' events.
+    pub(crate) fn apply_ref(&mut self, event: EventRef<'_>) -> Result<(), ApplyError> {
         self.position = event.position;
-        let decoded = DomainEvent::decode(&event.event_type, &event.payload).map_err(|source| {
-            ApplyError {
+        let decoded =
+            DomainEvent::decode(event.event_type, event.payload).map_err(|source| ApplyError {
                 position: event.position,
                 source,
-            }
-        })?;
+            })?;
         let Some(decoded) = decoded else {
             self.skipped += 1;
             return Ok(());
@@ -172,9 +201,9 @@ impl Projections {
             position: event.position,
             version: event.version,
             recorded_at: event.recorded_at,
-            actor: &event.actor,
+            actor: event.actor,
         };
-        let shop = event.stream.shop;
+        let shop = event.shop;
         match &decoded {
             DomainEvent::ApiKeyIssued(e) => {
                 let entry = KeyEntry {

@@ -62,6 +62,21 @@ pub trait Verbatim: EventStore {
     /// answer means none exist.
     async fn read_records(&self, after: Position, max: usize) -> Result<Vec<Vec<u8>>, StoreError>;
 
+    /// The same records as [`read_records`](Verbatim::read_records), in
+    /// one buffer: for readers that decode bodies in place (a rebuild)
+    /// rather than keep them. The log answers from the very buffer it
+    /// read; other backends gather their bodies into one.
+    async fn read_page(&self, after: Position, max: usize) -> Result<RecordPage, StoreError> {
+        let bodies = self.read_records(after, max).await?;
+        let mut page = RecordPage::new(after + 1);
+        page.data
+            .reserve(bodies.iter().map(|b| b.len()).sum::<usize>());
+        for body in &bodies {
+            page.push(body);
+        }
+        Ok(page)
+    }
+
     /// Where the log ends (the durable, committed end).
     async fn chain_end(&self) -> Result<ChainEnd, StoreError>;
 
@@ -69,6 +84,65 @@ pub trait Verbatim: EventStore {
     /// they are checked to continue the log (see the module docs). Returns
     /// the positions they took; only returns once they are durable.
     async fn import(&self, bodies: Vec<Vec<u8>>) -> Result<AppendOutcome, StoreError>;
+}
+
+/// Record bodies at consecutive positions, in one buffer (see
+/// [`Verbatim::read_page`]).
+#[derive(Debug, Default)]
+pub struct RecordPage {
+    /// Position of the first body.
+    first: Position,
+    data: Vec<u8>,
+    /// Where each body lies in `data`.
+    spans: Vec<(usize, usize)>,
+}
+
+impl RecordPage {
+    /// An empty page whose first body will be at `first`.
+    pub fn new(first: Position) -> RecordPage {
+        RecordPage {
+            first,
+            ..RecordPage::default()
+        }
+    }
+
+    /// A page over a buffer the bodies already lie in, at `spans`.
+    pub(crate) fn from_parts(
+        first: Position,
+        data: Vec<u8>,
+        spans: Vec<(usize, usize)>,
+    ) -> RecordPage {
+        debug_assert!(spans.iter().all(|&(a, b)| a <= b && b <= data.len()));
+        RecordPage { first, data, spans }
+    }
+
+    /// Adds the body at the next position.
+    pub fn push(&mut self, body: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(body);
+        self.spans.push((start, self.data.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Position of the last body, if any.
+    pub fn last_position(&self) -> Option<Position> {
+        (!self.is_empty()).then(|| self.first + self.spans.len() as u64 - 1)
+    }
+
+    /// Each body with its position, in order.
+    pub fn bodies(&self) -> impl Iterator<Item = (Position, &[u8])> + '_ {
+        self.spans
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| (self.first + i as u64, &self.data[a..b]))
+    }
 }
 
 /// One record of an import batch that passed [`check_batch`].

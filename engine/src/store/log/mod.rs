@@ -43,7 +43,7 @@ use uuid::Uuid;
 
 use self::format::{Frame, GENESIS_HASH, Hash, SEGMENT_HEADER_LEN, SegmentHeader};
 use self::segment::{ScanChecks, SegmentData, SegmentIndex};
-use super::import::{ChainEnd, IMPORT_RECORDS_MAX, Verbatim};
+use super::import::{ChainEnd, IMPORT_RECORDS_MAX, RecordPage, Verbatim};
 use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId, Timestamp};
 
@@ -384,6 +384,20 @@ impl LogStore {
         to: Position,
         mut visit: impl FnMut(Position, &[u8]) -> Result<(), String>,
     ) -> Result<(), StoreError> {
+        self.read_checked(segment, from, to, |position, body, _| visit(position, body))
+            .map(drop)
+    }
+
+    /// Reads the records at positions `from..=to`, all in `segment`, in
+    /// one read, checks each (checksum, length, position) and hands it to
+    /// `visit` with where its body lies in the buffer; returns the buffer.
+    fn read_checked(
+        &self,
+        segment: &Segment,
+        from: Position,
+        to: Position,
+        mut visit: impl FnMut(Position, &[u8], (usize, usize)) -> Result<(), String>,
+    ) -> Result<Vec<u8>, StoreError> {
         let (start, ends) = {
             let ends = read_lock(&segment.ends);
             let i0 = (from - segment.first_position) as usize;
@@ -426,10 +440,11 @@ impl LogStore {
                     "record holds position {stored_position}, expected {position}"
                 )));
             }
-            visit(position, body).map_err(corrupt)?;
+            let body_start = offset + format::FRAME_HEADER_LEN;
+            visit(position, body, (body_start, next)).map_err(corrupt)?;
             offset = next;
         }
-        Ok(())
+        Ok(buf)
     }
 
     /// The segment holding `after + 1` and the last position to read from
@@ -470,6 +485,20 @@ impl Verbatim for LogStore {
             Ok(())
         })?;
         Ok(bodies)
+    }
+
+    /// The records of one read of one segment, in the buffer read: no
+    /// body is copied.
+    async fn read_page(&self, after: Position, max: usize) -> Result<RecordPage, StoreError> {
+        let Some((segment, to)) = self.next_range(after, max.min(IMPORT_RECORDS_MAX)) else {
+            return Ok(RecordPage::new(after + 1));
+        };
+        let mut spans = Vec::with_capacity((to - after) as usize);
+        let data = self.read_checked(&segment, after + 1, to, |_, _, span| {
+            spans.push(span);
+            Ok(())
+        })?;
+        Ok(RecordPage::from_parts(after + 1, data, spans))
     }
 
     async fn chain_end(&self) -> Result<ChainEnd, StoreError> {

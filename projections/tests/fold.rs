@@ -1,0 +1,164 @@
+//! The fold on several threads gives what the fold on one thread gives,
+//! byte for byte: for every number of threads, every page size, to the end
+//! of the log or as of any moment; and a damaged record stops it with the
+//! earliest error, naming the position.
+
+use std::sync::{Arc, OnceLock};
+
+use kedai_engine::command::{Engine, EngineOptions};
+use kedai_engine::store::import::RecordPage;
+use kedai_engine::store::log::format::{self, Envelope, GENESIS_HASH};
+use kedai_engine::store::memory::MemoryStore;
+use kedai_engine::{EventStore, Position, RecordedEvent, Timestamp};
+use kedai_fixtures::{FixtureConfig, generate};
+use kedai_projections::Projections;
+use kedai_projections::fold::{FoldError, ParallelFold};
+use proptest::prelude::*;
+
+/// Three shops' year of trade, every kind of event, interleaved in the log.
+fn log() -> &'static [RecordedEvent] {
+    static LOG: OnceLock<Vec<RecordedEvent>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            let engine = Engine::new(
+                store.clone(),
+                EngineOptions {
+                    sole_writer: true,
+                    ..EngineOptions::default()
+                },
+            );
+            let config = FixtureConfig {
+                shops: 3,
+                orders_per_shop: 150,
+                days: 30,
+                ..FixtureConfig::default()
+            };
+            generate(&engine, &config, &mut |_| {}).await.unwrap();
+            let last = store.last_position().await.unwrap();
+            let mut events = Vec::new();
+            while (events.len() as u64) < last {
+                events.extend(store.read_all(events.len() as u64, 10_000).await.unwrap());
+            }
+            events
+        })
+    })
+}
+
+/// The events as a log stores them, in pages of `size`.
+fn pages(events: &[RecordedEvent], size: usize) -> Vec<RecordPage> {
+    events
+        .chunks(size)
+        .map(|chunk| {
+            let mut page = RecordPage::new(chunk[0].position);
+            for e in chunk {
+                let mut body = Vec::new();
+                format::encode_body(&mut body, &GENESIS_HASH, e.position, &Envelope::of(e));
+                page.push(&body);
+            }
+            page
+        })
+        .collect()
+}
+
+fn sequential(events: &[RecordedEvent]) -> Projections {
+    let mut p = Projections::new();
+    for e in events {
+        p.apply(e).unwrap();
+    }
+    p
+}
+
+fn parallel(
+    events: &[RecordedEvent],
+    threads: usize,
+    page: usize,
+    until: Option<Timestamp>,
+) -> Result<kedai_projections::fold::Folded, FoldError> {
+    let mut fold = ParallelFold::start(threads, until);
+    for p in pages(events, page) {
+        fold.push(p);
+    }
+    fold.finish()
+}
+
+#[test]
+fn the_log_has_several_shops_interleaved() {
+    let shops: std::collections::BTreeSet<_> = log().iter().map(|e| e.stream.shop).collect();
+    assert_eq!(shops.len(), 3);
+    assert!(log().len() > 5_000, "{} events", log().len());
+}
+
+#[test]
+fn every_number_of_threads_folds_the_same_bytes() {
+    let events = log();
+    let expected = sequential(events);
+    let last_at = events.last().unwrap().recorded_at;
+    for threads in 1..=4 {
+        let folded = parallel(events, threads, 1_000, None).unwrap();
+        assert_eq!(folded.projections.position, events.len() as Position);
+        assert_eq!(folded.last_recorded_at, Some(last_at));
+        assert!(
+            folded.projections.to_bytes() == expected.to_bytes(),
+            "{threads} threads fold other projections"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_record_stops_the_fold_at_the_earliest_error() {
+    let events = log();
+    let mut pages = pages(events, 500);
+    // Damage the envelope of two records (as if a record passed its
+    // checksum but was written by something else): the earlier is named.
+    let damaged = |page: &RecordPage, n: usize| {
+        let mut out = RecordPage::new(page.bodies().next().unwrap().0);
+        for (i, (_, body)) in page.bodies().enumerate() {
+            let mut body = body.to_vec();
+            if i == n {
+                body.truncate(format::BODY_PREFIX_LEN + 25);
+            }
+            out.push(&body);
+        }
+        out
+    };
+    pages[3] = damaged(&pages[3], 7);
+    pages[5] = damaged(&pages[5], 1);
+    for threads in 1..=3 {
+        let mut fold = ParallelFold::start(threads, None);
+        for p in &pages {
+            fold.push(damaged(p, usize::MAX));
+        }
+        let err = fold.finish().unwrap_err();
+        assert!(
+            matches!(err, FoldError::Record { position, .. } if position == 3 * 500 + 8),
+            "{threads} threads: {err}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// As of any moment (between or at events' times), with any page size
+    /// and number of threads: the fold of the prefix recorded by then.
+    #[test]
+    fn as_of_a_moment_folds_the_prefix(at in 0usize..6_000, shift in -1i64..=1, threads in 1usize..=3, page in 1usize..3_000) {
+        let events = log();
+        let at = at.min(events.len() - 1);
+        let moment = Timestamp(events[at].recorded_at.0 + shift);
+        let prefix: Vec<RecordedEvent> = events
+            .iter()
+            .take_while(|e| e.recorded_at <= moment)
+            .cloned()
+            .collect();
+        let folded = parallel(events, threads, page, Some(moment)).unwrap();
+        prop_assert_eq!(folded.projections.position, prefix.len() as Position);
+        prop_assert_eq!(folded.last_recorded_at, prefix.last().map(|e| e.recorded_at));
+        prop_assert!(folded.projections.to_bytes() == sequential(&prefix).to_bytes());
+    }
+}
