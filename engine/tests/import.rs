@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kedai_engine::store::import::{ChainEnd, IMPORT_RECORDS_MAX, Verbatim};
+use kedai_engine::store::import::{ChainEnd, IMPORT_RECORDS_MAX, RecordPage, Verbatim};
 use kedai_engine::store::log::format::{self, Envelope, Hash};
 use kedai_engine::store::log::verify::verify as verify_log;
 use kedai_engine::store::log::{LogOptions, LogStore};
@@ -90,6 +90,26 @@ async fn all_records(store: &dyn Verbatim) -> Vec<Vec<u8>> {
             return records;
         }
         records.extend(page);
+    }
+}
+
+/// Every record of a store read in pages of `max`, each page read into the
+/// one before (its memory reused): the same as [`all_records`].
+async fn all_pages(store: &dyn Verbatim, max: usize) -> Vec<Vec<u8>> {
+    let mut records: Vec<Vec<u8>> = Vec::new();
+    let mut page = RecordPage::default();
+    loop {
+        let after = records.len() as Position;
+        page = store.read_page(after, max, page).await.unwrap();
+        if page.is_empty() {
+            return records;
+        }
+        assert!(page.len() <= max);
+        for (position, body) in page.bodies() {
+            assert_eq!(position, records.len() as Position + 1);
+            records.push(body.to_vec());
+        }
+        assert_eq!(page.last_position(), Some(records.len() as Position));
     }
 }
 
@@ -232,6 +252,9 @@ async fn a_log_is_copied_into_another_log_byte_for_byte() {
     let records = all_records(&*source).await;
     assert_eq!(records.len(), 220);
     assert!(source.segment_count() > 3);
+    for max in [1, 7, 1_000] {
+        assert_eq!(all_pages(&*source, max).await, records, "pages of {max}");
+    }
     let source_end = source.chain_end().await.unwrap();
     assert_eq!(source_end.last_position, records.len() as u64);
 
@@ -277,6 +300,7 @@ async fn a_log_goes_to_postgres_and_back_byte_for_byte() {
     assert_eq!(pg.chain_end().await.unwrap(), source_end);
     assert_eq!(*pg.head().borrow(), source_end.last_position);
     assert_eq!(all_records(&*pg).await, records);
+    assert_eq!(all_pages(&*pg, 64).await, records);
     assert_eq!(read_everything(&*pg).await, read_everything(&*source).await);
     let report = verify_pg(&db.url, None, |_| {}).await.unwrap();
     assert_eq!(

@@ -15,7 +15,7 @@
 //! moment; the earliest of those stops is where the whole fold stops, and
 //! no thread applied anything past it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -65,6 +65,8 @@ pub struct ParallelFold {
     workers: Vec<JoinHandle<Share>>,
     /// The last position pushed.
     pushed: Position,
+    /// Pages pushed, oldest first, until every thread is done with them.
+    in_flight: VecDeque<Arc<RecordPage>>,
 }
 
 impl ParallelFold {
@@ -95,6 +97,7 @@ impl ParallelFold {
             senders,
             workers,
             pushed: 0,
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -116,6 +119,19 @@ impl ParallelFold {
             // longer needs pages.
             let _ = tx.send(Arc::clone(&page));
         }
+        self.in_flight.push_back(page);
+    }
+
+    /// A page every thread is done with, emptied, for the next read to
+    /// fill (see `Verbatim::read_page`); a new one when none is.
+    pub fn spare(&mut self) -> RecordPage {
+        if let Some(oldest) = self.in_flight.pop_front() {
+            match Arc::try_unwrap(oldest) {
+                Ok(page) => return page,
+                Err(shared) => self.in_flight.push_front(shared),
+            }
+        }
+        RecordPage::default()
     }
 
     /// Whether every thread has stopped before the end of what was pushed

@@ -240,16 +240,7 @@ async fn open_source(from: &Place) -> Result<(Arc<dyn Verbatim>, String), Replay
         Place::Dir(dir) => Source::Log { dir: log_dir(dir)? },
         Place::Postgres(url) => Source::Postgres { url: url.clone() },
     };
-    let store: Arc<dyn Verbatim> = match &source {
-        Source::Log { dir } => {
-            let dir = dir.clone();
-            let store = tokio::task::spawn_blocking(move || LogStore::open_read_only(dir))
-                .await
-                .map_err(|e| ReplayError::Invalid(format!("opening the log: {e}")))??;
-            Arc::new(store)
-        }
-        Source::Postgres { url } => Arc::new(PgStore::connect_read_only(url, options()).await?),
-    };
+    let store = source.open_verbatim().await?;
     Ok((store, source.describe()))
 }
 

@@ -28,6 +28,9 @@ pub enum ReplayError {
     /// An event claims a known type but its payload does not decode.
     #[error(transparent)]
     Apply(#[from] kedai_projections::ApplyError),
+    /// A record or event the rebuild's fold could not read.
+    #[error(transparent)]
+    Fold(#[from] kedai_projections::fold::FoldError),
     /// A file given to `diff` is neither a rebuild report nor a snapshot.
     #[error("{path}: {reason}")]
     BadInput { path: PathBuf, reason: String },

@@ -34,3 +34,8 @@ pub mod source;
 pub mod verify;
 
 pub use error::ReplayError;
+
+/// The number of threads "every core" means here.
+pub fn every_core() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

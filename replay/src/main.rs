@@ -24,7 +24,7 @@ use kedai_replay::progress::{Progress, Rate, Unit};
 use kedai_replay::rebuild::{Until, parse_time};
 use kedai_replay::report::Report;
 use kedai_replay::source::Source;
-use kedai_replay::{ReplayError, copy, diff, export, history, rebuild, verify};
+use kedai_replay::{ReplayError, copy, diff, every_core, export, history, rebuild, verify};
 use serde_json::json;
 
 // The same allocator as `kedai serve`: a rebuild allocates and frees
@@ -104,6 +104,10 @@ enum Command {
         /// Write the report here instead of stdout.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Threads folding (each a share of the shops; default: every
+        /// core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
     },
     /// Compares two rebuild reports, or a report and a server's projection
     /// snapshot; exit code 0 when equal, 1 when different.
@@ -219,15 +223,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 position,
                 shop,
                 output,
+                threads,
             } => {
                 let until = match (as_of, position) {
                     (Some(t), _) => Until::Time(parse_time(&t)?),
                     (None, Some(p)) => Until::Position(p),
                     (None, None) => anyhow::bail!("give --as-of TIME or --position N"),
                 };
+                let threads = threads.map_or_else(every_core, usize::from);
                 run_rebuild(
                     &source,
                     until,
+                    threads,
                     shop.map(ShopId),
                     output.as_deref(),
                     cli.json,
@@ -311,15 +318,17 @@ async fn run_history(
 async fn run_rebuild(
     source: &Source,
     until: Until,
+    threads: usize,
     shop: Option<ShopId>,
     output: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = source.open().await?;
-    let progress = Progress::new("rebuild", 0, Unit::Events);
-    let rebuilt = rebuild::rebuild(store, until, |done, target| {
-        progress.set_total(target);
-        progress.set(done);
+    let store = source.open_verbatim().await?;
+    let progress = Arc::new(Progress::new("rebuild", 0, Unit::Events));
+    let shown = Arc::clone(&progress);
+    let rebuilt = rebuild::rebuild(store, until, threads, move |done, target| {
+        shown.set_total(target);
+        shown.set(done);
     })
     .await?;
     let rate = Rate {

@@ -1,5 +1,10 @@
 //! `rebuild`: folds every projection from the first event up to a position
-//! or a moment, reading the log in large pages ahead of the fold.
+//! or a moment, on several threads (each folds a share of the shops, see
+//! [`kedai_projections::fold`]), from the records exactly as stored.
+//!
+//! A thread of its own reads the records in large pages (one read of a
+//! segment each on the log) and hands each page to the fold threads, whose
+//! queues let it read ahead of them.
 //!
 //! As of a moment means the longest prefix of the log whose events were
 //! recorded at or before it: `recorded_at` never decreases along the log,
@@ -7,11 +12,12 @@
 
 use std::sync::Arc;
 
-use kedai_engine::{EventStore, Position, Timestamp};
+use kedai_engine::store::import::{IMPORT_RECORDS_MAX, Verbatim};
+use kedai_engine::{Position, Timestamp};
 use kedai_projections::Projections;
+use kedai_projections::fold::ParallelFold;
 
 use crate::ReplayError;
-use crate::pages::Pages;
 
 /// How far to fold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +38,14 @@ pub struct Rebuilt {
     pub log_end: Position,
 }
 
-/// Folds the log from its first event up to `until`. `progress` gets the
-/// position reached and the position aimed at, after each page.
+/// Folds the log from its first event up to `until` on `threads` threads.
+/// `progress` gets the position read and the position aimed at, after
+/// each page.
 pub async fn rebuild(
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn Verbatim>,
     until: Until,
-    mut progress: impl FnMut(Position, Position),
+    threads: usize,
+    mut progress: impl FnMut(Position, Position) + Send + 'static,
 ) -> Result<Rebuilt, ReplayError> {
     let log_end = store.last_position().await?;
     let target = match until {
@@ -49,30 +57,38 @@ pub async fn rebuild(
         Until::Position(p) => p,
         Until::Time(_) => log_end,
     };
-    let mut projections = Projections::new();
-    let mut last_recorded_at = None;
-    let mut pages = Pages::spawn(store, 0, target);
-    'pages: while let Some(page) = pages.next().await {
-        for event in &page? {
-            if let Until::Time(t) = until
-                && event.recorded_at > t
-            {
-                break 'pages;
-            }
-            projections.apply(event)?;
-            last_recorded_at = Some(event.recorded_at);
+    let moment = match until {
+        Until::Time(t) => Some(t),
+        Until::Position(_) => None,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let feeding = tokio::task::spawn_blocking(move || {
+        let mut fold = ParallelFold::start(threads, moment);
+        let mut after = 0;
+        while after < target && !fold.all_stopped() {
+            let want = ((target - after) as usize).min(IMPORT_RECORDS_MAX);
+            let page = runtime.block_on(store.read_page(after, want, fold.spare()))?;
+            let Some(last) = page.last_position() else {
+                break;
+            };
+            after = last;
+            fold.push(page);
+            progress(after, target);
         }
-        progress(projections.position, target);
-    }
-    if matches!(until, Until::Position(_)) && projections.position != target {
+        let folded = fold.finish()?;
+        Ok::<_, ReplayError>((folded, after))
+    });
+    let (folded, read) = feeding
+        .await
+        .map_err(|e| ReplayError::Invalid(format!("the fold stopped: {e}")))??;
+    if matches!(until, Until::Position(_)) && read != target {
         return Err(ReplayError::Invalid(format!(
-            "the log ended at position {} before position {target}",
-            projections.position
+            "the log ended at position {read} before position {target}"
         )));
     }
     Ok(Rebuilt {
-        projections,
-        last_recorded_at,
+        projections: folded.projections,
+        last_recorded_at: folded.last_recorded_at,
         log_end,
     })
 }

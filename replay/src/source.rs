@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kedai_engine::EventStore;
+use kedai_engine::store::import::Verbatim;
 use kedai_engine::store::log::LogStore;
 use kedai_engine::store::log::format::parse_segment_file_name;
 use kedai_engine::store::postgres::{PgOptions, PgStore};
@@ -58,6 +59,12 @@ impl Source {
 
     /// Opens the store read-only.
     pub async fn open(&self) -> Result<Arc<dyn EventStore>, ReplayError> {
+        let store: Arc<dyn EventStore> = self.open_verbatim().await?;
+        Ok(store)
+    }
+
+    /// Opens the store read-only, for reading records as stored.
+    pub async fn open_verbatim(&self) -> Result<Arc<dyn Verbatim>, ReplayError> {
         match self {
             Source::Log { dir } => {
                 let dir = dir.clone();

@@ -63,8 +63,7 @@ pub async fn verify(
     let checked = match source {
         Source::Log { dir } => {
             let dir = dir.clone();
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let threads = threads.unwrap_or_else(crate::every_core);
             tokio::task::spawn_blocking(move || verify_with_threads(&dir, kept, threads, progress))
                 .await
                 .map_err(|e| ReplayError::Invalid(format!("verification stopped: {e}")))?

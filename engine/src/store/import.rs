@@ -64,13 +64,18 @@ pub trait Verbatim: EventStore {
 
     /// The same records as [`read_records`](Verbatim::read_records), in
     /// one buffer: for readers that decode bodies in place (a rebuild)
-    /// rather than keep them. The log answers from the very buffer it
-    /// read; other backends gather their bodies into one.
-    async fn read_page(&self, after: Position, max: usize) -> Result<RecordPage, StoreError> {
+    /// rather than keep them. `spare` is a page done with, whose memory is
+    /// reused (a fresh buffer per page costs the kernel's zeroing of new
+    /// memory). The log answers from the very buffer it read; other
+    /// backends gather their bodies into one.
+    async fn read_page(
+        &self,
+        after: Position,
+        max: usize,
+        spare: RecordPage,
+    ) -> Result<RecordPage, StoreError> {
         let bodies = self.read_records(after, max).await?;
-        let mut page = RecordPage::new(after + 1);
-        page.data
-            .reserve(bodies.iter().map(|b| b.len()).sum::<usize>());
+        let mut page = spare.reset(after + 1);
         for body in &bodies {
             page.push(body);
         }
@@ -106,14 +111,17 @@ impl RecordPage {
         }
     }
 
-    /// A page over a buffer the bodies already lie in, at `spans`.
-    pub(crate) fn from_parts(
-        first: Position,
-        data: Vec<u8>,
-        spans: Vec<(usize, usize)>,
-    ) -> RecordPage {
-        debug_assert!(spans.iter().all(|&(a, b)| a <= b && b <= data.len()));
-        RecordPage { first, data, spans }
+    /// This page emptied, to be filled from `first` (its memory kept).
+    pub fn reset(mut self, first: Position) -> RecordPage {
+        self.first = first;
+        self.data.clear();
+        self.spans.clear();
+        self
+    }
+
+    /// The page's buffers, to fill directly.
+    pub(crate) fn parts_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<(usize, usize)>) {
+        (&mut self.data, &mut self.spans)
     }
 
     /// Adds the body at the next position.

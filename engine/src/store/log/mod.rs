@@ -384,20 +384,23 @@ impl LogStore {
         to: Position,
         mut visit: impl FnMut(Position, &[u8]) -> Result<(), String>,
     ) -> Result<(), StoreError> {
-        self.read_checked(segment, from, to, |position, body, _| visit(position, body))
-            .map(drop)
+        let mut buf = Vec::new();
+        self.read_checked(segment, from, to, &mut buf, |position, body, _| {
+            visit(position, body)
+        })
     }
 
     /// Reads the records at positions `from..=to`, all in `segment`, in
-    /// one read, checks each (checksum, length, position) and hands it to
-    /// `visit` with where its body lies in the buffer; returns the buffer.
+    /// one read into `buf`, checks each (checksum, length, position) and
+    /// hands it to `visit` with where its body lies in `buf`.
     fn read_checked(
         &self,
         segment: &Segment,
         from: Position,
         to: Position,
+        buf: &mut Vec<u8>,
         mut visit: impl FnMut(Position, &[u8], (usize, usize)) -> Result<(), String>,
-    ) -> Result<Vec<u8>, StoreError> {
+    ) -> Result<(), StoreError> {
         let (start, ends) = {
             let ends = read_lock(&segment.ends);
             let i0 = (from - segment.first_position) as usize;
@@ -411,11 +414,13 @@ impl LogStore {
             (start, ends[i0..=i1].to_vec())
         };
         let end = *ends.last().expect("at least one record");
-        let mut buf = vec![0u8; (end - start) as usize];
+        buf.clear();
+        buf.resize((end - start) as usize, 0);
         segment
             .file
-            .read_exact_at(&mut buf, u64::from(start))
+            .read_exact_at(buf, u64::from(start))
             .map_err(|e| StoreError::io(format!("reading {}", segment.path.display()), e))?;
+        let buf = &buf[..];
         let mut offset = 0usize;
         for (i, &record_end) in ends.iter().enumerate() {
             let position = from + i as u64;
@@ -444,7 +449,7 @@ impl LogStore {
             visit(position, body, (body_start, next)).map_err(corrupt)?;
             offset = next;
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// The segment holding `after + 1` and the last position to read from
@@ -489,16 +494,22 @@ impl Verbatim for LogStore {
 
     /// The records of one read of one segment, in the buffer read: no
     /// body is copied.
-    async fn read_page(&self, after: Position, max: usize) -> Result<RecordPage, StoreError> {
+    async fn read_page(
+        &self,
+        after: Position,
+        max: usize,
+        spare: RecordPage,
+    ) -> Result<RecordPage, StoreError> {
+        let mut page = spare.reset(after + 1);
         let Some((segment, to)) = self.next_range(after, max.min(IMPORT_RECORDS_MAX)) else {
-            return Ok(RecordPage::new(after + 1));
+            return Ok(page);
         };
-        let mut spans = Vec::with_capacity((to - after) as usize);
-        let data = self.read_checked(&segment, after + 1, to, |_, _, span| {
+        let (data, spans) = page.parts_mut();
+        self.read_checked(&segment, after + 1, to, data, |_, _, span| {
             spans.push(span);
             Ok(())
         })?;
-        Ok(RecordPage::from_parts(after + 1, data, spans))
+        Ok(page)
     }
 
     async fn chain_end(&self) -> Result<ChainEnd, StoreError> {
