@@ -430,8 +430,8 @@ impl LogStore {
                 position: Some(position),
                 reason,
             };
-            let Frame::Record { body, next } = format::read_frame(&buf, offset) else {
-                return Err(corrupt(match format::read_frame(&buf, offset) {
+            let Frame::Record { body, next } = format::read_frame(buf, offset) else {
+                return Err(corrupt(match format::read_frame(buf, offset) {
                     Frame::Bad { reason } => reason,
                     _ => "record is incomplete".into(),
                 }));
