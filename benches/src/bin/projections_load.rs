@@ -27,11 +27,14 @@ use kedai_benches::{median, thousands};
 use kedai_engine::command::{Engine, EngineOptions};
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::order::OrderStatus;
+use kedai_engine::store::import::{IMPORT_RECORDS_MAX, RecordPage};
+use kedai_engine::store::log::format::{self, Envelope, GENESIS_HASH};
 use kedai_engine::store::memory::MemoryStore;
 use kedai_engine::{EventStore, Position, RecordedEvent};
 use kedai_fixtures::{FixtureConfig, generate};
 use kedai_projections::Projections;
 use kedai_projections::analytics::{Granularity, Group, RankBy};
+use kedai_projections::fold::ParallelFold;
 use kedai_projections::inbox;
 use kedai_projections::orders::OrderQuery;
 use rand::{RngExt, SeedableRng};
@@ -172,6 +175,47 @@ fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Pro
         "fold (decode + every projection, one thread): {} events/s",
         thousands(median(&mut fold_rates))
     );
+
+    // The same log as a rebuild reads it (records as stored, in pages of
+    // 16,384), folded by `ParallelFold` on 1 and 2 threads.
+    let bodies: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| {
+            let mut body = Vec::new();
+            format::encode_body(&mut body, &GENESIS_HASH, e.position, &Envelope::of(e));
+            body
+        })
+        .collect();
+    let expected = p.to_bytes();
+    for threads in [1, 2] {
+        let mut rates = Vec::new();
+        for _ in 0..args.runs {
+            let pages: Vec<RecordPage> = bodies
+                .chunks(IMPORT_RECORDS_MAX)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let mut page = RecordPage::new((i * IMPORT_RECORDS_MAX) as u64 + 1);
+                    chunk.iter().for_each(|b| page.push(b));
+                    page
+                })
+                .collect();
+            let started = Instant::now();
+            let mut fold = ParallelFold::start(threads, None);
+            for page in pages {
+                fold.push(page);
+            }
+            let folded = fold.finish()?;
+            rates.push(n / started.elapsed().as_secs_f64());
+            anyhow::ensure!(
+                folded.projections.to_bytes() == expected,
+                "the fold on {threads} threads differs from the fold on one"
+            );
+        }
+        println!(
+            "fold of stored records on {threads} thread(s) (envelope + decode + every projection): {} events/s",
+            thousands(median(&mut rates))
+        );
+    }
     println!(
         "memory of the projections: {:.1} MiB for {} orders ({} bytes per order; 1M orders: {:.2} GiB)",
         memory as f64 / (1 << 20) as f64,
