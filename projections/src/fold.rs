@@ -3,12 +3,17 @@
 //! together at the end. The result is the same, byte for byte, as folding
 //! the log on one thread with [`Projections::apply`].
 //!
-//! Every thread is given every page (one buffer, shared). It reads the
+//! The threads work in pairs, a share of the shops each: one decodes its
+//! shops' records (envelope and payload), the other applies the decoded
+//! events to the projections, a page behind. A log of one busy shop (one
+//! share) so still folds on two cores; one thread alone does both.
+//!
+//! Every share is given every page (one buffer, shared). It reads the
 //! shop of each record from the record's first bytes
 //! ([`format::body_shop`]) and decodes only the records of its own shops.
-//! Shops are dealt to the threads in the order they first appear in the
-//! log (the first shop to thread 0, the next to thread 1, and so on), which
-//! every thread works out alike without talking to the others.
+//! Shops are dealt to the shares in the order they first appear in the
+//! log (the first shop to share 0, the next to share 1, and so on), which
+//! every share works out alike without talking to the others.
 //!
 //! Folding "as of a moment": `recorded_at` never decreases along the log,
 //! so each thread stops at the first of its records recorded after the
@@ -20,11 +25,12 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use kedai_engine::domain::DomainEvent;
 use kedai_engine::store::import::RecordPage;
 use kedai_engine::store::log::format;
 use kedai_engine::{Actor, Position, Role, ShopId, Timestamp};
 
-use crate::{ApplyError, EventRef, Projections};
+use crate::{ApplyError, At, EventRef, Projections};
 
 /// Pages queued for each thread before the feeder waits.
 const PAGES_QUEUED: usize = 2;
@@ -71,23 +77,25 @@ pub struct ParallelFold {
 
 impl ParallelFold {
     /// Starts `threads` threads (at least one) that fold the pages pushed,
-    /// stopping before the first event recorded after `until`, if given.
+    /// stopping before the first event recorded after `until`, if given:
+    /// a share of the shops per two threads (a decoder and an applier).
     pub fn start(threads: usize, until: Option<Timestamp>) -> ParallelFold {
         let threads = threads.max(1);
-        let mut senders = Vec::with_capacity(threads);
-        let mut workers = Vec::with_capacity(threads);
-        for index in 0..threads {
+        let shares = (threads / 2).max(1);
+        let staged = threads >= 2;
+        let mut senders = Vec::with_capacity(shares);
+        let mut workers = Vec::with_capacity(shares);
+        for index in 0..shares {
             let (tx, rx) = mpsc::sync_channel::<Arc<RecordPage>>(PAGES_QUEUED);
             let worker = std::thread::Builder::new()
                 .name(format!("kedai-fold-{index}"))
                 .spawn(move || {
-                    let mut share = Share::new(index, threads, until);
-                    for page in rx {
-                        if !share.fold(&page) {
-                            break;
-                        }
+                    let decoder = Decoder::new(index, shares, until);
+                    if staged {
+                        decoder.run_staged(index, rx)
+                    } else {
+                        decoder.run_alone(rx)
                     }
-                    share
                 })
                 .expect("a fold thread starts");
             senders.push(tx);
@@ -180,44 +188,127 @@ impl ParallelFold {
     }
 }
 
-/// One thread's part of the fold.
+/// What a share made.
 struct Share {
-    index: usize,
-    threads: usize,
-    until: Option<Timestamp>,
     projections: Projections,
-    /// Which thread folds each shop seen so far, and how many shops that is.
-    owners: HashMap<ShopId, usize, foldhash::fast::FixedState>,
-    /// The position of the first own event recorded after `until`.
+    /// The position of the first own event recorded after the moment.
     stopped_at: Option<Position>,
     /// The last own event folded: position and time.
     last: Option<(Position, Timestamp)>,
     error: Option<FoldError>,
-    /// Reused for each event's actor (no allocation per event).
-    actor: Actor,
 }
 
-impl Share {
-    fn new(index: usize, threads: usize, until: Option<Timestamp>) -> Share {
-        Share {
+/// An event decoded, on its way to the applier.
+struct Decoded {
+    shop: ShopId,
+    position: Position,
+    version: u64,
+    recorded_at: Timestamp,
+    actor: Arc<Actor>,
+    /// `None`: a type this build does not know.
+    event: Option<DomainEvent>,
+}
+
+impl Decoded {
+    fn apply(&self, projections: &mut Projections) {
+        let at = At {
+            position: self.position,
+            version: self.version,
+            recorded_at: self.recorded_at,
+            actor: &self.actor,
+        };
+        projections.apply_decoded(self.shop, at, self.event.as_ref());
+    }
+}
+
+/// The decoding half of a share: picks its shops' records out of each
+/// page and decodes them.
+struct Decoder {
+    index: usize,
+    shares: usize,
+    until: Option<Timestamp>,
+    /// Which share folds each shop seen so far, and how many shops that is.
+    owners: HashMap<ShopId, usize, foldhash::fast::FixedState>,
+    /// Actors seen, kept once (an event's actor is shared, not copied).
+    actors: HashMap<Box<str>, Arc<Actor>, foldhash::fast::FixedState>,
+    stopped_at: Option<Position>,
+    last: Option<(Position, Timestamp)>,
+    error: Option<FoldError>,
+}
+
+impl Decoder {
+    fn new(index: usize, shares: usize, until: Option<Timestamp>) -> Decoder {
+        Decoder {
             index,
-            threads,
+            shares,
             until,
-            projections: Projections::new(),
             owners: HashMap::default(),
+            actors: HashMap::default(),
             stopped_at: None,
             last: None,
             error: None,
-            actor: Actor::new(Role::System, String::new()),
         }
     }
 
-    /// Folds this thread's records of `page`; false once it has stopped.
-    fn fold(&mut self, page: &RecordPage) -> bool {
+    /// Decodes and applies on this thread.
+    fn run_alone(mut self, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
+        let mut projections = Projections::new();
+        for page in pages {
+            if !self.page(&page, |d| d.apply(&mut projections)) {
+                break;
+            }
+        }
+        self.finish(projections)
+    }
+
+    /// Decodes on this thread and applies on another, a page behind.
+    fn run_staged(mut self, index: usize, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
+        let (to_applier, batches) = mpsc::sync_channel::<Vec<Decoded>>(PAGES_QUEUED);
+        // Emptied batches come back, so their memory is reused.
+        let (give_back, returned) = mpsc::sync_channel::<Vec<Decoded>>(PAGES_QUEUED + 2);
+        let applier = std::thread::Builder::new()
+            .name(format!("kedai-apply-{index}"))
+            .spawn(move || {
+                let mut projections = Projections::new();
+                for mut batch in batches {
+                    for d in &batch {
+                        d.apply(&mut projections);
+                    }
+                    batch.clear();
+                    let _ = give_back.try_send(batch);
+                }
+                projections
+            })
+            .expect("a fold thread starts");
+        for page in pages {
+            let mut batch = returned.try_recv().unwrap_or_default();
+            let more = self.page(&page, |d| batch.push(d));
+            if to_applier.send(batch).is_err() || !more {
+                break;
+            }
+        }
+        drop(to_applier);
+        let projections = applier.join().expect("a fold thread does not panic");
+        self.finish(projections)
+    }
+
+    fn finish(self, projections: Projections) -> Share {
+        Share {
+            projections,
+            stopped_at: self.stopped_at,
+            last: self.last,
+            error: self.error,
+        }
+    }
+
+    /// Decodes this share's records of `page` into `out`; false once it
+    /// has stopped (past the moment, or on an error).
+    fn page(&mut self, page: &RecordPage, mut out: impl FnMut(Decoded)) -> bool {
         for (position, body) in page.bodies() {
             match self.record(position, body) {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(Some(Some(decoded))) => out(decoded),
+                Ok(Some(None)) => {}
+                Ok(None) => {
                     self.stopped_at = Some(position);
                     return false;
                 }
@@ -230,35 +321,52 @@ impl Share {
         true
     }
 
-    /// Folds one record if its shop is this thread's; false when it was
-    /// recorded after the moment.
-    fn record(&mut self, position: Position, body: &[u8]) -> Result<bool, FoldError> {
+    /// The record decoded if its shop is this share's (`Some(None)` if
+    /// not); `None` when it was recorded after the moment.
+    fn record(
+        &mut self,
+        position: Position,
+        body: &[u8],
+    ) -> Result<Option<Option<Decoded>>, FoldError> {
         let bad = |reason: String| FoldError::Record { position, reason };
         let shop = ShopId(format::body_shop(body).map_err(bad)?);
         let next = self.owners.len();
-        let owner = *self.owners.entry(shop).or_insert(next % self.threads);
+        let owner = *self.owners.entry(shop).or_insert(next % self.shares);
         if owner != self.index {
-            return Ok(true);
+            return Ok(Some(None));
         }
         let envelope = format::decode_envelope(body).map_err(bad)?;
         let recorded_at = Timestamp(envelope.recorded_at);
         if self.until.is_some_and(|t| recorded_at > t) {
-            return Ok(false);
+            return Ok(None);
         }
-        self.actor.role = Role::from_code(envelope.role)
+        let role = Role::from_code(envelope.role)
             .ok_or_else(|| bad(format!("unknown role code {}", envelope.role)))?;
-        self.actor.id.clear();
-        self.actor.id.push_str(envelope.actor);
-        self.projections.apply_ref(EventRef {
+        let actor = match self.actors.get(envelope.actor) {
+            Some(a) if a.role == role => Arc::clone(a),
+            _ => {
+                let a = Arc::new(Actor::new(role, envelope.actor));
+                self.actors.insert(envelope.actor.into(), Arc::clone(&a));
+                a
+            }
+        };
+        let event = crate::decode(&EventRef {
             position,
             shop,
             version: envelope.version,
             recorded_at,
-            actor: &self.actor,
+            actor: &actor,
             event_type: envelope.event_type,
             payload: envelope.payload,
         })?;
         self.last = Some((position, recorded_at));
-        Ok(true)
+        Ok(Some(Some(Decoded {
+            shop,
+            position,
+            version: envelope.version,
+            recorded_at,
+            actor,
+            event,
+        })))
     }
 }

@@ -75,6 +75,14 @@ pub struct EventRef<'a> {
     pub payload: &'a [u8],
 }
 
+/// An event's payload decoded (`None`: a type this build does not know).
+pub(crate) fn decode(event: &EventRef<'_>) -> Result<Option<DomainEvent>, ApplyError> {
+    DomainEvent::decode(event.event_type, event.payload).map_err(|source| ApplyError {
+        position: event.position,
+        source,
+    })
+}
+
 /// One shop's projections.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShopView {
@@ -187,24 +195,31 @@ impl Projections {
     /// Applies an event of the log. Gaps are allowed: a share of the
     /// shops (see [`fold`]) sees only its shops' events.
     pub(crate) fn apply_ref(&mut self, event: EventRef<'_>) -> Result<(), ApplyError> {
-        self.position = event.position;
-        let decoded =
-            DomainEvent::decode(event.event_type, event.payload).map_err(|source| ApplyError {
-                position: event.position,
-                source,
-            })?;
-        let Some(decoded) = decoded else {
-            self.skipped += 1;
-            return Ok(());
-        };
+        let decoded = decode(&event)?;
         let at = At {
             position: event.position,
             version: event.version,
             recorded_at: event.recorded_at,
             actor: event.actor,
         };
-        let shop = event.shop;
-        match &decoded {
+        self.apply_decoded(event.shop, at, decoded.as_ref());
+        Ok(())
+    }
+
+    /// Applies an event already decoded (`None`: of a type this build
+    /// does not know).
+    pub(crate) fn apply_decoded(
+        &mut self,
+        shop: ShopId,
+        at: At<'_>,
+        decoded: Option<&DomainEvent>,
+    ) {
+        self.position = at.position;
+        let Some(decoded) = decoded else {
+            self.skipped += 1;
+            return;
+        };
+        match decoded {
             DomainEvent::ApiKeyIssued(e) => {
                 let entry = KeyEntry {
                     shop,
@@ -225,9 +240,8 @@ impl Projections {
                     k.revoked = true;
                 }
             }
-            _ => self.shops.entry(shop).or_default().apply(at, &decoded),
+            _ => self.shops.entry(shop).or_default().apply(at, decoded),
         }
-        Ok(())
     }
 
     /// The key whose secret hashes to `hash`, unless revoked.

@@ -128,7 +128,7 @@ fn a_damaged_record_stops_the_fold_at_the_earliest_error() {
     };
     pages[3] = damaged(&pages[3], 7);
     pages[5] = damaged(&pages[5], 1);
-    for threads in 1..=3 {
+    for threads in 1..=4 {
         let mut fold = ParallelFold::start(threads, None);
         for p in &pages {
             fold.push(damaged(p, usize::MAX));
@@ -147,7 +147,7 @@ proptest! {
     /// As of any moment (between or at events' times), with any page size
     /// and number of threads: the fold of the prefix recorded by then.
     #[test]
-    fn as_of_a_moment_folds_the_prefix(at in 0usize..6_000, shift in -1i64..=1, threads in 1usize..=3, page in 1usize..3_000) {
+    fn as_of_a_moment_folds_the_prefix(at in 0usize..6_000, shift in -1i64..=1, threads in 1usize..=4, page in 1usize..3_000) {
         let events = log();
         let at = at.min(events.len() - 1);
         let moment = Timestamp(events[at].recorded_at.0 + shift);
