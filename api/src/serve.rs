@@ -28,11 +28,13 @@ use anyhow::Context as _;
 use kedai_engine::clock::{Clock, SystemClock};
 use kedai_engine::command::{Command, CommandMeta, Engine, EngineOptions};
 use kedai_engine::domain::access::IssueKey;
+use kedai_engine::store::import::Verbatim;
 use kedai_engine::store::log::{LogOptions, LogStore};
 use kedai_engine::store::postgres::{PgOptions, PgStore};
-use kedai_engine::{Actor, EventStore, Role, ShopId};
+use kedai_engine::{Actor, EventStore, Position, Role, ShopId};
 use kedai_fixtures::FixtureConfig;
 use kedai_projections::Projections;
+use kedai_projections::fold::fold_store;
 use kedai_projections::runner::{ProjectionHandle, Runner, SnapshotPolicy, load_snapshot};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -185,7 +187,7 @@ pub async fn start(data: &Path, store: &StoreChoice) -> anyhow::Result<Running> 
 async fn open(data: &Path, store: &StoreChoice, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let (store, sole_writer): (Arc<dyn EventStore>, bool) = match store {
+    let (records, sole_writer): (Arc<dyn Verbatim>, bool) = match store {
         StoreChoice::Log | StoreChoice::LogWith(_) => {
             let options = match store {
                 StoreChoice::LogWith(o) => o.clone(),
@@ -205,6 +207,7 @@ async fn open(data: &Path, store: &StoreChoice, clock: Arc<dyn Clock>) -> anyhow
             false,
         ),
     };
+    let store: Arc<dyn EventStore> = Arc::clone(&records) as Arc<dyn EventStore>;
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
         EngineOptions {
@@ -237,6 +240,11 @@ async fn open(data: &Path, store: &StoreChoice, clock: Arc<dyn Clock>) -> anyhow
             Projections::new()
         }
     };
+    let initial = if initial.position == 0 && head > 0 {
+        from_the_start(records, head).await?
+    } else {
+        initial
+    };
     let policy = SnapshotPolicy {
         path: snapshot_path,
         every_events: 200_000,
@@ -255,6 +263,29 @@ async fn open(data: &Path, store: &StoreChoice, clock: Arc<dyn Clock>) -> anyhow
         stop_workers: watch::channel(false).0,
         workers: Vec::new(),
     })
+}
+
+/// The projections of the log up to `head`, folded on every core (a
+/// start without a usable snapshot); the runner follows on from there.
+async fn from_the_start(records: Arc<dyn Verbatim>, head: Position) -> anyhow::Result<Projections> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = std::time::Instant::now();
+    tracing::info!(
+        head,
+        threads,
+        "folding the projections from the start of the log"
+    );
+    let folded = fold_store(records, head, threads, None, |_, _| {})
+        .await
+        .context("folding the projections from the start of the log")?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        position = folded.projections.position,
+        seconds,
+        events_per_second = (head as f64 / seconds.max(1e-9)).round(),
+        "projections folded"
+    );
+    Ok(folded.projections)
 }
 
 /// The operator token: `KEDAI_OPERATOR_TOKEN`, else the one in the data

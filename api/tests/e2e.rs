@@ -238,6 +238,17 @@ async fn a_whole_shop_over_http_survives_kill_9_and_stops_gracefully() {
     let health = c.get("/healthz").await;
     assert_eq!(health["status"].as_str(), Some("ok"));
     assert!(server.terminate().success());
+
+    // Without the snapshot, a start folds the whole log on every core:
+    // the same answers.
+    std::fs::remove_file(data.path().join("projections.snapshot")).unwrap();
+    let server = Server::start(data.path());
+    let c = Client {
+        base: server.base.clone(),
+        ..c
+    };
+    assert_eq!(snapshot_of(&c, &acknowledged, max_position).await, before);
+    assert!(server.terminate().success());
 }
 
 /// A WhatsApp-like gateway on loopback that counts what it gets.

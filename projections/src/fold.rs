@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use kedai_engine::StoreError;
 use kedai_engine::domain::DomainEvent;
-use kedai_engine::store::import::RecordPage;
+use kedai_engine::store::import::{IMPORT_RECORDS_MAX, RecordPage, Verbatim};
 use kedai_engine::store::log::format;
 use kedai_engine::{Actor, Position, Role, ShopId, Timestamp};
 
@@ -43,6 +44,9 @@ pub enum FoldError {
     /// A record whose checksum holds but whose envelope does not decode.
     #[error("record at position {position}: {reason}")]
     Record { position: Position, reason: String },
+    /// Reading the records failed (a damaged log, a lost connection).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl FoldError {
@@ -50,6 +54,7 @@ impl FoldError {
         match self {
             FoldError::Apply(e) => e.position,
             FoldError::Record { position, .. } => *position,
+            FoldError::Store(_) => Position::MAX,
         }
     }
 }
@@ -61,6 +66,49 @@ pub struct Folded {
     pub projections: Projections,
     /// When the last folded event was recorded (`None` if none was).
     pub last_recorded_at: Option<Timestamp>,
+    /// The last position read from the store (past `projections.position`
+    /// when the fold stopped at a moment).
+    pub read: Position,
+}
+
+/// Folds the records of `store` from the first up to `target` on
+/// `threads` threads, stopping before the first event recorded after
+/// `until`, if given. A thread of its own reads the records in pages (one
+/// read of a segment each, on the log) and hands them to the fold, whose
+/// queues let it read ahead. `progress` hears the position read and
+/// `target` after each page.
+pub async fn fold_store(
+    store: Arc<dyn Verbatim>,
+    target: Position,
+    threads: usize,
+    until: Option<Timestamp>,
+    mut progress: impl FnMut(Position, Position) + Send + 'static,
+) -> Result<Folded, FoldError> {
+    let runtime = tokio::runtime::Handle::current();
+    let feeding = tokio::task::spawn_blocking(move || {
+        let mut fold = ParallelFold::start(threads, until);
+        let mut read = 0;
+        while read < target && !fold.all_stopped() {
+            let want = ((target - read) as usize).min(IMPORT_RECORDS_MAX);
+            let page = match runtime.block_on(store.read_page(read, want, fold.spare())) {
+                Ok(page) => page,
+                Err(e) => {
+                    drop(fold.finish());
+                    return Err(e.into());
+                }
+            };
+            let Some(last) = page.last_position() else {
+                break;
+            };
+            read = last;
+            fold.push(page);
+            progress(read, target);
+        }
+        let mut folded = fold.finish()?;
+        folded.read = read;
+        Ok(folded)
+    });
+    feeding.await.expect("the fold's feeder does not panic")
 }
 
 /// A fold in progress: give it the log's pages in order with
@@ -184,6 +232,7 @@ impl ParallelFold {
         Ok(Folded {
             projections,
             last_recorded_at: last.map(|(_, t)| t),
+            read: self.pushed,
         })
     }
 }

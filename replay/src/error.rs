@@ -30,7 +30,7 @@ pub enum ReplayError {
     Apply(#[from] kedai_projections::ApplyError),
     /// A record or event the rebuild's fold could not read.
     #[error(transparent)]
-    Fold(#[from] kedai_projections::fold::FoldError),
+    Fold(kedai_projections::fold::FoldError),
     /// A file given to `diff` is neither a rebuild report nor a snapshot.
     #[error("{path}: {reason}")]
     BadInput { path: PathBuf, reason: String },
@@ -60,6 +60,15 @@ impl ReplayError {
         ReplayError::Io {
             context: context.into(),
             source,
+        }
+    }
+}
+
+impl From<kedai_projections::fold::FoldError> for ReplayError {
+    fn from(e: kedai_projections::fold::FoldError) -> Self {
+        match e {
+            kedai_projections::fold::FoldError::Store(e) => ReplayError::Store(e),
+            other => ReplayError::Fold(other),
         }
     }
 }

@@ -2,20 +2,16 @@
 //! or a moment, on several threads (each folds a share of the shops, see
 //! [`kedai_projections::fold`]), from the records exactly as stored.
 //!
-//! A thread of its own reads the records in large pages (one read of a
-//! segment each on the log) and hands each page to the fold threads, whose
-//! queues let it read ahead of them.
-//!
 //! As of a moment means the longest prefix of the log whose events were
 //! recorded at or before it: `recorded_at` never decreases along the log,
 //! so that prefix is what the server had recorded at that moment.
 
 use std::sync::Arc;
 
-use kedai_engine::store::import::{IMPORT_RECORDS_MAX, Verbatim};
+use kedai_engine::store::import::Verbatim;
 use kedai_engine::{Position, Timestamp};
 use kedai_projections::Projections;
-use kedai_projections::fold::ParallelFold;
+use kedai_projections::fold::fold_store;
 
 use crate::ReplayError;
 
@@ -45,7 +41,7 @@ pub async fn rebuild(
     store: Arc<dyn Verbatim>,
     until: Until,
     threads: usize,
-    mut progress: impl FnMut(Position, Position) + Send + 'static,
+    progress: impl FnMut(Position, Position) + Send + 'static,
 ) -> Result<Rebuilt, ReplayError> {
     let log_end = store.last_position().await?;
     let target = match until {
@@ -61,29 +57,11 @@ pub async fn rebuild(
         Until::Time(t) => Some(t),
         Until::Position(_) => None,
     };
-    let runtime = tokio::runtime::Handle::current();
-    let feeding = tokio::task::spawn_blocking(move || {
-        let mut fold = ParallelFold::start(threads, moment);
-        let mut after = 0;
-        while after < target && !fold.all_stopped() {
-            let want = ((target - after) as usize).min(IMPORT_RECORDS_MAX);
-            let page = runtime.block_on(store.read_page(after, want, fold.spare()))?;
-            let Some(last) = page.last_position() else {
-                break;
-            };
-            after = last;
-            fold.push(page);
-            progress(after, target);
-        }
-        let folded = fold.finish()?;
-        Ok::<_, ReplayError>((folded, after))
-    });
-    let (folded, read) = feeding
-        .await
-        .map_err(|e| ReplayError::Invalid(format!("the fold stopped: {e}")))??;
-    if matches!(until, Until::Position(_)) && read != target {
+    let folded = fold_store(store, target, threads, moment, progress).await?;
+    if matches!(until, Until::Position(_)) && folded.read != target {
         return Err(ReplayError::Invalid(format!(
-            "the log ended at position {read} before position {target}"
+            "the log ended at position {} before position {target}",
+            folded.read
         )));
     }
     Ok(Rebuilt {
