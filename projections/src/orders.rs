@@ -9,7 +9,6 @@
 //! order's placement position is its stable sort key and its cursor.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
@@ -69,10 +68,12 @@ pub struct OrderSummary {
     pub cod_figures: Option<Box<CodFigures>>,
     pub courier: Text,
     pub service: Text,
-    pub awb: Option<Text>,
+    /// Unique to the order, so not shared: a box is one allocation.
+    pub awb: Option<Box<str>>,
     pub sender: Party,
     pub receiver: Party,
-    pub lines: Vec<LineSummary>,
+    /// Fixed once placed: a boxed slice, no spare capacity.
+    pub lines: Box<[LineSummary]>,
     pub placed_by: Text,
 }
 
@@ -133,7 +134,7 @@ pub struct OrdersView {
     #[serde(skip)]
     by_customer: HashMap<CustomerId, Vec<u32>>,
     #[serde(skip)]
-    by_awb: HashMap<Text, u32>,
+    by_awb: HashMap<Box<str>, u32>,
     /// Shares repeated values among orders (rebuilt after loading).
     #[serde(skip)]
     interner: Interner,
@@ -196,7 +197,7 @@ impl OrdersView {
             self.by_customer.entry(c).or_default().push(i);
         }
         if let Some(awb) = &o.awb {
-            self.by_awb.insert(Arc::clone(awb), i);
+            self.by_awb.insert(awb.clone(), i);
         }
     }
 
@@ -209,6 +210,12 @@ impl OrdersView {
         if let DomainEvent::OrderPlaced(e) = event {
             let i = self.orders.len() as u32;
             let o = placed(&mut self.interner, at, e);
+            // Grow by an eighth rather than doubling: a doubled list of
+            // orders is a quarter empty on average, which is most of what
+            // a shop's projections spend on spare room.
+            if self.orders.len() == self.orders.capacity() {
+                self.orders.reserve_exact(self.orders.len() / 8 + 64);
+            }
             self.orders.push(o);
             self.index_order(i);
             return Some(OrderChange {
@@ -224,8 +231,8 @@ impl OrdersView {
             DomainEvent::OrderPaymentRecorded(e) => o.paid = e.paid_total,
             DomainEvent::OrderRefunded(e) => o.refunded = o.refunded + e.amount,
             DomainEvent::OrderShipped(e) => {
-                let awb: Text = Arc::from(e.awb.as_str());
-                o.awb = Some(Arc::clone(&awb));
+                let awb: Box<str> = e.awb.as_str().into();
+                o.awb = Some(awb.clone());
                 self.by_awb.insert(awb, i);
             }
             _ => {}
