@@ -530,9 +530,9 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
     let quantity: i64 = o.lines.iter().map(|l| l.quantity).sum();
     for l in &o.lines {
         let (q, total) = (l.quantity, l.line_total);
-        tally(&mut day.products, &l.product_name).add(sign, 1, q, total);
-        tally(&mut day.skus, &l.sku).add(sign, 1, q, total);
-        let category = match &l.category {
+        tally(&mut day.products, &l.item.product_name).add(sign, 1, q, total);
+        tally(&mut day.skus, &l.item.sku).add(sign, 1, q, total);
+        let category = match &l.item.category {
             Some(c) => Text::clone(c),
             None => interner.str("-"),
         };

@@ -3,7 +3,9 @@
 //! snapshots repeat across thousands of orders, so the projections hold
 //! them as shared `Arc`s handed out by an [`Interner`] (one per shop).
 //! A shared string is a [`Text`]: one pointer, so that the many records
-//! holding one (orders, lines, the reports' tallies) stay small.
+//! holding one (orders, lines, the reports' tallies) stay small. What an
+//! order line sold (SKU, product name, category) is shared whole, as a
+//! [`LineItem`].
 //!
 //! An interner is a cache, not state: two projections with different
 //! interners but the same values are equal, and serialised values carry
@@ -19,6 +21,8 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use kedai_engine::domain::order::CustomerSnapshot;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::orders::LineItem;
 
 /// A shared string. An `Arc<str>` is two words (pointer and length);
 /// this keeps the length with the text, behind one pointer, which halves
@@ -105,6 +109,7 @@ pub type Party = Arc<CustomerSnapshot>;
 pub struct Interner {
     strs: HashSet<Text, RandomState>,
     parties: HashSet<Party, RandomState>,
+    items: HashSet<Arc<LineItem>, RandomState>,
 }
 
 impl PartialEq for Interner {
@@ -140,6 +145,26 @@ impl Interner {
         let shared = Arc::new(p.clone());
         self.parties.insert(Arc::clone(&shared));
         shared
+    }
+
+    /// The shared copy of what a line sold.
+    pub fn item(&mut self, sku: &str, product_name: &str, category: Option<&str>) -> Arc<LineItem> {
+        let item = LineItem {
+            sku: self.str(sku),
+            product_name: self.str(product_name),
+            category: self.opt(category),
+        };
+        if let Some(shared) = self.items.get(&item) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(item);
+        self.items.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Replaces `item` by the shared copy of its value (after loading).
+    pub fn share_item(&mut self, item: &mut Arc<LineItem>) {
+        *item = self.item(&item.sku, &item.product_name, item.category.as_deref());
     }
 
     /// Replaces `t` by the shared copy of its text (after loading).
