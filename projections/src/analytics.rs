@@ -79,7 +79,9 @@ pub struct Day {
     pub products: SmallMap<Text, Tally>,
     pub skus: SmallMap<Text, Tally>,
     pub categories: SmallMap<Text, Tally>,
-    pub customers: SmallMap<CustomerId, (Text, Tally)>,
+    /// A B-tree, not a [`SmallMap`]: a busy shop has thousands of
+    /// customers a day, and a sorted list moves half of them per insert.
+    pub customers: BTreeMap<CustomerId, (Text, Tally)>,
     pub cities: SmallMap<Text, i64>,
     pub couriers: SmallMap<Text, CourierTally>,
     pub channels: SmallMap<Channel, Tally>,
@@ -95,10 +97,12 @@ pub struct Day {
     pub resolutions_by_staff: SmallMap<Text, i64>,
 }
 
-/// A map kept as a list sorted by key. A day's maps hold a few dozen
-/// entries at most (often a handful), where a B-tree would give each one
-/// a node of eleven slots, mostly empty. Serialised as a map, like the
-/// `BTreeMap` it replaces.
+/// A map kept as a list sorted by key, for a day's maps whose keys are
+/// bounded by the shop's catalog, places, couriers or staff: a few dozen
+/// entries (often a handful), where a B-tree would give each one a node
+/// of eleven slots, mostly empty. An insert moves the entries after it,
+/// so it is not for keys that grow with the orders (customers).
+/// Serialised as a map, like the `BTreeMap` it replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmallMap<K, V>(Vec<(K, V)>);
 
@@ -538,10 +542,10 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
         };
         tally(&mut day.categories, &category).add(sign, 1, q, total);
     }
-    let id = o.receiver.customer_id;
-    let customer = day.customers.get_or_insert_with(&id, || {
-        (id, (interner.str(&o.receiver.name), Tally::default()))
-    });
+    let customer = day
+        .customers
+        .entry(o.receiver.customer_id)
+        .or_insert_with(|| (interner.str(&o.receiver.name), Tally::default()));
     customer.1.add(sign, 1, quantity, net);
     let city = interner.str(o.receiver.city.as_deref().unwrap_or("-"));
     *tally(&mut day.cities, &city) += sign;
