@@ -19,6 +19,7 @@
 //! conversation's (re)opening to its resolution. Both are reported as
 //! average, median and 90th percentile.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
@@ -27,7 +28,7 @@ use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::ids::CustomerId;
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{Channel, OrderStatus};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::At;
 use crate::intern::{Interner, Text};
@@ -75,14 +76,16 @@ pub struct Day {
     pub expenses: Money,
     pub cod: Tally,
     pub non_cod: Tally,
-    pub products: BTreeMap<Text, Tally>,
-    pub skus: BTreeMap<Text, Tally>,
-    pub categories: BTreeMap<Text, Tally>,
+    pub products: SmallMap<Text, Tally>,
+    pub skus: SmallMap<Text, Tally>,
+    pub categories: SmallMap<Text, Tally>,
+    /// A B-tree, not a [`SmallMap`]: a busy shop has thousands of
+    /// customers a day, and a sorted list moves half of them per insert.
     pub customers: BTreeMap<CustomerId, (Text, Tally)>,
-    pub cities: BTreeMap<Text, i64>,
-    pub couriers: BTreeMap<Text, CourierTally>,
-    pub channels: BTreeMap<Channel, Tally>,
-    pub staff: BTreeMap<Text, Tally>,
+    pub cities: SmallMap<Text, i64>,
+    pub couriers: SmallMap<Text, CourierTally>,
+    pub channels: SmallMap<Channel, Tally>,
+    pub staff: SmallMap<Text, Tally>,
     pub orders_by_hour: Vec<i64>,
     pub leads: i64,
     pub leads_by_hour: Vec<i64>,
@@ -90,8 +93,98 @@ pub struct Day {
     pub response_seconds: Vec<i64>,
     pub resolution_seconds: Vec<i64>,
     /// Responses and resolutions per staff member.
-    pub responses_by_staff: BTreeMap<String, i64>,
-    pub resolutions_by_staff: BTreeMap<String, i64>,
+    pub responses_by_staff: SmallMap<Text, i64>,
+    pub resolutions_by_staff: SmallMap<Text, i64>,
+}
+
+/// A map kept as a list sorted by key, for a day's maps whose keys are
+/// bounded by the shop's catalog, places, couriers or staff: a few dozen
+/// entries (often a handful), where a B-tree would give each one a node
+/// of eleven slots, mostly empty. An insert moves the entries after it,
+/// so it is not for keys that grow with the orders (customers).
+/// Serialised as a map, like the `BTreeMap` it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for SmallMap<K, V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<K: Ord, V> SmallMap<K, V> {
+    fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    }
+
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| &self.0[i].1)
+    }
+
+    /// The value of `key`; if missing, `make` makes the entry.
+    pub fn get_or_insert_with<Q: Ord + ?Sized>(
+        &mut self,
+        key: &Q,
+        make: impl FnOnce() -> (K, V),
+    ) -> &mut V
+    where
+        K: Borrow<Q>,
+    {
+        let i = match self.find(key) {
+            Ok(i) => i,
+            Err(i) => {
+                // A quarter more room, not double: these lists stop
+                // growing once their day is over.
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact(self.0.len() / 4 + 1);
+                }
+                self.0.insert(i, make());
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a, K: Ord, V> IntoIterator for &'a SmallMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<K: Serialize, V: Serialize> Serialize for SmallMap<K, V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, K: Ord + Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for SmallMap<K, V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<K, V>::deserialize(deserializer)?;
+        Ok(SmallMap(map.into_iter().collect()))
+    }
 }
 
 /// A conversation's clocks.
@@ -167,11 +260,10 @@ impl Analytics {
             DomainEvent::ConversationResolved(e) => {
                 let clock = self.conversations.entry(e.conversation_id).or_default();
                 if let Some(opened) = clock.opened_at.take() {
+                    let staff = self.interner.str(&e.resolved_by);
                     let day = self.day(meta.local_date(opened));
                     day.resolution_seconds.push(seconds(opened, e.resolved_at));
-                    *day.resolutions_by_staff
-                        .entry(e.resolved_by.clone())
-                        .or_default() += 1;
+                    *tally(&mut day.resolutions_by_staff, &staff) += 1;
                 }
                 self.forget_if_idle(e.conversation_id);
             }
@@ -205,9 +297,10 @@ impl Analytics {
     ) {
         let clock = self.conversations.entry(conversation).or_default();
         if let Some(since) = clock.waiting_since.take() {
+            let staff = self.interner.str(staff);
             let day = self.day(meta.local_date(since));
             day.response_seconds.push(seconds(since, sent_at));
-            *day.responses_by_staff.entry(staff.to_owned()).or_default() += 1;
+            *tally(&mut day.responses_by_staff, &staff) += 1;
         }
         self.forget_if_idle(conversation);
     }
@@ -233,11 +326,7 @@ impl Analytics {
                 }
                 let shipped = matches!(event, DomainEvent::OrderShipped(_));
                 if shipped || matches!(event, DomainEvent::OrderReturnStarted(_)) {
-                    let courier = self
-                        .day(date)
-                        .couriers
-                        .entry(Text::clone(&o.courier))
-                        .or_default();
+                    let courier = tally(&mut self.day(date).couriers, &o.courier);
                     if shipped {
                         courier.shipped += 1
                     } else {
@@ -409,10 +498,14 @@ impl Analytics {
             responses.extend_from_slice(&day.response_seconds);
             resolutions.extend_from_slice(&day.resolution_seconds);
             for (s, n) in &day.responses_by_staff {
-                report.per_staff.entry(s.clone()).or_default().responses += n;
+                report.per_staff.entry(s.to_string()).or_default().responses += n;
             }
             for (s, n) in &day.resolutions_by_staff {
-                report.per_staff.entry(s.clone()).or_default().resolutions += n;
+                report
+                    .per_staff
+                    .entry(s.to_string())
+                    .or_default()
+                    .resolutions += n;
             }
         }
         report.response = Durations::of(responses);
@@ -441,9 +534,9 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
     let quantity: i64 = o.lines.iter().map(|l| l.quantity).sum();
     for l in &o.lines {
         let (q, total) = (l.quantity, l.line_total);
-        tally(&mut day.products, &l.product_name).add(sign, 1, q, total);
-        tally(&mut day.skus, &l.sku).add(sign, 1, q, total);
-        let category = match &l.category {
+        tally(&mut day.products, &l.item.product_name).add(sign, 1, q, total);
+        tally(&mut day.skus, &l.item.sku).add(sign, 1, q, total);
+        let category = match &l.item.category {
             Some(c) => Text::clone(c),
             None => interner.str("-"),
         };
@@ -460,8 +553,7 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
     courier.orders += sign;
     courier.shipping_cost = courier.shipping_cost + m(t.shipping);
     day.channels
-        .entry(o.channel)
-        .or_default()
+        .get_or_insert_with(&o.channel, || (o.channel, Tally::default()))
         .add(sign, 1, quantity, net);
     tally(&mut day.staff, &o.placed_by).add(sign, 1, quantity, net);
 }
@@ -476,11 +568,8 @@ fn day_of(days: &mut BTreeMap<NaiveDate, Day>, date: NaiveDate) -> &mut Day {
 }
 
 /// The entry of `key` (a shared text), made if missing.
-fn tally<'a, T: Default>(map: &'a mut BTreeMap<Text, T>, key: &Text) -> &'a mut T {
-    if !map.contains_key(key) {
-        map.insert(Text::clone(key), T::default());
-    }
-    map.get_mut(key).expect("just made")
+fn tally<'a, T: Default>(map: &'a mut SmallMap<Text, T>, key: &Text) -> &'a mut T {
+    map.get_or_insert_with(&**key, || (key.clone(), T::default()))
 }
 
 fn seconds(from: Timestamp, to: Timestamp) -> i64 {

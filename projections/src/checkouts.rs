@@ -15,6 +15,7 @@ use kedai_engine::domain::money::{Currency, Money};
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::intern::{Interner, Text};
 
 /// Most checkouts one page holds.
 pub const PAGE_MAX: usize = 500;
@@ -24,13 +25,14 @@ pub const PAGE_MAX: usize = 500;
 pub struct CheckoutView {
     pub checkout_id: uuid::Uuid,
     pub status: CheckoutStatus,
-    pub domain: String,
+    /// The storefront's domain (interned: a shop has one or a few).
+    pub domain: Text,
     pub currency: Currency,
     pub total: Money,
     /// Units in the cart.
     pub quantity: i64,
-    pub customer_name: String,
-    pub customer_phone: String,
+    pub customer_name: Box<str>,
+    pub customer_phone: Box<str>,
     pub created_at: Timestamp,
     /// Started or last updated: abandonment counts from here.
     pub last_activity: Timestamp,
@@ -53,13 +55,18 @@ pub struct CheckoutCounts {
 /// A shop's checkouts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Checkouts {
-    all: BTreeMap<uuid::Uuid, CheckoutView>,
+    /// Boxed: a map's node holds eleven slots, often half empty, so a
+    /// slot is better a pointer than the whole checkout.
+    all: BTreeMap<uuid::Uuid, Box<CheckoutView>>,
     /// Newest first.
     #[serde(skip)]
     recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,
     /// Open checkouts, least recently active first.
     #[serde(skip)]
     open: BTreeSet<(Timestamp, uuid::Uuid)>,
+    /// Shares the domains (a cache, not state).
+    #[serde(skip)]
+    interner: Interner,
 }
 
 impl PartialEq for Checkouts {
@@ -82,6 +89,9 @@ impl Checkouts {
             .filter(|c| c.status == CheckoutStatus::Open)
             .map(|c| (c.last_activity, c.checkout_id))
             .collect();
+        for c in self.all.values_mut() {
+            self.interner.share(&mut c.domain);
+        }
     }
 
     pub fn apply(&mut self, _at: At<'_>, event: &DomainEvent) {
@@ -90,12 +100,12 @@ impl Checkouts {
                 let view = CheckoutView {
                     checkout_id: e.checkout_id,
                     status: CheckoutStatus::Open,
-                    domain: e.domain.clone(),
+                    domain: self.interner.str(&e.domain),
                     currency: e.currency,
                     total: e.total,
                     quantity: e.content.items.iter().map(|i| i.quantity).sum(),
                     customer_name: full_name(&e.content.customer),
-                    customer_phone: e.content.customer.phone.clone(),
+                    customer_phone: e.content.customer.phone.as_str().into(),
                     created_at: e.created_at,
                     last_activity: e.created_at,
                     completed_at: None,
@@ -104,7 +114,7 @@ impl Checkouts {
                 };
                 self.recent.insert((Reverse(e.created_at), e.checkout_id));
                 self.open.insert((e.created_at, e.checkout_id));
-                self.all.insert(e.checkout_id, view);
+                self.all.insert(e.checkout_id, Box::new(view));
             }
             DomainEvent::CheckoutUpdated(e) => {
                 let Some(c) = self.all.get_mut(&e.checkout_id) else {
@@ -114,7 +124,7 @@ impl Checkouts {
                 c.total = e.total;
                 c.quantity = e.content.items.iter().map(|i| i.quantity).sum();
                 c.customer_name = full_name(&e.content.customer);
-                c.customer_phone = e.content.customer.phone.clone();
+                c.customer_phone = e.content.customer.phone.as_str().into();
                 c.last_activity = e.updated_at;
                 if c.status == CheckoutStatus::Open {
                     self.open.insert((c.last_activity, c.checkout_id));
@@ -140,7 +150,7 @@ impl Checkouts {
     }
 
     pub fn get(&self, id: uuid::Uuid) -> Option<&CheckoutView> {
-        self.all.get(&id)
+        self.all.get(&id).map(|c| &**c)
     }
 
     /// A page of checkouts, newest first, with `status` if given; `after`
@@ -159,7 +169,7 @@ impl Checkouts {
         let mut page: Vec<&CheckoutView> = self
             .recent
             .range((start, std::ops::Bound::Unbounded))
-            .map(|(_, id)| &self.all[id])
+            .map(|(_, id)| &*self.all[id])
             .filter(|c| status.is_none_or(|s| c.status == s))
             .take(limit + 1)
             .collect();
@@ -207,11 +217,11 @@ impl Checkouts {
     }
 }
 
-fn full_name(c: &kedai_engine::domain::checkout::CheckoutCustomer) -> String {
+fn full_name(c: &kedai_engine::domain::checkout::CheckoutCustomer) -> Box<str> {
     if c.last_name.is_empty() {
-        c.first_name.clone()
+        c.first_name.as_str().into()
     } else {
-        format!("{} {}", c.first_name, c.last_name)
+        format!("{} {}", c.first_name, c.last_name).into()
     }
 }
 
@@ -320,7 +330,7 @@ mod tests {
                 }
             }
             let now = Timestamp(T0 + now_minute * MINUTE);
-            let mut scan: Vec<&CheckoutView> = c.all.values().filter(|v| v.status == CheckoutStatus::Open).collect();
+            let mut scan: Vec<&CheckoutView> = c.all.values().map(|v| &**v).filter(|v| v.status == CheckoutStatus::Open).collect();
             scan.sort_by_key(|v| (v.last_activity, v.checkout_id));
             let due: Vec<uuid::Uuid> = scan.iter().filter(|v| abandon_due_at(v.last_activity, minutes) <= now).map(|v| v.checkout_id).collect();
             prop_assert_eq!(c.due(minutes, now, 1_000), due);
@@ -360,7 +370,7 @@ mod tests {
         );
         let (abandoned, next) = c.list(Some(CheckoutStatus::Abandoned), None, 10);
         assert_eq!(abandoned.len(), 1);
-        assert_eq!(abandoned[0].customer_name, "Abu Bakar");
+        assert_eq!(&*abandoned[0].customer_name, "Abu Bakar");
         assert_eq!(abandoned[0].abandoned_at, Some(Timestamp(T0 + 61 * MINUTE)));
         assert_eq!(next, None);
         let (first, next) = c.list(None, None, 2);

@@ -12,6 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::chat::{Attachment, Author, ChatChannel, ChatStatus, Delivery};
@@ -27,18 +28,21 @@ pub const PAGE_MAX: usize = 500;
 
 /// One message. Only a conversation's last one is kept in memory (for the
 /// list); [`messages`] makes the others from the conversation's stream.
+/// The rarely present parts are boxed, so a conversation's last message
+/// is small when they are absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     pub message_id: uuid::Uuid,
     pub inbound: bool,
     /// `customer`, or the staff member's id.
     pub author: Text,
-    pub text: Text,
-    pub attachment: Option<Attachment>,
+    /// Not interned (most texts are unique), but shared with the outbox.
+    pub text: Arc<str>,
+    pub attachment: Option<Box<Attachment>>,
     pub template_id: Option<uuid::Uuid>,
     pub at: Timestamp,
     /// For a message queued for a sender: how far it got.
-    pub delivery: Option<DeliveryView>,
+    pub delivery: Option<Box<DeliveryView>>,
 }
 
 /// The delivery of a queued message.
@@ -64,7 +68,7 @@ pub struct OutboxEntry {
     pub message_id: uuid::Uuid,
     pub channel: ChatChannel,
     pub to: String,
-    pub text: Text,
+    pub text: Arc<str>,
     pub queued_at: Timestamp,
     /// Position of the `MessageQueued` event: the outbox's order.
     pub position: Position,
@@ -75,12 +79,13 @@ pub struct OutboxEntry {
 pub struct ConversationView {
     pub conversation_id: uuid::Uuid,
     pub channel: ChatChannel,
-    pub handle: String,
-    pub name: String,
+    pub handle: Box<str>,
+    pub name: Box<str>,
     pub customer_id: Option<CustomerId>,
     pub status: ChatStatus,
     pub labels: BTreeSet<String>,
-    pub assignee: Option<String>,
+    /// A staff id (interned: a shop has few staff).
+    pub assignee: Option<Text>,
     pub started_at: Timestamp,
     pub last_activity: Timestamp,
     pub last_message: Option<MessageView>,
@@ -124,7 +129,9 @@ pub struct TemplateView {
 /// A shop's conversations and templates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inbox {
-    conversations: BTreeMap<uuid::Uuid, ConversationView>,
+    /// Boxed: a map's node holds eleven slots, often half empty, so a
+    /// slot is better a pointer than the whole conversation.
+    conversations: BTreeMap<uuid::Uuid, Box<ConversationView>>,
     templates: BTreeMap<uuid::Uuid, TemplateView>,
     /// Queued messages no sender has finished with, oldest first (by the
     /// position they were queued at).
@@ -136,7 +143,7 @@ pub struct Inbox {
     /// Newest activity first.
     #[serde(skip)]
     recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,
-    /// Shares authors (a cache, not state).
+    /// Shares authors and assignees (a cache, not state).
     #[serde(skip)]
     interner: Interner,
 }
@@ -166,6 +173,9 @@ impl Inbox {
             if let Some(m) = c.last_message.as_mut() {
                 self.interner.share(&mut m.author);
             }
+            if let Some(a) = c.assignee.as_mut() {
+                self.interner.share(a);
+            }
         }
         // A queued message is its conversation's last one while nothing
         // followed it: the outbox shares its text again.
@@ -186,11 +196,11 @@ impl Inbox {
             DomainEvent::ConversationStarted(e) => {
                 self.conversations.insert(
                     e.conversation_id,
-                    ConversationView {
+                    Box::new(ConversationView {
                         conversation_id: e.conversation_id,
                         channel: e.channel,
-                        handle: e.handle.clone(),
-                        name: e.name.clone(),
+                        handle: e.handle.as_str().into(),
+                        name: e.name.as_str().into(),
                         customer_id: e.customer_id,
                         status: ChatStatus::Unserved,
                         labels: BTreeSet::new(),
@@ -200,7 +210,7 @@ impl Inbox {
                         last_message: None,
                         unread: 0,
                         messages: 0,
-                    },
+                    }),
                 );
                 self.recent
                     .insert((Reverse(e.started_at), e.conversation_id));
@@ -223,12 +233,15 @@ impl Inbox {
             DomainEvent::ConversationLabelRemoved(e) => self.with(e.conversation_id, |c| {
                 c.labels.remove(&e.label);
             }),
-            DomainEvent::ConversationAssigned(e) => self.with(e.conversation_id, |c| {
-                c.assignee = Some(e.staff_id.clone());
-                if c.status != ChatStatus::Resolved {
-                    c.status = ChatStatus::Mine;
-                }
-            }),
+            DomainEvent::ConversationAssigned(e) => {
+                let staff = self.interner.str(&e.staff_id);
+                self.with(e.conversation_id, |c| {
+                    c.assignee = Some(staff);
+                    if c.status != ChatStatus::Resolved {
+                        c.status = ChatStatus::Mine;
+                    }
+                })
+            }
             DomainEvent::ConversationUnassigned(e) => self.with(e.conversation_id, |c| {
                 c.assignee = None;
                 if c.status == ChatStatus::Mine {
@@ -259,7 +272,7 @@ impl Inbox {
                     .and_then(|c| c.last_message.as_mut())
                     .filter(|m| m.message_id == e.message_id)
                     .map(|m| {
-                        m.delivery = Some(queued(e));
+                        m.delivery = Some(Box::new(queued(e)));
                         m.text.clone()
                     });
                 self.outbox_index
@@ -351,11 +364,11 @@ impl Inbox {
 
     /// Every conversation, by id.
     pub fn conversations(&self) -> impl Iterator<Item = &ConversationView> {
-        self.conversations.values()
+        self.conversations.values().map(|c| &**c)
     }
 
     pub fn get(&self, id: uuid::Uuid) -> Option<&ConversationView> {
-        self.conversations.get(&id)
+        self.conversations.get(&id).map(|c| &**c)
     }
 
     /// Conversations per status.
@@ -383,11 +396,11 @@ impl Inbox {
                 && q.channel.is_none_or(|ch| c.channel == ch)
                 && q.assignee
                     .as_ref()
-                    .is_none_or(|a| c.assignee.as_ref() == Some(a))
+                    .is_none_or(|a| c.assignee.as_deref() == Some(a.as_str()))
                 && q.from.is_none_or(|f| c.last_activity >= f)
                 && q.to.is_none_or(|t| c.last_activity < t);
             if wanted {
-                page.push(c);
+                page.push(&**c);
                 if page.len() > limit {
                     break;
                 }
@@ -421,7 +434,7 @@ fn message_views(
                 inbound: true,
                 author: author("customer"),
                 text: e.text.as_str().into(),
-                attachment: e.attachment.clone(),
+                attachment: e.attachment.clone().map(Box::new),
                 template_id: None,
                 at: e.sent_at,
                 delivery: None,
@@ -434,7 +447,7 @@ fn message_views(
                 inbound: false,
                 author: author(&e.staff_id),
                 text: e.text.as_str().into(),
-                attachment: e.attachment.clone(),
+                attachment: e.attachment.clone().map(Box::new),
                 template_id: e.template_id,
                 at: e.sent_at,
                 delivery: None,
@@ -453,7 +466,7 @@ fn message_views(
                         inbound,
                         author,
                         text: m.text.as_str().into(),
-                        attachment: m.attachment.clone(),
+                        attachment: m.attachment.clone().map(Box::new),
                         template_id: None,
                         at: m.sent_at,
                         delivery: None,
@@ -532,7 +545,7 @@ pub fn messages(
             DomainEvent::ConversationStarted(_) => started = true,
             DomainEvent::MessageQueued(q) => {
                 if let Some(m) = latest(&mut list, q.message_id) {
-                    m.delivery = Some(queued(q));
+                    m.delivery = Some(Box::new(queued(q)));
                 }
             }
             DomainEvent::MessageDispatched(_) | DomainEvent::MessageDispatchFailed(_) => {

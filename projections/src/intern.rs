@@ -2,20 +2,104 @@
 //! SKUs, categories, staff ids, cities, timeline words and whole customer
 //! snapshots repeat across thousands of orders, so the projections hold
 //! them as shared `Arc`s handed out by an [`Interner`] (one per shop).
+//! A shared string is a [`Text`]: one pointer, so that the many records
+//! holding one (orders, lines, the reports' tallies) stay small. What an
+//! order line sold (SKU, product name, category) is shared whole, as a
+//! [`LineItem`].
 //!
 //! An interner is a cache, not state: two projections with different
 //! interners but the same values are equal, and serialised values carry
 //! the text itself (a snapshot loads back into fresh `Arc`s that
 //! [`Interner::str`] and [`Interner::party`] share again).
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
+use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use kedai_engine::domain::order::CustomerSnapshot;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A shared string.
-pub type Text = Arc<str>;
+use crate::orders::LineItem;
+
+/// A shared string. An `Arc<str>` is two words (pointer and length);
+/// this keeps the length with the text, behind one pointer, which halves
+/// every field that holds one. The extra indirection costs little: texts
+/// are interned, so there are few of them. It compares, hashes, orders
+/// and serialises as the string itself.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Arc<Box<str>>);
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(Arc::new(s.into()))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(Arc::new(s.into_boxed_str()))
+    }
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text::from("")
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+        String::deserialize(deserializer).map(Text::from)
+    }
+}
+
+impl Text {
+    /// Whether both are the same allocation (not just equal text).
+    pub fn ptr_eq(a: &Text, b: &Text) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
 
 /// A shared customer snapshot (an order's sender or receiver).
 pub type Party = Arc<CustomerSnapshot>;
@@ -25,6 +109,7 @@ pub type Party = Arc<CustomerSnapshot>;
 pub struct Interner {
     strs: HashSet<Text, RandomState>,
     parties: HashSet<Party, RandomState>,
+    items: HashSet<Arc<LineItem>, RandomState>,
 }
 
 impl PartialEq for Interner {
@@ -40,10 +125,10 @@ impl Interner {
     /// The shared copy of `s`.
     pub fn str(&mut self, s: &str) -> Text {
         if let Some(t) = self.strs.get(s) {
-            return Arc::clone(t);
+            return t.clone();
         }
-        let t: Text = Arc::from(s);
-        self.strs.insert(Arc::clone(&t));
+        let t = Text::from(s);
+        self.strs.insert(t.clone());
         t
     }
 
@@ -60,6 +145,26 @@ impl Interner {
         let shared = Arc::new(p.clone());
         self.parties.insert(Arc::clone(&shared));
         shared
+    }
+
+    /// The shared copy of what a line sold.
+    pub fn item(&mut self, sku: &str, product_name: &str, category: Option<&str>) -> Arc<LineItem> {
+        let item = LineItem {
+            sku: self.str(sku),
+            product_name: self.str(product_name),
+            category: self.opt(category),
+        };
+        if let Some(shared) = self.items.get(&item) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(item);
+        self.items.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Replaces `item` by the shared copy of its value (after loading).
+    pub fn share_item(&mut self, item: &mut Arc<LineItem>) {
+        *item = self.item(&item.sku, &item.product_name, item.category.as_deref());
     }
 
     /// Replaces `t` by the shared copy of its text (after loading).
@@ -82,11 +187,12 @@ mod tests {
         let mut i = Interner::default();
         let a = i.str("JNE");
         let b = i.str(&String::from("JNE"));
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &i.str("J&T")));
-        let mut loaded: Text = Arc::from("JNE");
-        assert!(!Arc::ptr_eq(&a, &loaded));
+        assert!(Text::ptr_eq(&a, &b));
+        assert!(!Text::ptr_eq(&a, &i.str("J&T")));
+        let mut loaded = Text::from("JNE");
+        assert!(!Text::ptr_eq(&a, &loaded));
         i.share(&mut loaded);
-        assert!(Arc::ptr_eq(&a, &loaded));
+        assert!(Text::ptr_eq(&a, &loaded));
+        assert_eq!(size_of::<Text>(), size_of::<usize>(), "one pointer");
     }
 }

@@ -9,8 +9,12 @@
 //! order's placement position is its stable sort key and its cursor.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::ids::{CustomerId, OrderId};
@@ -27,16 +31,72 @@ use crate::shop::ShopMeta;
 /// Most orders one page holds.
 pub const PAGE_MAX: usize = 500;
 
-/// A line as lists and reports need it.
+/// A line as lists and reports need it. Serialised flat, as its fields
+/// `sku`, `product_name`, `category`, `quantity`, `unit_price`,
+/// `unit_cost`, `line_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "LineFields", from = "LineFields")]
 pub struct LineSummary {
-    pub sku: Text,
-    pub product_name: Text,
-    pub category: Option<Text>,
+    /// What was sold: shared by every line of the same SKU, name and
+    /// category (one pointer instead of three texts).
+    pub item: Arc<LineItem>,
     pub quantity: i64,
     pub unit_price: Money,
     pub unit_cost: Money,
     pub line_total: Money,
+}
+
+/// What a line sold, as the order named it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LineItem {
+    pub sku: Text,
+    pub product_name: Text,
+    pub category: Option<Text>,
+}
+
+/// A line's serialised form.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "LineSummary")]
+struct LineFields {
+    sku: Text,
+    product_name: Text,
+    category: Option<Text>,
+    quantity: i64,
+    unit_price: Money,
+    unit_cost: Money,
+    line_total: Money,
+}
+
+impl From<LineSummary> for LineFields {
+    fn from(l: LineSummary) -> LineFields {
+        let item = Arc::unwrap_or_clone(l.item);
+        LineFields {
+            sku: item.sku,
+            product_name: item.product_name,
+            category: item.category,
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            unit_cost: l.unit_cost,
+            line_total: l.line_total,
+        }
+    }
+}
+
+impl From<LineFields> for LineSummary {
+    /// Not yet shared: [`OrdersView::rebuild_indexes`] shares it.
+    fn from(l: LineFields) -> LineSummary {
+        LineSummary {
+            item: Arc::new(LineItem {
+                sku: l.sku,
+                product_name: l.product_name,
+                category: l.category,
+            }),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            unit_cost: l.unit_cost,
+            line_total: l.line_total,
+        }
+    }
 }
 
 /// Something that happened to an order. Timelines are not kept in
@@ -69,10 +129,12 @@ pub struct OrderSummary {
     pub cod_figures: Option<Box<CodFigures>>,
     pub courier: Text,
     pub service: Text,
-    pub awb: Option<Text>,
+    /// Unique to the order, so not shared: a box is one allocation.
+    pub awb: Option<Box<str>>,
     pub sender: Party,
     pub receiver: Party,
-    pub lines: Vec<LineSummary>,
+    /// Fixed once placed: a boxed slice, no spare capacity.
+    pub lines: Box<[LineSummary]>,
     pub placed_by: Text,
 }
 
@@ -126,14 +188,16 @@ pub struct OrderPage<'a> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OrdersView {
     orders: Vec<OrderSummary>,
+    /// Orders by id.
     #[serde(skip)]
-    index: HashMap<OrderId, u32>,
+    index: Lookup,
     #[serde(skip)]
     by_status: BTreeMap<OrderStatus, BTreeSet<u32>>,
     #[serde(skip)]
     by_customer: HashMap<CustomerId, Vec<u32>>,
+    /// Orders by AWB: the latest shipped with each.
     #[serde(skip)]
-    by_awb: HashMap<Text, u32>,
+    by_awb: Lookup,
     /// Shares repeated values among orders (rebuilt after loading).
     #[serde(skip)]
     interner: Interner,
@@ -175,17 +239,13 @@ impl OrdersView {
         i.share_party(&mut o.sender);
         i.share_party(&mut o.receiver);
         for l in &mut o.lines {
-            i.share(&mut l.sku);
-            i.share(&mut l.product_name);
-            if let Some(c) = &mut l.category {
-                i.share(c);
-            }
+            i.share_item(&mut l.item);
         }
     }
 
     fn index_order(&mut self, i: u32) {
         let o = &self.orders[i as usize];
-        self.index.insert(o.order_id, i);
+        self.index.set(&self.orders, id_of, &o.order_id, i);
         self.by_status.entry(o.status).or_default().insert(i);
         let customers = if o.sender.customer_id == o.receiver.customer_id {
             vec![o.sender.customer_id]
@@ -196,7 +256,7 @@ impl OrdersView {
             self.by_customer.entry(c).or_default().push(i);
         }
         if let Some(awb) = &o.awb {
-            self.by_awb.insert(Arc::clone(awb), i);
+            self.by_awb.set(&self.orders, awb_of, awb, i);
         }
     }
 
@@ -209,6 +269,12 @@ impl OrdersView {
         if let DomainEvent::OrderPlaced(e) = event {
             let i = self.orders.len() as u32;
             let o = placed(&mut self.interner, at, e);
+            // Grow by an eighth rather than doubling: a doubled list of
+            // orders is a quarter empty on average, which is most of what
+            // a shop's projections spend on spare room.
+            if self.orders.len() == self.orders.capacity() {
+                self.orders.reserve_exact(self.orders.len() / 8 + 64);
+            }
             self.orders.push(o);
             self.index_order(i);
             return Some(OrderChange {
@@ -217,16 +283,20 @@ impl OrdersView {
             });
         }
         let (order_id, status) = order_event(event)?;
-        let i = *self.index.get(&order_id)?;
+        let i = self.index.get(&self.orders, id_of, &order_id)?;
         let o = &mut self.orders[i as usize];
         let previous = o.status;
         match event {
             DomainEvent::OrderPaymentRecorded(e) => o.paid = e.paid_total,
             DomainEvent::OrderRefunded(e) => o.refunded = o.refunded + e.amount,
             DomainEvent::OrderShipped(e) => {
-                let awb: Text = Arc::from(e.awb.as_str());
-                o.awb = Some(Arc::clone(&awb));
-                self.by_awb.insert(awb, i);
+                // The lookup finds an order by its current AWB: out of
+                // it under the old one before the AWB changes.
+                if let Some(old) = o.awb.take() {
+                    self.by_awb.remove(&*old, i);
+                }
+                o.awb = Some(e.awb.as_str().into());
+                self.by_awb.set(&self.orders, awb_of, &e.awb, i);
             }
             _ => {}
         }
@@ -251,13 +321,15 @@ impl OrdersView {
 
     /// Records a delivered COD order's figures (from the ledger).
     pub fn set_cod_figures(&mut self, order_id: OrderId, figures: CodFigures) {
-        if let Some(&i) = self.index.get(&order_id) {
+        if let Some(i) = self.index.get(&self.orders, id_of, &order_id) {
             self.orders[i as usize].cod_figures = Some(Box::new(figures));
         }
     }
 
     pub fn get(&self, order_id: OrderId) -> Option<&OrderSummary> {
-        self.index.get(&order_id).map(|&i| &self.orders[i as usize])
+        self.index
+            .get(&self.orders, id_of, &order_id)
+            .map(|i| &self.orders[i as usize])
     }
 
     pub fn len(&self) -> usize {
@@ -305,7 +377,11 @@ impl OrdersView {
     pub fn list(&self, q: &OrderQuery) -> OrderPage<'_> {
         let limit = q.limit.clamp(1, PAGE_MAX);
         let candidates: Box<dyn DoubleEndedIterator<Item = u32> + '_> = if let Some(awb) = &q.awb {
-            Box::new(self.by_awb.get(awb.as_str()).copied().into_iter())
+            Box::new(
+                self.by_awb
+                    .get(&self.orders, awb_of, awb.as_str())
+                    .into_iter(),
+            )
         } else if let Some(c) = q.customer_id {
             Box::new(self.by_customer.get(&c).into_iter().flatten().copied())
         } else if let Some(s) = q.status {
@@ -347,6 +423,74 @@ impl OrdersView {
     }
 }
 
+/// Orders found by a key of theirs (the id, the AWB). A slot holds only
+/// the order's place in the list (4 bytes), where a map would also hold a
+/// copy of the key (16 bytes and more); the key is read from the order.
+#[derive(Debug, Clone, Default)]
+struct Lookup {
+    slots: HashTable<u32>,
+    hasher: RandomState,
+}
+
+fn id_of(o: &OrderSummary) -> &OrderId {
+    &o.order_id
+}
+
+/// An order is in the AWB lookup only while it has one.
+fn awb_of(o: &OrderSummary) -> &str {
+    o.awb.as_deref().unwrap_or_default()
+}
+
+impl Lookup {
+    fn get<K: Hash + Eq + ?Sized>(
+        &self,
+        orders: &[OrderSummary],
+        key_of: fn(&OrderSummary) -> &K,
+        key: &K,
+    ) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.slots
+            .find(hash, |&j| key_of(&orders[j as usize]) == key)
+            .copied()
+    }
+
+    /// Makes order `i` the one found by `key` (in place of any other).
+    fn set<K: Hash + Eq + ?Sized>(
+        &mut self,
+        orders: &[OrderSummary],
+        key_of: fn(&OrderSummary) -> &K,
+        key: &K,
+        i: u32,
+    ) {
+        let hasher = &self.hasher;
+        let entry = self.slots.entry(
+            hasher.hash_one(key),
+            |&j| key_of(&orders[j as usize]) == key,
+            |&j| hasher.hash_one(key_of(&orders[j as usize])),
+        );
+        match entry {
+            Entry::Occupied(mut e) => *e.get_mut() = i,
+            Entry::Vacant(e) => {
+                e.insert(i);
+            }
+        }
+    }
+
+    /// Takes order `i` out from under `key`, if it is there.
+    fn remove<K: Hash + ?Sized>(&mut self, key: &K, i: u32) {
+        if let Ok(e) = self
+            .slots
+            .find_entry(self.hasher.hash_one(key), |&j| j == i)
+        {
+            e.remove();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+    }
+}
+
 fn matches(o: &OrderSummary, q: &OrderQuery, text: Option<&str>) -> bool {
     q.status.is_none_or(|s| o.status == s)
         && q.payment_status.is_none_or(|s| o.payment_status == s)
@@ -362,7 +506,7 @@ fn matches(o: &OrderSummary, q: &OrderQuery, text: Option<&str>) -> bool {
                 || hit(&o.sender.name)
                 || o.receiver.phone.as_deref().is_some_and(hit)
                 || o.sender.phone.as_deref().is_some_and(hit)
-                || o.lines.iter().any(|l| hit(&l.sku))
+                || o.lines.iter().any(|l| hit(&l.item.sku))
         })
 }
 
@@ -395,9 +539,7 @@ fn placed(
             .lines
             .iter()
             .map(|l| LineSummary {
-                sku: interner.str(l.sku.as_str()),
-                product_name: interner.str(&l.product_name),
-                category: interner.opt(l.category.as_deref()),
+                item: interner.item(l.sku.as_str(), &l.product_name, l.category.as_deref()),
                 quantity: l.quantity,
                 unit_price: l.unit_price,
                 unit_cost: l.unit_cost,
@@ -481,4 +623,110 @@ pub fn timeline(
         }
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kedai_engine::domain::catalog::CustomerCategory;
+    use kedai_engine::domain::events::{OrderPlaced, OrderShipped};
+    use kedai_engine::domain::order::{CustomerSnapshot, Shipping};
+    use kedai_engine::{Actor, Role};
+
+    fn id(n: u128) -> OrderId {
+        OrderId(uuid::Uuid::from_u128(n))
+    }
+
+    fn apply(v: &mut OrdersView, position: Position, event: DomainEvent) {
+        let actor = Actor::new(Role::Staff, "x");
+        let at = At {
+            position,
+            version: 1,
+            recorded_at: Timestamp(1_760_000_000_000_000),
+            actor: &actor,
+        };
+        v.apply(&ShopMeta::default(), at, &event);
+    }
+
+    fn place(v: &mut OrdersView, n: u128) {
+        let customer = CustomerSnapshot {
+            customer_id: CustomerId(uuid::Uuid::from_u128(1)),
+            name: "Siti".into(),
+            phone: None,
+            category: CustomerCategory::Customer,
+            address: None,
+            district: None,
+            city: None,
+            province: None,
+            postal_code: None,
+        };
+        let placed = OrderPlaced {
+            order_id: id(n),
+            channel: Channel::App,
+            order_source: None,
+            sender: customer.clone(),
+            receiver: customer,
+            lines: Vec::new(),
+            shipping: Shipping {
+                courier: "JNE".into(),
+                service: "REG".into(),
+                cost: Money::ZERO,
+            },
+            cod: false,
+            costs: Vec::new(),
+            totals: Totals::default(),
+            note: None,
+            placed_at: Timestamp(1_760_000_000_000_000),
+        };
+        apply(v, n as Position, placed.into());
+    }
+
+    fn ship(v: &mut OrdersView, n: u128, awb: &str) {
+        let shipped = OrderShipped {
+            order_id: id(n),
+            awb: awb.into(),
+        };
+        apply(v, 10_000 + n as Position, shipped.into());
+    }
+
+    fn by_awb(v: &OrdersView, awb: &str) -> Vec<OrderId> {
+        let q = OrderQuery {
+            awb: Some(awb.into()),
+            limit: 10,
+            ..OrderQuery::default()
+        };
+        v.list(&q).orders.iter().map(|o| o.order_id).collect()
+    }
+
+    /// The lookups by id and by AWB keep only the order's place, and read
+    /// the key from the order: they find every order, also after the
+    /// table grows, and an AWB finds the order last shipped with it.
+    #[test]
+    fn orders_are_found_by_id_and_by_their_current_awb() {
+        let mut v = OrdersView::default();
+        for n in 1..=2_000 {
+            place(&mut v, n);
+        }
+        for n in 1..=2_000 {
+            assert_eq!(v.get(id(n)).map(|o| o.order_id), Some(id(n)));
+        }
+        assert!(v.get(id(2_001)).is_none());
+        ship(&mut v, 1, "JNE1");
+        ship(&mut v, 2, "JNE2");
+        assert_eq!(by_awb(&v, "JNE1"), [id(1)]);
+        // Shipped again under another AWB: found by the new one only.
+        ship(&mut v, 1, "JNE3");
+        assert_eq!(by_awb(&v, "JNE1"), []);
+        assert_eq!(by_awb(&v, "JNE3"), [id(1)]);
+        // Another order shipped with an AWB already used takes it over.
+        ship(&mut v, 3, "JNE2");
+        assert_eq!(by_awb(&v, "JNE2"), [id(3)]);
+        assert_eq!(by_awb(&v, "JNE9"), []);
+        let mut loaded = v.clone();
+        loaded.rebuild_indexes();
+        for awb in ["JNE1", "JNE2", "JNE3"] {
+            assert_eq!(by_awb(&loaded, awb), by_awb(&v, awb));
+        }
+        assert_eq!(loaded.get(id(1_999)).map(|o| o.order_id), Some(id(1_999)));
+    }
 }

@@ -597,11 +597,7 @@ async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
         limit: 10,
         ..InboxQuery::default()
     });
-    let handles: Vec<&str> = page
-        .conversations
-        .iter()
-        .map(|c| c.handle.as_str())
-        .collect();
+    let handles: Vec<&str> = page.conversations.iter().map(|c| &*c.handle).collect();
     assert_eq!(
         handles,
         ["6283333333333", "6282222222222", "6281111111111"],
@@ -666,7 +662,7 @@ async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
         after: first_two.next,
         ..InboxQuery::default()
     });
-    assert_eq!(rest.conversations[0].handle, "6281111111111");
+    assert_eq!(&*rest.conversations[0].handle, "6281111111111");
     let cs = v
         .analytics
         .customer_service(v.meta.local_date(w.now), v.meta.local_date(w.now));

@@ -233,7 +233,7 @@ fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Pro
     };
     let views: Vec<_> = p.shops.values().collect();
     println!(
-        "bytes per order by projection: orders {:.0}, stock {:.0}, balances {:.0}, analytics {:.0}, inbox {:.0}, meta {:.0}",
+        "bytes per order by projection: orders {:.0}, stock {:.0}, balances {:.0}, analytics {:.0}, inbox {:.0}, checkouts {:.0}, meta {:.0}",
         size_of(&|| Box::new(views.iter().map(|v| v.orders.clone()).collect::<Vec<_>>())),
         size_of(&|| Box::new(views.iter().map(|v| v.stock.clone()).collect::<Vec<_>>())),
         size_of(&|| Box::new(views.iter().map(|v| v.balances.clone()).collect::<Vec<_>>())),
@@ -244,6 +244,12 @@ fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Pro
                 .collect::<Vec<_>>()
         )),
         size_of(&|| Box::new(views.iter().map(|v| v.inbox.clone()).collect::<Vec<_>>())),
+        size_of(&|| Box::new(
+            views
+                .iter()
+                .map(|v| v.checkouts.clone())
+                .collect::<Vec<_>>()
+        )),
         size_of(&|| Box::new(views.iter().map(|v| v.meta.clone()).collect::<Vec<_>>())),
     );
 
