@@ -42,7 +42,10 @@ pub(super) fn spawn(shared: Arc<Shared>, config: Config, options: &PgOptions) ->
     }
     tasks.push(
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
+            // The head was read on connecting: the first poll is one
+            // interval later.
+            let first = tokio::time::Instant::now() + interval;
+            let mut tick = tokio::time::interval_at(first, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
