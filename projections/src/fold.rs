@@ -313,17 +313,18 @@ impl Decoder {
     /// Decodes on this thread and applies on another, a page behind.
     fn run_staged(mut self, index: usize, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
         let (to_applier, batches) = mpsc::sync_channel::<Vec<Decoded>>(PAGES_QUEUED);
-        // Emptied batches come back, so their memory is reused.
+        // Applied batches come back whole: their events are freed on the
+        // thread that made them (cheaper than freeing across threads), and
+        // the batch's memory is reused.
         let (give_back, returned) = mpsc::sync_channel::<Vec<Decoded>>(PAGES_QUEUED + 2);
         let applier = std::thread::Builder::new()
             .name(format!("kedai-apply-{index}"))
             .spawn(move || {
                 let mut projections = Projections::new();
-                for mut batch in batches {
+                for batch in batches {
                     for d in &batch {
                         d.apply(&mut projections);
                     }
-                    batch.clear();
                     let _ = give_back.try_send(batch);
                 }
                 projections
@@ -331,6 +332,7 @@ impl Decoder {
             .expect("a fold thread starts");
         for page in pages {
             let mut batch = returned.try_recv().unwrap_or_default();
+            batch.clear();
             let more = self.page(&page, |d| batch.push(d));
             if to_applier.send(batch).is_err() || !more {
                 break;
