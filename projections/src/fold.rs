@@ -3,17 +3,19 @@
 //! together at the end. The result is the same, byte for byte, as folding
 //! the log on one thread with [`Projections::apply`].
 //!
-//! The threads work in pairs, a share of the shops each: one decodes its
-//! shops' records (envelope and payload), the other applies the decoded
-//! events to the projections, a page behind. A log of one busy shop (one
-//! share) so still folds on two cores; one thread alone does both.
+//! The shops are dealt to shares, each folded on its own. How the threads
+//! are used is judged from the first page ([`plan`]): when no shop holds
+//! most of the records, one share per thread; when one does (a log of one
+//! busy shop), each share is two threads, one decoding its shops' records
+//! (envelope and payload) and one applying the decoded events a page
+//! behind, so even one shop folds on two cores.
 //!
 //! Every share is given every page (one buffer, shared). It reads the
 //! shop of each record from the record's first bytes
 //! ([`format::body_shop`]) and decodes only the records of its own shops.
-//! Shops are dealt to the shares in the order they first appear in the
-//! log (the first shop to share 0, the next to share 1, and so on), which
-//! every share works out alike without talking to the others.
+//! Shops of the first page are dealt by the plan; shops first seen later
+//! in turn, in the order they appear, which every share works out alike
+//! without talking to the others.
 //!
 //! Folding "as of a moment": `recorded_at` never decreases along the log,
 //! so each thread stops at the first of its records recorded after the
@@ -115,6 +117,8 @@ pub async fn fold_store(
 /// [`push`](ParallelFold::push), then [`finish`](ParallelFold::finish).
 #[derive(Debug)]
 pub struct ParallelFold {
+    threads: usize,
+    until: Option<Timestamp>,
     senders: Vec<mpsc::SyncSender<Arc<RecordPage>>>,
     workers: Vec<JoinHandle<Share>>,
     /// The last position pushed.
@@ -124,21 +128,34 @@ pub struct ParallelFold {
 }
 
 impl ParallelFold {
-    /// Starts `threads` threads (at least one) that fold the pages pushed,
-    /// stopping before the first event recorded after `until`, if given:
-    /// a share of the shops per two threads (a decoder and an applier).
+    /// A fold on `threads` threads (at least one), stopping before the
+    /// first event recorded after `until`, if given. The threads start with
+    /// the first page, which decides how they are used (see [`plan`]).
     pub fn start(threads: usize, until: Option<Timestamp>) -> ParallelFold {
-        let threads = threads.max(1);
-        let shares = (threads / 2).max(1);
-        let staged = threads >= 2;
-        let mut senders = Vec::with_capacity(shares);
-        let mut workers = Vec::with_capacity(shares);
+        ParallelFold {
+            threads: threads.max(1),
+            until,
+            senders: Vec::new(),
+            workers: Vec::new(),
+            pushed: 0,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    fn spawn(&mut self, first: &RecordPage) {
+        let Plan {
+            shares,
+            staged,
+            owners,
+        } = plan(self.threads, first);
+        let until = self.until;
         for index in 0..shares {
             let (tx, rx) = mpsc::sync_channel::<Arc<RecordPage>>(PAGES_QUEUED);
+            let owners = owners.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("kedai-fold-{index}"))
                 .spawn(move || {
-                    let decoder = Decoder::new(index, shares, until);
+                    let decoder = Decoder::new(index, shares, until, owners);
                     if staged {
                         decoder.run_staged(index, rx)
                     } else {
@@ -146,14 +163,8 @@ impl ParallelFold {
                     }
                 })
                 .expect("a fold thread starts");
-            senders.push(tx);
-            workers.push(worker);
-        }
-        ParallelFold {
-            senders,
-            workers,
-            pushed: 0,
-            in_flight: VecDeque::new(),
+            self.senders.push(tx);
+            self.workers.push(worker);
         }
     }
 
@@ -168,6 +179,9 @@ impl ParallelFold {
             Some(self.pushed + 1),
             "pages must follow each other without gaps"
         );
+        if self.workers.is_empty() {
+            self.spawn(&page);
+        }
         self.pushed = last;
         let page = Arc::new(page);
         for tx in &self.senders {
@@ -193,7 +207,7 @@ impl ParallelFold {
     /// Whether every thread has stopped before the end of what was pushed
     /// (past the moment, or on an error): pushing more changes nothing.
     pub fn all_stopped(&self) -> bool {
-        self.workers.iter().all(JoinHandle::is_finished)
+        !self.workers.is_empty() && self.workers.iter().all(JoinHandle::is_finished)
     }
 
     /// Waits for the threads and puts their shares together. The error,
@@ -237,6 +251,66 @@ impl ParallelFold {
     }
 }
 
+/// Which share folds each shop.
+type Owners = HashMap<ShopId, usize, foldhash::fast::FixedState>;
+
+/// How a fold uses its threads.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    /// Shares of the shops, folded side by side.
+    shares: usize,
+    /// Whether each share is two threads (decoding, applying) or one.
+    staged: bool,
+    /// The first shops' shares; shops first seen later are dealt in turn.
+    owners: Owners,
+}
+
+/// How to use `threads`, judged from the first page. When no shop holds
+/// more than half of its records, the shops are dealt to one share per
+/// thread (the busiest first, each to the share with the fewest records
+/// so far): the shares then share nothing. Otherwise one shop would keep
+/// one thread busy and the others idle, so each share is two threads, one
+/// decoding and one applying.
+fn plan(threads: usize, first: &RecordPage) -> Plan {
+    let mut counts: Vec<(ShopId, usize)> = Vec::new();
+    let mut at: Owners = HashMap::default();
+    for (_, body) in first.bodies() {
+        // A record that does not decode is reported by the share that
+        // meets it; here it just counts for nothing.
+        if let Ok(shop) = format::body_shop(body) {
+            let i = *at.entry(ShopId(shop)).or_insert_with(|| {
+                counts.push((ShopId(shop), 0));
+                counts.len() - 1
+            });
+            counts[i].1 += 1;
+        }
+    }
+    let total: usize = counts.iter().map(|c| c.1).sum();
+    let biggest = counts.iter().map(|c| c.1).max().unwrap_or(0);
+    if threads < 2 || biggest * 2 > total {
+        return Plan {
+            shares: (threads / 2).max(1),
+            staged: threads >= 2,
+            owners: Owners::default(),
+        };
+    }
+    // Busiest first; equal counts in order of first appearance.
+    let mut order: Vec<usize> = (0..counts.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(counts[i].1), i));
+    let mut load = vec![0usize; threads];
+    let mut owners = Owners::default();
+    for i in order {
+        let share = (0..threads).min_by_key(|&s| (load[s], s)).expect("threads");
+        load[share] += counts[i].1;
+        owners.insert(counts[i].0, share);
+    }
+    Plan {
+        shares: threads,
+        staged: false,
+        owners,
+    }
+}
+
 /// What a share made.
 struct Share {
     projections: Projections,
@@ -277,7 +351,7 @@ struct Decoder {
     shares: usize,
     until: Option<Timestamp>,
     /// Which share folds each shop seen so far, and how many shops that is.
-    owners: HashMap<ShopId, usize, foldhash::fast::FixedState>,
+    owners: Owners,
     /// Actors seen, kept once (an event's actor is shared, not copied).
     actors: HashMap<Box<str>, Arc<Actor>, foldhash::fast::FixedState>,
     stopped_at: Option<Position>,
@@ -286,12 +360,12 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn new(index: usize, shares: usize, until: Option<Timestamp>) -> Decoder {
+    fn new(index: usize, shares: usize, until: Option<Timestamp>, owners: Owners) -> Decoder {
         Decoder {
             index,
             shares,
             until,
-            owners: HashMap::default(),
+            owners,
             actors: HashMap::default(),
             stopped_at: None,
             last: None,
@@ -419,5 +493,68 @@ impl Decoder {
             actor,
             event,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kedai_engine::store::log::format::{Envelope, GENESIS_HASH};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A page of records of these shops, in this order.
+    fn page(shops: &[u128]) -> RecordPage {
+        let mut page = RecordPage::new(1);
+        for (i, shop) in shops.iter().enumerate() {
+            let envelope = Envelope {
+                shop: Uuid::from_u128(*shop),
+                stream: "order-1",
+                version: 1,
+                event_id: Uuid::from_u128(i as u128),
+                recorded_at: 0,
+                role: Role::Staff.code(),
+                actor: "ayu",
+                correlation_id: Uuid::from_u128(1),
+                causation_id: None,
+                event_type: "OrderPlaced",
+                schema_version: 1,
+                payload: b"",
+            };
+            let mut body = Vec::new();
+            format::encode_body(&mut body, &GENESIS_HASH, i as u64 + 1, &envelope);
+            page.push(&body);
+        }
+        page
+    }
+
+    fn owner(plan: &Plan, shop: u128) -> usize {
+        plan.owners[&ShopId(Uuid::from_u128(shop))]
+    }
+
+    #[test]
+    fn one_thread_does_everything() {
+        let plan = plan(1, &page(&[1, 2, 3]));
+        assert_eq!((plan.shares, plan.staged), (1, false));
+    }
+
+    #[test]
+    fn one_busy_shop_is_decoded_and_applied_on_two_threads() {
+        let two = plan(2, &page(&[1, 1, 1, 2]));
+        assert_eq!((two.shares, two.staged), (1, true));
+        assert!(two.owners.is_empty());
+        let four = plan(4, &page(&[7; 10]));
+        assert_eq!((four.shares, four.staged), (2, true));
+    }
+
+    #[test]
+    fn shops_of_similar_size_are_dealt_busiest_first_to_the_least_loaded() {
+        // Shop 1: 3 records, 2: 3, 3: 2, 4: 1 (of 9).
+        let plan = plan(2, &page(&[4, 1, 2, 1, 3, 2, 1, 2, 3]));
+        assert_eq!((plan.shares, plan.staged), (2, false));
+        assert_eq!(owner(&plan, 1), 0);
+        assert_eq!(owner(&plan, 2), 1);
+        assert_eq!(owner(&plan, 3), 0);
+        assert_eq!(owner(&plan, 4), 1);
     }
 }
