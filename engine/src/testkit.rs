@@ -128,6 +128,17 @@ impl World {
 
     /// A world on `store` whose clock (for setup and for `run`) reads `now`.
     pub async fn on_at(store: Arc<dyn EventStore>, sole_writer: bool, now: Timestamp) -> World {
+        World::for_shop(store, sole_writer, now, ShopId(Uuid::from_u128(0x5))).await
+    }
+
+    /// A world of shop `shop` (set up like the others) on `store`: several
+    /// shops can share one store.
+    pub async fn for_shop(
+        store: Arc<dyn EventStore>,
+        sole_writer: bool,
+        now: Timestamp,
+        shop: ShopId,
+    ) -> World {
         let engine = Engine::new(
             store,
             EngineOptions {
@@ -135,11 +146,7 @@ impl World {
                 ..EngineOptions::default()
             },
         );
-        let world = World {
-            engine,
-            shop: ShopId(Uuid::from_u128(0x5)),
-            now,
-        };
+        let world = World { engine, shop, now };
         world.setup().await;
         world
     }

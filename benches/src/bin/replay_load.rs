@@ -7,7 +7,8 @@
 //! reads and decodes them but skips them as unknown types), or one of
 //! domain events this scenario writes through the real command engine
 //! (the engine's test world: orders placed, paid, shipped, delivered,
-//! cancelled, by 64 concurrent clients), for a realistic fold.
+//! cancelled, by 64 concurrent clients), for a realistic fold; in one
+//! shop, or spread over `--shops N` (one order to each in turn).
 //!
 //! The rebuild runs the `kedai-replay` binary (built beside this one:
 //! `cargo build --release -p kedai-replay -p kedai-benches`), as an
@@ -34,7 +35,7 @@ use kedai_engine::domain::stock::StockMove;
 use kedai_engine::store::log::LogStore;
 use kedai_engine::store::log::verify::verify_with_threads;
 use kedai_engine::testkit::{MALANG, World, line, order_id, place, sku};
-use kedai_engine::{Actor, Role, Timestamp};
+use kedai_engine::{Actor, Role, ShopId, Timestamp};
 use uuid::Uuid;
 
 #[derive(Parser, Debug)]
@@ -53,6 +54,9 @@ struct Args {
     /// Runs of each measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Shops the orders are spread over (one after the other, in turn).
+    #[arg(long, default_value_t = 1)]
+    shops: u64,
 }
 
 #[global_allocator]
@@ -68,7 +72,7 @@ fn main() -> anyhow::Result<()> {
             .transpose()?
             .unwrap_or(0);
         if have == 0 {
-            runtime.block_on(write_orders(&args.dir, orders))?;
+            runtime.block_on(write_orders(&args.dir, orders, args.shops.max(1)))?;
         }
     }
     let events = runtime.block_on(LogStore::open_read_only(&args.dir)?.last_position())?;
@@ -146,33 +150,39 @@ fn main() -> anyhow::Result<()> {
 /// Writes `orders` orders through the command engine, 64 at a time: each
 /// placed, then (by its number) paid, shipped and delivered (cash on
 /// delivery for some), cancelled, or left placed.
-async fn write_orders(dir: &Path, orders: u64) -> anyhow::Result<()> {
+async fn write_orders(dir: &Path, orders: u64, shops: u64) -> anyhow::Result<()> {
     let store = Arc::new(LogStore::open(dir)?);
     let start_time = Timestamp(1_759_276_800_000_000);
-    let world = Arc::new(World::on_at(store.clone(), true, start_time).await);
     let now = move |i: u64| Timestamp(start_time.0 + i as i64 * 30_000_000);
-    world
-        .run_at(
-            now(0),
-            EngineCommand::MoveStock(StockMove::Receive {
-                sku: sku("KAOS-M"),
-                warehouse_id: MALANG,
-                quantity: 1_000_000_000,
-                note: "bench".into(),
-            }),
-        )
-        .await?;
+    let mut worlds = Vec::new();
+    for s in 0..shops {
+        let shop = ShopId(Uuid::from_u128(0x5 + u128::from(s)));
+        let world = World::for_shop(store.clone(), true, start_time, shop).await;
+        world
+            .run_at(
+                now(0),
+                EngineCommand::MoveStock(StockMove::Receive {
+                    sku: sku("KAOS-M"),
+                    warehouse_id: MALANG,
+                    quantity: 1_000_000_000,
+                    note: "bench".into(),
+                }),
+            )
+            .await?;
+        worlds.push(Arc::new(world));
+    }
     let next = Arc::new(AtomicU64::new(1));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (world, next) = (world.clone(), next.clone());
+        let (worlds, next) = (worlds.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i > orders {
                     return anyhow::Ok(());
                 }
+                let world = worlds[(i % shops) as usize].clone();
                 let id = order_id(u128::from(i));
                 let mut order = place(id, vec![line("KAOS-M", 1 + (i % 3) as i64)]);
                 order.cod = i % 3 == 1;
