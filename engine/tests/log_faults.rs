@@ -373,6 +373,37 @@ async fn a_second_writer_is_refused_until_the_first_closes() {
     assert_eq!(again.last_position().await.unwrap(), 2);
 }
 
+/// A log opened to be read in order only reads every event as a read-only
+/// open does (sealed segments from their indexes, the tail scanned), and
+/// refuses to read a stream rather than answer from an index it lacks.
+#[tokio::test]
+async fn a_log_opened_in_order_reads_everything_and_refuses_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open_with(dir.path(), small_segments()).unwrap();
+    append_n(&store, 0, 30).await;
+    drop(store);
+    wait_for_indexes(dir.path());
+    let in_order = LogStore::open_in_order(dir.path()).unwrap();
+    let reader = LogStore::open_read_only(dir.path()).unwrap();
+    assert!(segments(dir.path()).len() > 2);
+    assert_eq!(in_order.last_position().await.unwrap(), 30);
+    assert_eq!(
+        read_everything(&in_order).await,
+        read_everything(&reader).await
+    );
+    for refused in [
+        in_order
+            .read_stream(&stream("stock-0"), 1, 10)
+            .await
+            .map(drop),
+        in_order.stream_version(&stream("stock-0")).await.map(drop),
+    ] {
+        let err = refused.unwrap_err().to_string();
+        assert!(err.contains("read in order only"), "{err}");
+    }
+    assert_eq!(reader.stream_version(&stream("stock-0")).await.unwrap(), 10);
+}
+
 /// Once a store is closed, its background helpers (the next segment's
 /// zero-filling, sealed segments' indexes) are done: every sealed segment
 /// has its index at once, and the directory no longer changes.

@@ -240,7 +240,7 @@ async fn open_source(from: &Place) -> Result<(Arc<dyn Verbatim>, String), Replay
         Place::Dir(dir) => Source::Log { dir: log_dir(dir)? },
         Place::Postgres(url) => Source::Postgres { url: url.clone() },
     };
-    let store = source.open_verbatim().await?;
+    let store = source.open_in_order().await?;
     Ok((store, source.describe()))
 }
 

@@ -323,7 +323,7 @@ async fn run_rebuild(
     output: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = source.open_verbatim().await?;
+    let store = source.open_in_order().await?;
     let progress = Arc::new(Progress::new("rebuild", 0, Unit::Events));
     let shown = Arc::clone(&progress);
     let rebuilt = rebuild::rebuild(store, until, threads, move |done, target| {

@@ -59,18 +59,30 @@ impl Source {
 
     /// Opens the store read-only.
     pub async fn open(&self) -> Result<Arc<dyn EventStore>, ReplayError> {
-        let store: Arc<dyn EventStore> = self.open_verbatim().await?;
+        let store: Arc<dyn EventStore> = self.open_records(false).await?;
         Ok(store)
     }
 
-    /// Opens the store read-only, for reading records as stored.
-    pub async fn open_verbatim(&self) -> Result<Arc<dyn Verbatim>, ReplayError> {
+    /// Opens the store read-only, to be read in position order only (a
+    /// rebuild, a copy): the log builds no stream index, which takes most
+    /// of an open's time and memory on a big log.
+    pub async fn open_in_order(&self) -> Result<Arc<dyn Verbatim>, ReplayError> {
+        self.open_records(true).await
+    }
+
+    async fn open_records(&self, in_order: bool) -> Result<Arc<dyn Verbatim>, ReplayError> {
         match self {
             Source::Log { dir } => {
                 let dir = dir.clone();
-                let store = tokio::task::spawn_blocking(move || LogStore::open_read_only(dir))
-                    .await
-                    .map_err(|e| ReplayError::Invalid(format!("opening the log: {e}")))??;
+                let store = tokio::task::spawn_blocking(move || {
+                    if in_order {
+                        LogStore::open_in_order(dir)
+                    } else {
+                        LogStore::open_read_only(dir)
+                    }
+                })
+                .await
+                .map_err(|e| ReplayError::Invalid(format!("opening the log: {e}")))??;
                 Ok(Arc::new(store))
             }
             Source::Postgres { url } => {

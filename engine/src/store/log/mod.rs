@@ -151,6 +151,9 @@ pub(crate) struct Shared {
     /// Positions of each stream's durable events (and, briefly, of events
     /// being published: readers filter by `durable`).
     streams: StreamIndex,
+    /// False when opened to be read in order only ([`LogStore::open_in_order`]):
+    /// `streams` is then empty.
+    streams_indexed: bool,
     /// Last position that is durable and fully indexed.
     durable: AtomicU64,
     head: watch::Sender<Position>,
@@ -226,6 +229,14 @@ struct Loaded {
 enum Mode {
     Writer,
     ReadOnly,
+    /// Read-only, in position order only: no stream index is built.
+    InOrder,
+}
+
+impl Mode {
+    fn indexes_streams(self) -> bool {
+        self != Mode::InOrder
+    }
 }
 
 impl LogStore {
@@ -262,6 +273,7 @@ impl LogStore {
             dir: dir.clone(),
             segments: RwLock::new(loaded.segments),
             streams: loaded.streams,
+            streams_indexed: true,
             durable: AtomicU64::new(loaded.last_position),
             head: watch::channel(loaded.last_position).0,
             durable_end: Mutex::new(end),
@@ -286,7 +298,19 @@ impl LogStore {
     /// torn or still-being-written tail is left out, so the store shows a
     /// consistent prefix of what a running writer has written.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<LogStore, StoreError> {
-        let dir = dir.as_ref().to_owned();
+        LogStore::open_reader(dir.as_ref(), Mode::ReadOnly)
+    }
+
+    /// Opens the log in `dir` read-only, to be read in position order only
+    /// (`read_all`, `read_page`): like [`open_read_only`](Self::open_read_only)
+    /// but without building the index of every stream, which takes most of
+    /// an open's time and memory on a big log. Reading a stream is refused.
+    pub fn open_in_order(dir: impl AsRef<Path>) -> Result<LogStore, StoreError> {
+        LogStore::open_reader(dir.as_ref(), Mode::InOrder)
+    }
+
+    fn open_reader(dir: &Path, mode: Mode) -> Result<LogStore, StoreError> {
+        let dir = dir.to_owned();
         let meta = fs::metadata(&dir)
             .map_err(|e| StoreError::io(format!("opening log directory {}", dir.display()), e))?;
         if !meta.is_dir() {
@@ -299,11 +323,12 @@ impl LogStore {
             verify_checksums_on_open: false,
             ..LogOptions::default()
         };
-        let loaded = load(&dir, Mode::ReadOnly, &options)?;
+        let loaded = load(&dir, mode, &options)?;
         let shared = Arc::new(Shared {
             dir,
             segments: RwLock::new(loaded.segments),
             streams: loaded.streams,
+            streams_indexed: mode.indexes_streams(),
             durable: AtomicU64::new(loaded.last_position),
             head: watch::channel(loaded.last_position).0,
             durable_end: Mutex::new(writer::LogEnd {
@@ -356,6 +381,17 @@ impl LogStore {
 
     fn durable(&self) -> Position {
         self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Refuses stream reads on a log opened to be read in order only.
+    fn streams_indexed(&self) -> Result<(), StoreError> {
+        if self.shared.streams_indexed {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "this log was opened to be read in order only (no stream index); open it read-only to read streams".into(),
+            ))
+        }
     }
 
     /// Reads the events at positions `from..=to`, all in `segment`.
@@ -596,6 +632,7 @@ impl EventStore for LogStore {
         from_version: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.streams_indexed()?;
         let durable = self.durable();
         let positions: Vec<Position> = match self.shared.streams.get(stream) {
             None => return Ok(Vec::new()),
@@ -627,6 +664,7 @@ impl EventStore for LogStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.streams_indexed()?;
         let durable = self.durable();
         Ok(self.shared.streams.get(stream).map_or(0, |p| {
             p.iter().take_while(|&&p| p <= durable).count() as u64
@@ -850,7 +888,12 @@ fn index_sealed(loaded: &mut Loaded, indexes: &[Option<SegmentIndex>], mode: Mod
                 }
             });
         }
-        for index in &indexes {
+        let streamed: &[&SegmentIndex] = if mode.indexes_streams() {
+            &indexes
+        } else {
+            &[]
+        };
+        for index in streamed {
             let mut by_stream: Vec<Vec<Position>> = vec![Vec::new(); index.streams.len()];
             for (position, r) in (index.first_position..).zip(&index.records) {
                 by_stream[r.stream as usize].push(position);
@@ -1009,6 +1052,9 @@ fn load_scanned(
     let ids = &mut loaded.ids;
     let (index, end) = SegmentIndex::build_with(&data, checks, |r| {
         let env = r.envelope()?;
+        if !mode.indexes_streams() {
+            return Ok(());
+        }
         let stream = StreamId::new(crate::event::ShopId(env.shop), env.stream);
         let version = {
             let mut positions = streams.entry(stream.clone()).or_default();
