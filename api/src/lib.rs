@@ -105,7 +105,7 @@ api! {
     get "/v1/stock" => stock::levels, Read, "stock", "Stock per SKU and warehouse";
     get "/v1/stock/low" => stock::low, Read, "stock", "Items at or below the low-stock threshold";
     get "/v1/stock/{sku}" => stock::of_sku, Read, "stock", "One SKU in every warehouse, and its total";
-    get "/v1/stock/{sku}/history" => stock::history, Read, "stock", "A SKU's stock history (date, user, description, order, in, out, last)";
+    get "/v1/stock/{sku}/history" => stock::history, Read, "stock", "A SKU's stock history (date, user, description, order, in, out, last), oldest first, a page at a time (limit, after = the next of the page before)";
     post "/v1/orders" => orders::place, Command, "orders", "Place an order; its stock is reserved in the same append";
     get "/v1/orders" => orders::list, Read, "orders", "Orders, filtered, sorted and paged";
     get "/v1/orders/counts" => orders::counts, Read, "orders", "Orders per status";

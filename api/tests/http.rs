@@ -1072,4 +1072,40 @@ async fn a_sku_s_stock_history_is_made_from_its_stock_streams() {
     );
     let to = text(minutes(T0, 29 * 60));
     assert_eq!(rows(format!("&to={to}")).await, all[..2]);
+
+    // Pages: `next` is the cursor to pass as `after`; the pages put
+    // together are the whole history; the last page says there is no more.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    let mut pages = 0;
+    loop {
+        let a = app
+            .get(
+                &format!("/v1/stock/KAOS-M/history?min_position={p}&limit=3{after}"),
+                &key,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        let page = a.body["history"].as_array().unwrap();
+        assert!(page.len() <= 3);
+        paged.extend(
+            page.iter()
+                .map(|l| l["description"].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        match a.body["next"].as_u64() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+        assert!(pages < 10, "paging ends");
+    }
+    assert_eq!(pages, 3, "8 lines in pages of 3");
+    let descriptions: Vec<String> = all.iter().map(|l| l.0.clone()).collect();
+    assert_eq!(paged, descriptions);
+    for bad in ["limit=0", "limit=100000", "after=minus"] {
+        let a = app
+            .get(&format!("/v1/stock/KAOS-M/history?{bad}"), &key)
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}: {:?}", a.body);
+    }
 }

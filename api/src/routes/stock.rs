@@ -9,7 +9,7 @@ use kedai_engine::command::Command;
 use kedai_engine::domain::ids::{Sku, WarehouseId, streams};
 use kedai_engine::domain::stock::StockMove;
 use kedai_engine::store::READ_EVENTS_MAX;
-use kedai_engine::{EventStore, RecordedEvent, ShopId};
+use kedai_engine::{EventStore, Position, RecordedEvent, ShopId};
 use kedai_projections::shop::ShopMeta;
 use kedai_projections::stock::{self, HistoryRef};
 use serde::Deserialize;
@@ -117,10 +117,16 @@ pub struct HistoryQuery {
     from: Option<Timestamp>,
     #[serde(default)]
     to: Option<Timestamp>,
+    /// The `next` of the page before.
+    #[serde(default)]
+    after: Option<Position>,
+    #[serde(default)]
+    limit: Option<usize>,
 }
 
 /// `GET /v1/stock/{sku}/history`: moves of goods, oldest first (Ngorder's
-/// date, user, description, order, warehouse, in, out, last).
+/// date, user, description, order, warehouse, in, out, last), a page at a
+/// time (pass `next` as `after`).
 ///
 /// The projections keep a mark per line (where it is in the item's stock
 /// stream, its date, the quantity on hand after it); the lines are made
@@ -134,13 +140,19 @@ pub async fn history(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
     let sku = parse_sku(&sku)?;
-    let refs = state.read(|p| {
+    let limit = page_size(q.limit)?;
+    let mut refs = state.read(|p| {
         let v = p
             .shop(caller.shop)
             .filter(|v| v.meta.skus.contains_key(&sku))
             .ok_or_else(|| ApiError::not_found(format!("SKU {sku} does not exist")))?;
         Ok::<_, ApiError>(v.stock.history_of(&sku, q.warehouse_id, q.from, q.to))
     })?;
+    if let Some(after) = q.after {
+        refs.retain(|r| r.mark.position > after);
+    }
+    let next = (refs.len() > limit).then(|| refs[limit - 1].mark.position);
+    refs.truncate(limit);
     let events = history_events(&*state.store, caller.shop, &sku, &refs).await?;
     let lines = state.read(|p| {
         let empty = ShopMeta::default();
@@ -151,7 +163,9 @@ pub async fn history(
             .collect::<Result<Vec<_>, _>>()
             .map_err(ApiError::internal)
     })?;
-    Ok(axum::Json(json!({"sku": sku, "history": lines})))
+    Ok(axum::Json(
+        json!({"sku": sku, "history": lines, "next": next}),
+    ))
 }
 
 /// Versions of one stream closer than this are read in one run (the

@@ -396,6 +396,27 @@ fn queries(
             .collect::<Result<Vec<_>, _>>()
             .expect("history lines")
     })?;
+    measure(
+        "a SKU's stock history, first page of 50 (what the route answers)",
+        q,
+        &mut rng,
+        |rng| {
+            let i = rng.random_range(0..shops.len());
+            let shop = shops[i];
+            let levels: Vec<_> = shop.stock.levels.keys().collect();
+            let (sku, _) = levels[rng.random_range(0..levels.len())];
+            let mut refs = shop.stock.history_of(sku, None, None, None);
+            refs.truncate(50);
+            let events = runtime
+                .block_on(stock_routes::history_events(store, shop_ids[i], sku, &refs))
+                .expect("the history's events");
+            refs.iter()
+                .zip(&events)
+                .map(|(r, e)| kedai_projections::stock::line(&shop.meta, sku, r, e))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("history lines")
+        },
+    )?;
     measure("balances and last 50 ledger entries", q, &mut rng, |rng| {
         let i = rng.random_range(0..shops.len());
         let shop = shops[i];
