@@ -33,7 +33,7 @@ use kedai_engine::store::import::{IMPORT_RECORDS_MAX, RecordPage, Verbatim};
 use kedai_engine::store::log::format;
 use kedai_engine::{Actor, Position, Role, ShopId, Timestamp};
 
-use crate::{ApplyError, At, EventRef, Projections};
+use crate::{ApplyError, At, Projections};
 
 /// Pages queued for each thread before the feeder waits.
 const PAGES_QUEUED: usize = 2;
@@ -106,9 +106,7 @@ pub async fn fold_store(
             fold.push(page);
             progress(read, target);
         }
-        let mut folded = fold.finish()?;
-        folded.read = read;
-        Ok(folded)
+        Ok(fold.finish()?)
     });
     feeding.await.expect("the fold's feeder does not panic")
 }
@@ -475,15 +473,7 @@ impl Decoder {
                 a
             }
         };
-        let event = crate::decode(&EventRef {
-            position,
-            shop,
-            version: envelope.version,
-            recorded_at,
-            actor: &actor,
-            event_type: envelope.event_type,
-            payload: envelope.payload,
-        })?;
+        let event = crate::decode(position, envelope.event_type, envelope.payload)?;
         self.last = Some((position, recorded_at));
         Ok(Some(Some(Decoded {
             shop,

@@ -62,25 +62,13 @@ pub struct At<'a> {
     pub actor: &'a Actor,
 }
 
-/// An event as a fold reads it, borrowed from wherever it was read.
-#[derive(Debug, Clone, Copy)]
-pub struct EventRef<'a> {
-    pub position: Position,
-    pub shop: ShopId,
-    /// The event's version in its stream.
-    pub version: u64,
-    pub recorded_at: Timestamp,
-    pub actor: &'a Actor,
-    pub event_type: &'a str,
-    pub payload: &'a [u8],
-}
-
 /// An event's payload decoded (`None`: a type this build does not know).
-pub(crate) fn decode(event: &EventRef<'_>) -> Result<Option<DomainEvent>, ApplyError> {
-    DomainEvent::decode(event.event_type, event.payload).map_err(|source| ApplyError {
-        position: event.position,
-        source,
-    })
+pub(crate) fn decode(
+    position: Position,
+    event_type: &str,
+    payload: &[u8],
+) -> Result<Option<DomainEvent>, ApplyError> {
+    DomainEvent::decode(event_type, payload).map_err(|source| ApplyError { position, source })
 }
 
 /// One shop's projections.
@@ -181,33 +169,20 @@ impl Projections {
             self.position + 1,
             "projections must see the log in order, without gaps"
         );
-        self.apply_ref(EventRef {
-            position: event.position,
-            shop: event.stream.shop,
-            version: event.version,
-            recorded_at: event.recorded_at,
-            actor: &event.actor,
-            event_type: &event.event_type,
-            payload: &event.payload,
-        })
-    }
-
-    /// Applies an event of the log. Gaps are allowed: a share of the
-    /// shops (see [`fold`]) sees only its shops' events.
-    pub(crate) fn apply_ref(&mut self, event: EventRef<'_>) -> Result<(), ApplyError> {
-        let decoded = decode(&event)?;
+        let decoded = decode(event.position, &event.event_type, &event.payload)?;
         let at = At {
             position: event.position,
             version: event.version,
             recorded_at: event.recorded_at,
-            actor: event.actor,
+            actor: &event.actor,
         };
-        self.apply_decoded(event.shop, at, decoded.as_ref());
+        self.apply_decoded(event.stream.shop, at, decoded.as_ref());
         Ok(())
     }
 
     /// Applies an event already decoded (`None`: of a type this build
-    /// does not know).
+    /// does not know). Gaps are allowed: a share of the shops (see
+    /// [`fold`]) sees only its shops' events.
     pub(crate) fn apply_decoded(
         &mut self,
         shop: ShopId,
