@@ -106,7 +106,7 @@ pub async fn fold_store(
             fold.push(page);
             progress(read, target);
         }
-        Ok(fold.finish()?)
+        fold.finish()
     });
     feeding.await.expect("the fold's feeder does not panic")
 }
