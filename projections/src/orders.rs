@@ -256,7 +256,7 @@ impl OrdersView {
             self.by_customer.entry(c).or_default().push(i);
         }
         if let Some(awb) = &o.awb {
-            self.by_awb.set(&self.orders, awb_of, awb, i);
+            self.by_awb.add(&self.orders, awb_of, awb, i);
         }
     }
 
@@ -296,7 +296,7 @@ impl OrdersView {
                     self.by_awb.remove(&*old, i);
                 }
                 o.awb = Some(e.awb.as_str().into());
-                self.by_awb.set(&self.orders, awb_of, &e.awb, i);
+                self.by_awb.add(&self.orders, awb_of, e.awb.as_str(), i);
             }
             _ => {}
         }
@@ -379,7 +379,7 @@ impl OrdersView {
         let candidates: Box<dyn DoubleEndedIterator<Item = u32> + '_> = if let Some(awb) = &q.awb {
             Box::new(
                 self.by_awb
-                    .get(&self.orders, awb_of, awb.as_str())
+                    .get_all(&self.orders, awb_of, awb.as_str())
                     .into_iter(),
             )
         } else if let Some(c) = q.customer_id {
@@ -474,6 +474,38 @@ impl Lookup {
                 e.insert(i);
             }
         }
+    }
+
+    /// Adds order `i` under `key`, beside any other order under it (for a
+    /// key several orders may share).
+    fn add<K: Hash + ?Sized>(
+        &mut self,
+        orders: &[OrderSummary],
+        key_of: fn(&OrderSummary) -> &K,
+        key: &K,
+        i: u32,
+    ) {
+        let hasher = &self.hasher;
+        self.slots.insert_unique(hasher.hash_one(key), i, |&j| {
+            hasher.hash_one(key_of(&orders[j as usize]))
+        });
+    }
+
+    /// Every order under `key`, in placement order.
+    fn get_all<K: Hash + Eq + ?Sized>(
+        &self,
+        orders: &[OrderSummary],
+        key_of: fn(&OrderSummary) -> &K,
+        key: &K,
+    ) -> Vec<u32> {
+        let mut found: Vec<u32> = self
+            .slots
+            .iter_hash(self.hasher.hash_one(key))
+            .copied()
+            .filter(|&j| key_of(&orders[j as usize]) == key)
+            .collect();
+        found.sort_unstable();
+        found
     }
 
     /// Takes order `i` out from under `key`, if it is there.
@@ -700,7 +732,8 @@ mod tests {
 
     /// The lookups by id and by AWB keep only the order's place, and read
     /// the key from the order: they find every order, also after the
-    /// table grows, and an AWB finds the order last shipped with it.
+    /// table grows; an AWB finds every order whose current AWB it is, in
+    /// the list's order, the same live and after a snapshot load.
     #[test]
     fn orders_are_found_by_id_and_by_their_current_awb() {
         let mut v = OrdersView::default();
@@ -718,14 +751,22 @@ mod tests {
         ship(&mut v, 1, "JNE3");
         assert_eq!(by_awb(&v, "JNE1"), []);
         assert_eq!(by_awb(&v, "JNE3"), [id(1)]);
-        // Another order shipped with an AWB already used takes it over.
+        // Orders shipped with an AWB already used: all of them, newest
+        // placed first (the list's order) whatever order they shipped in.
         ship(&mut v, 3, "JNE2");
-        assert_eq!(by_awb(&v, "JNE2"), [id(3)]);
+        assert_eq!(by_awb(&v, "JNE2"), [id(3), id(2)]);
+        ship(&mut v, 5, "JNE5");
+        ship(&mut v, 4, "JNE5");
+        assert_eq!(by_awb(&v, "JNE5"), [id(5), id(4)]);
+        // One of them shipped again under another AWB leaves the others.
+        ship(&mut v, 4, "JNE6");
+        assert_eq!(by_awb(&v, "JNE5"), [id(5)]);
+        assert_eq!(by_awb(&v, "JNE6"), [id(4)]);
         assert_eq!(by_awb(&v, "JNE9"), []);
         let mut loaded = v.clone();
         loaded.rebuild_indexes();
-        for awb in ["JNE1", "JNE2", "JNE3"] {
-            assert_eq!(by_awb(&loaded, awb), by_awb(&v, awb));
+        for awb in ["JNE1", "JNE2", "JNE3", "JNE5", "JNE6", "JNE9"] {
+            assert_eq!(by_awb(&loaded, awb), by_awb(&v, awb), "{awb}");
         }
         assert_eq!(loaded.get(id(1_999)).map(|o| o.order_id), Some(id(1_999)));
     }
