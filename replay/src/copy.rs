@@ -332,11 +332,15 @@ async fn transfer(
         let n = batch.len() as u64;
         bytes += batch.iter().map(|b| b.len() as u64).sum::<u64>();
         let outcome = destination.import(batch).await?;
-        assert_eq!(
-            (outcome.first_position, outcome.last_position),
-            (events + 1, events + n),
-            "an import answers the positions it was given"
-        );
+        if (outcome.first_position, outcome.last_position) != (events + 1, events + n) {
+            return Err(ReplayError::Invalid(format!(
+                "the destination stored records {} to {} at positions {} to {}: something else is writing to it",
+                events + 1,
+                events + n,
+                outcome.first_position,
+                outcome.last_position
+            )));
+        }
         events += n;
         batches += 1;
         progress(events);

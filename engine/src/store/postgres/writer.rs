@@ -523,15 +523,19 @@ async fn import_locked(
     for row in &found {
         let id: Uuid = rows::get(row, 0, None)?;
         let position: i64 = rows::get(row, 1, None)?;
-        recorded.insert(id, u64::try_from(position).unwrap_or(0));
+        let position = Position::try_from(position)
+            .map_err(|_| corrupt(None, format!("event {id} at position {position}")))?;
+        recorded.insert(id, position);
     }
     for row in &stored {
         let shop: Uuid = rows::get(row, 0, None)?;
         let name: &str = rows::get(row, 1, None)?;
         let version: i64 = rows::get(row, 2, None)?;
         let stream = StreamId::new(ShopId(shop), name);
+        let version = u64::try_from(version)
+            .map_err(|_| corrupt(None, format!("stream {stream} at version {version}")))?;
         if let Some(v) = versions.get_mut(&stream) {
-            *v = u64::try_from(version).unwrap_or(0);
+            *v = version;
         }
     }
     let mut crcs = Vec::with_capacity(records.len());
