@@ -1102,7 +1102,21 @@ async fn a_sku_s_stock_history_is_made_from_its_stock_streams() {
     assert_eq!(pages, 3, "8 lines in pages of 3");
     let descriptions: Vec<String> = all.iter().map(|l| l.0.clone()).collect();
     assert_eq!(paged, descriptions);
-    for bad in ["limit=0", "limit=100000", "after=minus"] {
+    let unknown = uuid::Uuid::from_u128(0xdead);
+    let a = app
+        .get(
+            &format!("/v1/stock/KAOS-M/history?warehouse_id={unknown}"),
+            &key,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{:?}", a.body);
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("warehouse"),
+        "{:?}",
+        a.body
+    );
+    let backwards = format!("from={to}&to={}", text(minutes(T0, 60)));
+    for bad in ["limit=0", "limit=100000", "after=minus", backwards.as_str()] {
         let a = app
             .get(&format!("/v1/stock/KAOS-M/history?{bad}"), &key)
             .await;

@@ -141,12 +141,24 @@ pub async fn history(
     caller.require(READERS)?;
     let sku = parse_sku(&sku)?;
     let limit = page_size(q.limit)?;
+    if let (Some(from), Some(to)) = (q.from, q.to)
+        && from >= to
+    {
+        return Err(ApiError::bad_request(format!(
+            "from ({from}) must be before to ({to})"
+        )));
+    }
     let mut refs = state.read(|p| {
         let v = p
             .shop(caller.shop)
             .filter(|v| v.meta.skus.contains_key(&sku))
             .ok_or_else(|| ApiError::not_found(format!("SKU {sku} does not exist")))?;
-        Ok::<_, ApiError>(v.stock.history_of(&sku, q.warehouse_id, q.from, q.to))
+        if let Some(w) = q.warehouse_id
+            && !v.meta.warehouses.contains_key(&w)
+        {
+            return Err(ApiError::not_found(format!("warehouse {w} does not exist")));
+        }
+        Ok(v.stock.history_of(&sku, q.warehouse_id, q.from, q.to))
     })?;
     if let Some(after) = q.after {
         refs.retain(|r| r.mark.position > after);
