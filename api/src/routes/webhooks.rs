@@ -119,11 +119,14 @@ pub async fn create(
         secret,
     };
     if let Err(fields) = cmd.validate() {
+        // With a trigger left out (it did not parse), the command's own
+        // trigger errors would name the wrong places: the parse errors
+        // stand for them.
         let bad_trigger = !errors.is_empty();
         errors.extend(
             fields
                 .into_iter()
-                .filter(|f| !(bad_trigger && f.field == "triggers")),
+                .filter(|f| !(bad_trigger && f.field.starts_with("triggers"))),
         );
     }
     if !errors.is_empty() {
@@ -334,7 +337,10 @@ pub async fn deliveries(
     let limit = page_size(q.limit)?;
     let after = q.after.unwrap_or(0);
     let stream = streams::webhook_deliveries(caller.shop, webhook_id);
-    let events = state.store.read_stream(&stream, after + 1, limit).await?;
+    let from = after
+        .checked_add(1)
+        .ok_or_else(|| ApiError::bad_request(format!("after must be below {}", u64::MAX)))?;
+    let events = state.store.read_stream(&stream, from, limit).await?;
     let mut next = after;
     let mut items = Vec::with_capacity(events.len());
     for e in &events {

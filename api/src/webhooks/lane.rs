@@ -545,7 +545,7 @@ async fn disable(
         job.position,
         ctx.config.retry_for.as_secs()
     );
-    reason.truncate(kedai_engine::domain::webhook::REASON_LEN_MAX);
+    clip(&mut reason, kedai_engine::domain::webhook::REASON_LEN_MAX);
     let command = Command::ChangeWebhook {
         webhook_id: lane.webhook_id,
         change: WebhookChange::Disable {
@@ -554,8 +554,7 @@ async fn disable(
             event_position: job.position,
         },
     };
-    let meta =
-        CommandMeta::new(Actor::system("webhooks")).with_key(format!("webhook-disable-{delivery}"));
+    let meta = CommandMeta::new(Actor::system("webhooks")).with_key(disable_key(delivery));
     match ctx.engine.execute(lane.shop, &meta, &command).await {
         Ok(done) => {
             tracing::warn!(webhook = %lane.webhook_id, position = done.position, "webhook subscription disabled after failed deliveries");
@@ -568,5 +567,40 @@ async fn disable(
         Err(e) => {
             tracing::error!(webhook = %lane.webhook_id, error = %e, "disabling a webhook subscription")
         }
+    }
+}
+
+/// The idempotency key of disabling after `delivery` failed: with NUL
+/// separators, which no `Idempotency-Key` header can carry, so no client
+/// can take it first (as the message sender's and the abandonment
+/// scheduler's keys).
+fn disable_key(delivery: uuid::Uuid) -> String {
+    format!("kedai webhooks\u{0}disable\u{0}{delivery}")
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary (the
+/// receiver's error may be anyone's text).
+fn clip(text: &mut String, max: usize) {
+    text.truncate(text.floor_char_boundary(max));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_cut_between_characters() {
+        let mut text = format!("{}é and more", "a".repeat(499));
+        clip(&mut text, 500);
+        assert_eq!(text, "a".repeat(499), "é straddles byte 500: cut before it");
+        let mut short = "pendek".to_owned();
+        clip(&mut short, 500);
+        assert_eq!(short, "pendek");
+    }
+
+    #[test]
+    fn no_client_can_send_the_disable_key() {
+        let key = disable_key(uuid::Uuid::from_u128(7));
+        assert!(axum::http::HeaderValue::from_str(&key).is_err(), "{key:?}");
     }
 }
