@@ -404,6 +404,70 @@ async fn a_log_opened_in_order_reads_everything_and_refuses_streams() {
     assert_eq!(reader.stream_version(&stream("stock-0")).await.unwrap(), 10);
 }
 
+/// Reads a whole log in order, page by page, up to its first error.
+async fn read_on(store: &LogStore) -> Result<(), StoreError> {
+    let mut after = 0;
+    loop {
+        let events = store.read_all(after, 100).await?;
+        match events.last() {
+            Some(last) => after = last.position,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Opened in order, the sealed segments are read lazily: a lost sidecar
+/// index is made up for by reading the segment, and a truncated or missing
+/// segment is reported, naming the segment, when the reads reach it.
+#[tokio::test]
+async fn a_log_opened_in_order_finds_lost_indexes_and_damage_when_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = LogStore::open_with(dir.path(), small_segments()).unwrap();
+        append_n(&store, 0, 60).await;
+    }
+    wait_for_indexes(dir.path());
+    let segs = segments(dir.path());
+    assert!(segs.len() > 4, "{} segments", segs.len());
+    let whole = read_everything(&LogStore::open_read_only(dir.path()).unwrap()).await;
+
+    let no_index = copy_dir(dir.path());
+    fs::remove_file(
+        no_index
+            .path()
+            .join(segs[1].with_extension("idx").file_name().unwrap()),
+    )
+    .unwrap();
+    let store = LogStore::open_in_order(no_index.path()).unwrap();
+    assert_eq!(store.last_position().await.unwrap(), 60);
+    assert_eq!(read_everything(&store).await, whole);
+
+    let truncated = copy_dir(dir.path());
+    let victim = truncated.path().join(segs[1].file_name().unwrap());
+    let len = fs::metadata(&victim).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    let read = read_on(&LogStore::open_in_order(truncated.path()).unwrap()).await;
+    assert!(
+        matches!(&read, Err(StoreError::Corrupt { segment, .. }) if *segment == victim),
+        "{read:?}"
+    );
+
+    let missing = copy_dir(dir.path());
+    fs::remove_file(missing.path().join(segs[2].file_name().unwrap())).unwrap();
+    let read = read_on(&LogStore::open_in_order(missing.path()).unwrap()).await;
+    let short = missing.path().join(segs[1].file_name().unwrap());
+    assert!(
+        matches!(&read, Err(StoreError::Corrupt { segment, reason, .. })
+            if *segment == short && reason.contains("next segment")),
+        "{read:?}"
+    );
+}
+
 /// Once a store is closed, its background helpers (the next segment's
 /// zero-filling, sealed segments' indexes) are done: every sealed segment
 /// has its index at once, and the directory no longer changes.

@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
@@ -323,7 +324,9 @@ async fn run_rebuild(
     output: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     let store = source.open_in_order().await?;
+    let opened = started.elapsed();
     let progress = Arc::new(Progress::new("rebuild", 0, Unit::Events));
     let shown = Arc::clone(&progress);
     let rebuilt = rebuild::rebuild(store, until, threads, move |done, target| {
@@ -335,7 +338,19 @@ async fn run_rebuild(
         events: rebuilt.projections.position,
         elapsed: progress.finish(),
     };
+    let reporting = Instant::now();
     let report = Report::from_projections(&rebuilt.projections, shop);
+    match output {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            report
+                .write_json(BufWriter::with_capacity(1 << 20, file))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => report.write_json(BufWriter::with_capacity(1 << 20, io::stdout().lock()))?,
+    }
+    let reported = reporting.elapsed();
     let summary = json!({
         "position": rebuilt.projections.position,
         "last_recorded_at": rebuilt.last_recorded_at.map(|t| t.to_string()),
@@ -344,28 +359,22 @@ async fn run_rebuild(
         "shops": report.shops.len(),
         "seconds": rate.elapsed.as_secs_f64(),
         "events_per_second": rate.per_second().round() as u64,
+        "open_seconds": opened.as_secs_f64(),
+        "report_seconds": reported.as_secs_f64(),
     });
     let line = format!(
-        "rebuilt to position {} of {} ({} events of unknown types skipped): {rate}",
-        rebuilt.projections.position, rebuilt.log_end, rebuilt.projections.skipped
+        "rebuilt to position {} of {} ({} events of unknown types skipped): {rate}; \
+         the log opened in {:.2} s, the report took {:.2} s",
+        rebuilt.projections.position,
+        rebuilt.log_end,
+        rebuilt.projections.skipped,
+        opened.as_secs_f64(),
+        reported.as_secs_f64()
     );
     match output {
-        Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            report
-                .write_json(BufWriter::with_capacity(1 << 20, file))
-                .with_context(|| format!("writing {}", path.display()))?;
-            if json {
-                println!("{summary}");
-            } else {
-                println!("{line}; report in {}", path.display());
-            }
-        }
-        None => {
-            report.write_json(BufWriter::with_capacity(1 << 20, io::stdout().lock()))?;
-            eprintln!("{}", if json { summary.to_string() } else { line });
-        }
+        Some(_) if json => println!("{summary}"),
+        Some(path) => println!("{line}; report in {}", path.display()),
+        None => eprintln!("{}", if json { summary.to_string() } else { line }),
     }
     // The process ends here: freeing millions of small allocations one by
     // one would only cost time.

@@ -126,6 +126,11 @@ pub(crate) struct Segment {
     file: File,
     /// End offset of each record, in position order.
     ends: RwLock<Vec<u32>>,
+    /// For a sealed segment of a log opened in order: how many records it
+    /// holds (up to where the next segment starts). Its `ends` are then
+    /// read on its first read, from its sidecar index or, without a sound
+    /// one, from the segment itself.
+    sealed_count: Option<usize>,
 }
 
 impl Segment {
@@ -135,11 +140,66 @@ impl Segment {
             path,
             file,
             ends: RwLock::new(ends),
+            sealed_count: None,
+        }
+    }
+
+    /// A sealed segment of `count` records whose ends are read when it is
+    /// first read.
+    fn sealed_lazy(first_position: Position, path: PathBuf, file: File, count: usize) -> Self {
+        Segment {
+            sealed_count: Some(count),
+            ..Segment::new(first_position, path, file, Vec::new())
         }
     }
 
     fn record_count(&self) -> usize {
-        read_lock(&self.ends).len()
+        self.sealed_count
+            .unwrap_or_else(|| read_lock(&self.ends).len())
+    }
+
+    /// The end offset of each record, read first if this is a lazily
+    /// opened sealed segment not read before.
+    fn ends(&self) -> Result<std::sync::RwLockReadGuard<'_, Vec<u32>>, StoreError> {
+        if let Some(count) = self.sealed_count {
+            let mut ends = write_lock(&self.ends);
+            if ends.is_empty() {
+                *ends = self.read_ends(count)?;
+            }
+        }
+        Ok(read_lock(&self.ends))
+    }
+
+    fn read_ends(&self, count: usize) -> Result<Vec<u32>, StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let ends: Vec<u32> = match SegmentIndex::load(dir, self.first_position)
+            .filter(|index| index_matches_file(&self.path, index))
+        {
+            Some(index) => index.records.iter().map(|r| r.end).collect(),
+            None => {
+                let data = SegmentData::read(&self.path)?;
+                let checks = ScanChecks {
+                    first_position: self.first_position,
+                    prev_hash: data.header.prev_hash,
+                    verify_chain: false,
+                    is_last: false,
+                };
+                let (index, _) = SegmentIndex::build_with(&data, checks, |_| Ok(()))?;
+                index.records.iter().map(|r| r.end).collect()
+            }
+        };
+        if ends.len() != count {
+            return Err(StoreError::Corrupt {
+                segment: self.path.clone(),
+                offset: 0,
+                position: Some(self.first_position + ends.len() as u64),
+                reason: format!(
+                    "segment holds {} records, but the next segment starts {count} positions after its first",
+                    ends.len()
+                ),
+            });
+        }
+        Ok(ends)
     }
 }
 
@@ -438,7 +498,7 @@ impl LogStore {
         mut visit: impl FnMut(Position, &[u8], (usize, usize)) -> Result<(), String>,
     ) -> Result<(), StoreError> {
         let (start, ends) = {
-            let ends = read_lock(&segment.ends);
+            let ends = segment.ends()?;
             let i0 = (from - segment.first_position) as usize;
             let i1 = (to - segment.first_position) as usize;
             assert!(i1 < ends.len(), "position {to} is not indexed");
@@ -820,6 +880,9 @@ fn load(dir: &Path, mode: Mode, options: &LogOptions) -> Result<Loaded, StoreErr
         }
         return Ok(loaded);
     }
+    if mode == Mode::InOrder && files.len() > 2 {
+        open_sealed_lazily(&mut loaded, &mut files, mode)?;
+    }
     let count = files.len();
     // Sidecar indexes of the sealed segments, where they are sound.
     let indexes: Vec<Option<SegmentIndex>> = files
@@ -908,6 +971,69 @@ fn index_sealed(loaded: &mut Loaded, indexes: &[Option<SegmentIndex>], mode: Mod
             }
         }
     });
+}
+
+/// Opened in order, every segment but the last two is taken without
+/// reading it or its index: its record count is where the next segment
+/// starts, and its record ends are read on its first read. The last two
+/// segments are left in `files` to be opened as usual, linked to the hash
+/// the second-to-last one's header names (in-order reads do not follow the
+/// chain: `verify` does). Damage in a lazily opened segment is reported
+/// when it is read.
+fn open_sealed_lazily(
+    loaded: &mut Loaded,
+    files: &mut Vec<(Position, PathBuf)>,
+    mode: Mode,
+) -> Result<(), StoreError> {
+    let rest = files.split_off(files.len() - 2);
+    for (i, (first, path)) in files.iter().enumerate() {
+        let next = files.get(i + 1).map_or(rest[0].0, |f| f.0);
+        if *first != loaded.last_position + 1 || next <= *first {
+            return Err(StoreError::Corrupt {
+                segment: path.clone(),
+                offset: 0,
+                position: Some(loaded.last_position + 1),
+                reason: format!(
+                    "segment file starts at position {first}, expected {}",
+                    loaded.last_position + 1
+                ),
+            });
+        }
+        let file = open_segment_file(path, mode)?;
+        let count = (next - first) as usize;
+        loaded.segments.push(Arc::new(Segment::sealed_lazy(
+            *first,
+            path.clone(),
+            file,
+            count,
+        )));
+        loaded.last_position = next - 1;
+    }
+    let (first, path) = &rest[0];
+    if *first != loaded.last_position + 1 {
+        return Err(StoreError::Corrupt {
+            segment: path.clone(),
+            offset: 0,
+            position: Some(loaded.last_position + 1),
+            reason: format!(
+                "segment file starts at position {first}, expected {}",
+                loaded.last_position + 1
+            ),
+        });
+    }
+    let file = open_segment_file(path, mode)?;
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+    let header = SegmentHeader::decode(&header).map_err(|reason| StoreError::Corrupt {
+        segment: path.clone(),
+        offset: 0,
+        position: Some(*first),
+        reason,
+    })?;
+    loaded.last_hash = header.prev_hash;
+    *files = rest;
+    Ok(())
 }
 
 /// Checks every record's checksum in the segments that have a sidecar
