@@ -364,7 +364,10 @@ impl LogStore {
     /// Opens the log in `dir` read-only, to be read in position order only
     /// (`read_all`, `read_page`): like [`open_read_only`](Self::open_read_only)
     /// but without building the index of every stream, which takes most of
-    /// an open's time and memory on a big log. Reading a stream is refused.
+    /// an open's time and memory on a big log, and without reading the
+    /// sealed segments' indexes until a read reaches each segment (so a
+    /// damaged sealed segment is reported by the read, not by the open).
+    /// Reading a stream is refused.
     pub fn open_in_order(dir: impl AsRef<Path>) -> Result<LogStore, StoreError> {
         LogStore::open_reader(dir.as_ref(), Mode::InOrder)
     }
