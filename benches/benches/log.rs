@@ -10,12 +10,15 @@
 //! - opening: sealed segments load their sidecar index (no record is
 //!   decoded), the last segment is scanned.
 
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kedai_benches::{append_load, bench_shop, sample_append, sample_payload};
-use kedai_engine::store::log::format::{Envelope, GENESIS_HASH, encode_record};
+use kedai_engine::store::log::format::{
+    BODY_PREFIX_LEN, Envelope, GENESIS_HASH, decode_envelope, encode_body, encode_record,
+};
 use kedai_engine::store::log::{LogOptions, LogStore};
 use kedai_engine::{EventStore, Role, StreamId};
 use uuid::Uuid;
@@ -43,6 +46,19 @@ fn encode(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             encode_record(&mut buf, &GENESIS_HASH, 42, &envelope)
+        })
+    });
+    // Reading the envelope back: kedai's reader (field by field for the
+    // shape it writes) against the generic MessagePack decoder.
+    buf.clear();
+    encode_body(&mut buf, &GENESIS_HASH, 42, &envelope);
+    group.bench_function("decode_envelope", |b| {
+        b.iter(|| decode_envelope(black_box(&buf)).map(|e| e.version))
+    });
+    group.bench_function("decode_envelope_generic", |b| {
+        b.iter(|| {
+            rmp_serde::from_slice::<Envelope>(&black_box(&buf)[BODY_PREFIX_LEN..])
+                .map(|e| e.version)
         })
     });
     group.finish();
