@@ -225,22 +225,55 @@ impl StockView {
         from: Option<Timestamp>,
         to: Option<Timestamp>,
     ) -> Vec<HistoryRef> {
+        self.history_page(sku, warehouse, from, to, None, usize::MAX)
+    }
+
+    /// At most `limit` marks of [`history_of`](Self::history_of) that come
+    /// after position `after`. Each item's marks are in position order,
+    /// and so in date order (a log's `recorded_at` never decreases): every
+    /// warehouse's marks are found from `after` and `from` by binary
+    /// search and merged, so a page costs its own length, not the whole
+    /// history's.
+    pub fn history_page(
+        &self,
+        sku: &Sku,
+        warehouse: Option<WarehouseId>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Vec<HistoryRef> {
         let start = (sku.clone(), WarehouseId(uuid::Uuid::nil()));
-        let mut refs: Vec<HistoryRef> = self
+        let mut cursors: Vec<(WarehouseId, &[HistoryMark], usize)> = self
             .history
             .range(start..)
             .take_while(|((s, _), _)| s == sku)
             .filter(|((_, w), _)| warehouse.is_none_or(|x| x == *w))
-            .flat_map(|((_, w), marks)| {
-                marks.iter().enumerate().map(|(i, m)| HistoryRef {
-                    warehouse_id: *w,
-                    mark: *m,
-                    first: i == 0,
-                })
+            .map(|((_, w), marks)| {
+                let skipped = marks.partition_point(|m| {
+                    after.is_some_and(|a| m.position <= a) || from.is_some_and(|f| m.date < f)
+                });
+                (*w, marks.as_slice(), skipped)
             })
-            .filter(|r| from.is_none_or(|f| r.mark.date >= f) && to.is_none_or(|t| r.mark.date < t))
             .collect();
-        refs.sort_by_key(|r| r.mark.position);
+        let mut refs = Vec::new();
+        while refs.len() < limit {
+            let next = cursors
+                .iter_mut()
+                .filter(|(_, marks, i)| {
+                    marks.get(*i).is_some_and(|m| to.is_none_or(|t| m.date < t))
+                })
+                .min_by_key(|(_, marks, i)| marks[*i].position);
+            let Some((warehouse_id, marks, i)) = next else {
+                break;
+            };
+            refs.push(HistoryRef {
+                warehouse_id: *warehouse_id,
+                mark: marks[*i],
+                first: *i == 0,
+            });
+            *i += 1;
+        }
         refs
     }
 
@@ -380,4 +413,64 @@ pub fn history(
         }
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// A page is the whole history's marks after `after`, cut at
+        /// `limit`: whatever the warehouses, moments and cursor.
+        #[test]
+        fn a_page_is_the_part_of_the_whole_history_it_names(
+            moves in proptest::collection::vec((0u8..3, 0u64..3), 0..60),
+            window in (0i64..40, 0i64..40),
+            warehouse in proptest::option::of(0u8..3),
+            after in proptest::option::of(0u64..80),
+            limit in 1usize..20,
+        ) {
+            let sku = Sku::parse("KAOS-M").unwrap();
+            let mut view = StockView::default();
+            let mut position = 0;
+            let mut date = 0;
+            for (w, gap) in &moves {
+                position += 1 + gap;
+                date += *gap as i64;
+                let marks = view
+                    .history
+                    .entry((sku.clone(), WarehouseId(uuid::Uuid::from_u128(u128::from(*w)))))
+                    .or_default();
+                let version = marks.len() as u64 + 1;
+                marks.push(HistoryMark { position, version, date: Timestamp(date), last: 0 });
+            }
+            let (from, to) = (Some(Timestamp(window.0)), Some(Timestamp(window.0 + window.1)));
+            let warehouse = warehouse.map(|w| WarehouseId(uuid::Uuid::from_u128(u128::from(w))));
+            for (from, to) in [(None, None), (from, None), (None, to), (from, to)] {
+                let mut whole: Vec<HistoryRef> = view
+                    .history
+                    .iter()
+                    .filter(|((_, w), _)| warehouse.is_none_or(|x| x == *w))
+                    .flat_map(|((_, w), marks)| {
+                        marks.iter().enumerate().map(|(i, m)| HistoryRef {
+                            warehouse_id: *w,
+                            mark: *m,
+                            first: i == 0,
+                        })
+                    })
+                    .filter(|r| from.is_none_or(|f| r.mark.date >= f) && to.is_none_or(|t| r.mark.date < t))
+                    .collect();
+                whole.sort_by_key(|r| r.mark.position);
+                prop_assert_eq!(&view.history_of(&sku, warehouse, from, to), &whole);
+                let expected: Vec<HistoryRef> = whole
+                    .into_iter()
+                    .filter(|r| after.is_none_or(|a| r.mark.position > a))
+                    .take(limit)
+                    .collect();
+                prop_assert_eq!(view.history_page(&sku, warehouse, from, to, after, limit), expected);
+            }
+        }
+    }
 }

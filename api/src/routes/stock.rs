@@ -158,11 +158,9 @@ pub async fn history(
         {
             return Err(ApiError::not_found(format!("warehouse {w} does not exist")));
         }
-        Ok(v.stock.history_of(&sku, q.warehouse_id, q.from, q.to))
+        Ok(v.stock
+            .history_page(&sku, q.warehouse_id, q.from, q.to, q.after, limit + 1))
     })?;
-    if let Some(after) = q.after {
-        refs.retain(|r| r.mark.position > after);
-    }
     let next = (refs.len() > limit).then(|| refs[limit - 1].mark.position);
     refs.truncate(limit);
     let events = history_events(&*state.store, caller.shop, &sku, &refs).await?;

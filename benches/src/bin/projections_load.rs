@@ -405,8 +405,7 @@ fn queries(
             let shop = shops[i];
             let levels: Vec<_> = shop.stock.levels.keys().collect();
             let (sku, _) = levels[rng.random_range(0..levels.len())];
-            let mut refs = shop.stock.history_of(sku, None, None, None);
-            refs.truncate(50);
+            let refs = shop.stock.history_page(sku, None, None, None, None, 50);
             let events = runtime
                 .block_on(stock_routes::history_events(store, shop_ids[i], sku, &refs))
                 .expect("the history's events");
