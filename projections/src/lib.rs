@@ -294,6 +294,7 @@ impl Projections {
             shop.orders.rebuild_indexes();
             shop.inbox.rebuild_indexes();
             shop.checkouts.rebuild_indexes();
+            shop.analytics.share_texts();
         }
         Ok(p)
     }

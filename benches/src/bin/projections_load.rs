@@ -272,15 +272,19 @@ fn fold_and_measure(args: &Args, events: &[RecordedEvent]) -> anyhow::Result<Pro
     let started = Instant::now();
     let bytes = p.to_bytes();
     let encode = started.elapsed();
+    let before = live_bytes();
     let started = Instant::now();
     let back = Projections::from_bytes(&bytes)?;
     let decode = started.elapsed();
+    let loaded = live_bytes() - before;
     assert!(back == p, "a snapshot loads back to the same projections");
     println!(
-        "snapshot: {:.1} MiB, written in {:.0} ms, loaded (indexes rebuilt) in {:.0} ms",
+        "snapshot: {:.1} MiB, written in {:.0} ms, loaded (indexes rebuilt) in {:.0} ms; loaded, the projections take {} bytes per order (folded: {})",
         bytes.len() as f64 / (1 << 20) as f64,
         encode.as_secs_f64() * 1e3,
-        decode.as_secs_f64() * 1e3
+        decode.as_secs_f64() * 1e3,
+        thousands(loaded as f64 / orders as f64),
+        thousands(memory as f64 / orders as f64),
     );
     Ok(p)
 }
