@@ -818,6 +818,38 @@ mod tests {
         assert_eq!(percent(0, 0), 0);
     }
 
+    /// Loaded from a snapshot, two days' keys of one city are one text
+    /// again, and the analytics are unchanged.
+    #[test]
+    fn loaded_keys_are_shared_again() {
+        let mut a = Analytics::default();
+        for d in 1..=2 {
+            let day = a
+                .days
+                .entry(NaiveDate::from_ymd_opt(2025, 10, d).unwrap())
+                .or_default();
+            *day.cities
+                .get_or_insert_with("Malang", || ("Malang".into(), 0)) += 1;
+        }
+        let mut loaded: Analytics = rmp_serde::from_slice(&rmp_serde::to_vec(&a).unwrap()).unwrap();
+        let city = |a: &Analytics, d: usize| {
+            a.days
+                .values()
+                .nth(d)
+                .unwrap()
+                .cities
+                .iter()
+                .next()
+                .unwrap()
+                .0
+                .clone()
+        };
+        assert!(!Text::ptr_eq(&city(&loaded, 0), &city(&loaded, 1)));
+        loaded.share_texts();
+        assert!(Text::ptr_eq(&city(&loaded, 0), &city(&loaded, 1)));
+        assert_eq!(loaded, a);
+    }
+
     #[test]
     fn percentiles_by_nearest_rank() {
         let d = Durations::of((1..=10).collect());
