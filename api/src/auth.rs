@@ -25,11 +25,16 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// A new random secret: the prefix and 32 random bytes in hex.
+/// A new random key secret: the prefix and 32 random bytes in hex.
 pub fn new_secret() -> String {
+    random_secret(KEY_PREFIX)
+}
+
+/// `prefix` and 32 random bytes (two random UUIDs' bytes) in hex.
+pub fn random_secret(prefix: &str) -> String {
     let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     format!(
-        "{KEY_PREFIX}{}{}",
+        "{prefix}{}{}",
         hex::encode(a.as_bytes()),
         hex::encode(b.as_bytes())
     )

@@ -26,12 +26,7 @@ use crate::state::AppState;
 
 /// A new signing secret: `whsec_` and 32 random bytes in hex.
 pub fn new_webhook_secret() -> String {
-    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    format!(
-        "whsec_{}{}",
-        hex::encode(a.as_bytes()),
-        hex::encode(b.as_bytes())
-    )
+    crate::auth::random_secret("whsec_")
 }
 
 #[derive(Debug, Deserialize)]
