@@ -266,10 +266,16 @@ pub async fn order_load_on(
 /// Three distinct SKUs spread over the catalog (a cheap hash of client and
 /// sequence).
 pub fn three_spread(shop: &BenchShop, client: u64, n: u64) -> Vec<usize> {
-    let len = shop.skus.len() as u64;
+    three_of(shop.skus.len(), client, n).to_vec()
+}
+
+/// Three distinct places in a list of `len` (a cheap hash of client and
+/// sequence).
+pub fn three_of(len: usize, client: u64, n: u64) -> [usize; 3] {
+    let len = len as u64;
     let base =
         (client.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)) % len;
-    vec![
+    [
         base as usize,
         ((base + len / 3) % len) as usize,
         ((base + 2 * len / 3) % len) as usize,

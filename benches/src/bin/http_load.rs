@@ -301,18 +301,6 @@ fn order_body(customer: &str, skus: &[&str]) -> Bytes {
     )
 }
 
-/// Three distinct SKUs spread over the catalog (a cheap hash).
-fn three_spread(len: usize, client: u64, n: u64) -> [usize; 3] {
-    let len = len as u64;
-    let base =
-        (client.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)) % len;
-    [
-        base as usize,
-        ((base + len / 3) % len) as usize,
-        ((base + 2 * len / 3) % len) as usize,
-    ]
-}
-
 // ---------------------------------------------------------------- orders
 
 /// What a closed-loop order run measured.
@@ -400,7 +388,7 @@ async fn order_run(
                 if started >= end {
                     break;
                 }
-                let picked = three_spread(shop.skus.len(), c, n);
+                let picked = kedai_benches::shop::three_of(shop.skus.len(), c, n);
                 let skus: Vec<&str> = picked.iter().map(|&i| shop.skus[i].as_str()).collect();
                 let body = order_body(customer, &skus);
                 let answer = if idempotency {
@@ -557,7 +545,7 @@ async fn flash(args: &Args, binary: &std::path::Path) -> anyhow::Result<()> {
             &shop,
             args.buyers,
             args.flash_connections,
-            move |b| skus[three_spread(skus.len(), b as u64, 7)[0]].clone(),
+            move |b| skus[kedai_benches::shop::three_of(skus.len(), b as u64, 7)[0]].clone(),
         )
         .await?;
         let h = order_batch(

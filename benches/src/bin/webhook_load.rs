@@ -226,10 +226,7 @@ async fn deliveries(args: &Args, subscriptions: usize) -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    println!(
-        "load average at start: {}",
-        std::fs::read_to_string("/proc/loadavg")?.trim()
-    );
+    println!("load average at start: {}", kedai_benches::load_average());
     if args.only.as_deref() != Some("place_order") {
         for &subs in &args.subscriptions {
             let mut rates = Vec::new();
@@ -297,9 +294,6 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    println!(
-        "load average at end: {}",
-        std::fs::read_to_string("/proc/loadavg")?.trim()
-    );
+    println!("load average at end: {}", kedai_benches::load_average());
     Ok(())
 }
