@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kedai_benches::{append_load, bench_shop, sample_append, sample_payload};
+use kedai_engine::domain::DomainEvent;
 use kedai_engine::store::log::format::{
     BODY_PREFIX_LEN, Envelope, GENESIS_HASH, decode_envelope, encode_body, encode_record,
 };
@@ -154,5 +155,52 @@ fn read_and_open(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, durable_append, read_and_open);
+/// Decoding event payloads (MessagePack maps with field names, by
+/// rmp-serde) over every event of a small generated shop and over its
+/// orders placed (the biggest payloads, most of a rebuild's decoding).
+fn payloads(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let events = runtime.block_on(async {
+        let store = Arc::new(kedai_engine::store::memory::MemoryStore::new());
+        let engine = kedai_engine::command::Engine::new(
+            store.clone(),
+            kedai_engine::command::EngineOptions {
+                sole_writer: true,
+                ..Default::default()
+            },
+        );
+        let config = kedai_fixtures::FixtureConfig {
+            shops: 1,
+            orders_per_shop: 300,
+            days: 30,
+            ..Default::default()
+        };
+        kedai_fixtures::generate(&engine, &config, &mut |_| {})
+            .await
+            .unwrap();
+        store.read_all(0, 1_000_000).await.unwrap()
+    });
+    let placed: Vec<_> = events
+        .iter()
+        .filter(|e| &*e.event_type == "OrderPlaced")
+        .cloned()
+        .collect();
+    let mut group = c.benchmark_group("event_payload");
+    for (name, events) in [("every_event", &events), ("order_placed", &placed)] {
+        group.throughput(Throughput::Elements(events.len() as u64));
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| {
+                for e in events.iter() {
+                    black_box(DomainEvent::decode(&e.event_type, &e.payload).unwrap());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, payloads, durable_append, read_and_open);
 criterion_main!(benches);

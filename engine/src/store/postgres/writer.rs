@@ -195,6 +195,18 @@ struct Writer {
     known: Option<Head>,
 }
 
+/// Whether some stream's first append in the batch expects any version:
+/// the fast path cannot assume what the database holds for it, so the
+/// batch goes the locked way at once, without being encoded for the fast
+/// path first.
+fn first_expects_any(pending: &[Pending]) -> bool {
+    let mut seen = HashSet::new();
+    pending
+        .iter()
+        .flat_map(|p| &p.request.streams)
+        .any(|s| seen.insert(&s.stream) && s.expected == ExpectedVersion::Any)
+}
+
 /// What a committed batch did.
 struct Applied {
     /// One per pending append, in order.
@@ -225,9 +237,11 @@ impl Writer {
             // Callers answered by the last commit are likely to come back
             // with their next append within moments: wait a little for
             // them (at most a fraction of a transaction), so that one
-            // commit carries both them and those already waiting, instead
-            // of the callers settling into two groups that alternate.
-            let wanted = answered + pending.len() - 1;
+            // commit carries them all, instead of the callers settling
+            // into two groups that alternate. Those already queued may be
+            // some of them, or callers that are new: as many as the last
+            // commit answered are waited for, or as many as are queued.
+            let wanted = answered.max(pending.len());
             let deadline = Instant::now() + (last_took / 4).min(self.options.gather_max);
             while pending.len() < wanted && room(events, bytes) {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -295,6 +309,7 @@ impl Writer {
         let known = self.known.take().filter(|_| self.options.fast_path);
         let others_quiet = |head: &Head| *self.shared.head.borrow() <= head.last_position;
         if let Some(head) = known.filter(others_quiet)
+            && !first_expects_any(pending)
             && let Some(applied) = self.apply_fast(head, pending).await?
         {
             return Ok(applied);
@@ -898,6 +913,31 @@ fn payload_bytes(request: &AppendRequest) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_goes_the_locked_way_when_a_streams_first_append_expects_any() {
+        let append = |stream: &str, expected: ExpectedVersion| {
+            let (reply, _) = oneshot::channel();
+            let stream = StreamId::new(ShopId(Uuid::from_u128(1)), stream);
+            let request = AppendRequest {
+                recorded_at: crate::Timestamp::from_micros(0),
+                streams: vec![StreamAppend {
+                    stream,
+                    expected,
+                    events: vec![],
+                }],
+            };
+            Pending { request, reply }
+        };
+        let exact = ExpectedVersion::Exact(1);
+        let batch = [append("a", exact), append("b", exact)];
+        assert!(!first_expects_any(&batch));
+        // After the batch's own append to `a`, its version is known.
+        let batch = [append("a", exact), append("a", ExpectedVersion::Any)];
+        assert!(!first_expects_any(&batch));
+        let batch = [append("a", exact), append("b", ExpectedVersion::Any)];
+        assert!(first_expects_any(&batch));
+    }
     use crate::store::postgres::throwaway::test_database;
     use crate::store::postgres::{PgOptions, PgStore};
 
