@@ -313,9 +313,9 @@ impl Conn {
     }
 }
 
-/// Latencies in microseconds, for percentiles.
+/// Latencies in nanoseconds, for percentiles (by nearest rank).
 #[derive(Debug, Default, Clone)]
-pub struct Latencies(Vec<u32>);
+pub struct Latencies(Vec<u64>);
 
 impl Latencies {
     pub fn with_capacity(n: usize) -> Self {
@@ -324,7 +324,7 @@ impl Latencies {
 
     pub fn record(&mut self, took: Duration) {
         self.0
-            .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+            .push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
     }
 
     pub fn merge(&mut self, other: Latencies) {
@@ -339,22 +339,31 @@ impl Latencies {
         self.0.is_empty()
     }
 
-    /// The `q` quantile (0..=1) in milliseconds (nearest rank).
-    pub fn quantile_ms(&mut self, q: f64) -> f64 {
+    /// The `q` quantile (0..=1), by nearest rank; `None` if none was
+    /// recorded.
+    pub fn quantile(&mut self, q: f64) -> Option<Duration> {
         if self.0.is_empty() {
-            return f64::NAN;
+            return None;
         }
         self.0.sort_unstable();
         let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
-        f64::from(self.0[rank - 1]) / 1000.0
+        Some(Duration::from_nanos(self.0[rank - 1]))
     }
 
-    /// The largest, in milliseconds.
+    /// The `q` quantile in milliseconds (NaN if none was recorded).
+    pub fn quantile_ms(&mut self, q: f64) -> f64 {
+        self.quantile(q)
+            .map_or(f64::NAN, |d| d.as_nanos() as f64 / 1e6)
+    }
+
+    /// The largest.
+    pub fn max(&self) -> Option<Duration> {
+        self.0.iter().max().map(|n| Duration::from_nanos(*n))
+    }
+
+    /// The largest, in milliseconds (NaN if none was recorded).
     pub fn max_ms(&self) -> f64 {
-        self.0
-            .iter()
-            .max()
-            .map_or(f64::NAN, |m| f64::from(*m) / 1000.0)
+        self.max().map_or(f64::NAN, |d| d.as_nanos() as f64 / 1e6)
     }
 }
 
@@ -372,6 +381,13 @@ mod tests {
         assert_eq!(l.quantile_ms(0.99), 0.99);
         assert_eq!(l.quantile_ms(0.999), 0.999);
         assert_eq!(l.max_ms(), 1.0);
+        // Below a microsecond (in-process queries) nothing is rounded away.
+        let mut fast = Latencies::default();
+        fast.record(Duration::from_nanos(300));
+        fast.record(Duration::from_nanos(900));
+        assert_eq!(fast.quantile(0.5), Some(Duration::from_nanos(300)));
+        assert_eq!(fast.max(), Some(Duration::from_nanos(900)));
+        assert_eq!(Latencies::default().quantile(0.5), None);
     }
 
     #[test]

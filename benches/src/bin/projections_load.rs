@@ -16,13 +16,14 @@
 //! `cargo run --release -p kedai-benches --bin projections_load -- --orders 1000000`
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use cap::Cap;
 use chrono::NaiveDate;
 use clap::Parser;
 use kedai_api::routes::{chat, money, stock as stock_routes};
+use kedai_benches::http::Latencies;
 use kedai_benches::{median, thousands};
 use kedai_engine::command::{Engine, EngineOptions};
 use kedai_engine::domain::DomainEvent;
@@ -296,23 +297,20 @@ fn measure<T: serde::Serialize>(
     rng: &mut ChaCha8Rng,
     mut query: impl FnMut(&mut ChaCha8Rng) -> T,
 ) -> anyhow::Result<()> {
-    let mut times: Vec<Duration> = Vec::with_capacity(count);
+    let mut times = Latencies::with_capacity(count);
     let mut bytes = 0usize;
     for _ in 0..count {
         let started = Instant::now();
         let answer = query(rng);
         let json = serde_json::to_vec(&answer)?;
-        times.push(started.elapsed());
+        times.record(started.elapsed());
         bytes += json.len();
     }
-    times.sort();
-    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    let mut micros = |q: f64| times.quantile(q).unwrap_or_default().as_secs_f64() * 1e6;
+    let (p50, p99, p999) = (micros(0.5), micros(0.99), micros(0.999));
     println!(
-        "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
-        at(0.5).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6,
-        at(0.999).as_secs_f64() * 1e6,
-        times[times.len() - 1].as_secs_f64() * 1e6,
+        "| {name} | {p50:.1} | {p99:.1} | {p999:.1} | {:.1} | {} |",
+        times.max().unwrap_or_default().as_secs_f64() * 1e6,
         thousands(bytes as f64 / count as f64),
     );
     Ok(())
