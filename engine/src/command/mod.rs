@@ -25,8 +25,9 @@
 //!   another node has moved past, or on submitted events that were never
 //!   recorded, fails and is decided again on a reloaded state;
 //! - a follower task reads the log and marks cached streams stale when
-//!   another writer moves them ([`slots::Slots::saw`]); a stale stream is
-//!   reloaded before its next use. Streams a command only reads (the
+//!   another writer moves them ([`slots::Slots::saw`]); a stale stream
+//!   catches up before its next use (from its last event, when the store
+//!   holds that event; else from its first). Streams a command only reads (the
 //!   shop, its warehouses, products, customers) are therefore as fresh as
 //!   the follower, a few milliseconds behind the store;
 //! - before a rejection is answered, the engine waits until its follower

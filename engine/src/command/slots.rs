@@ -12,7 +12,9 @@
 //! When other writers share the store (several kedai nodes on one
 //! database), a slot can also fall behind the store. The engine's follower
 //! reads the log and calls [`Slots::saw`] for every event: an event beyond
-//! a slot's version marks the slot stale, and its next user reloads it.
+//! a slot's version marks the slot stale, and its next user reads the
+//! events after the slot's last one (or reloads the slot, if the store does
+//! not hold that event where the slot has it).
 //! Each slot also remembers the id of its last event, which the engine
 //! names in its expected versions, so an append decided on events that
 //! were never recorded fails even if another writer's events took their
@@ -35,7 +37,7 @@ use crate::domain::order::Order;
 use crate::domain::stock::StockItem;
 use crate::domain::wallet::{Expense, Wallet, Withdrawal};
 use crate::domain::webhook::Webhook;
-use crate::event::StreamId;
+use crate::event::{RecordedEvent, StreamId};
 use crate::store::{EventStore, READ_EVENTS_MAX, StoreError};
 
 /// The state of any aggregate the engine keeps.
@@ -203,18 +205,38 @@ impl Slot {
     }
 
     /// Loads the slot from the store if it was never loaded, was
-    /// invalidated or was marked stale: from its first event, since the
-    /// state may hold submitted events that were never recorded.
+    /// invalidated or was marked stale.
+    ///
+    /// A slot only marked stale (another writer appended after the events
+    /// it holds) catches up from its last event, if the store holds that
+    /// event at the slot's version: every append the engine makes names
+    /// the last event it was decided on, so then every event the slot
+    /// holds is recorded. Otherwise, and after an invalidation, it is
+    /// loaded from the stream's first event, since the state may hold
+    /// submitted events that were never recorded.
     async fn load(&mut self, store: &dyn EventStore, stream: &StreamId) -> Result<(), LoadError> {
         // Cleared before reading: a mark set while we read stays set.
-        if self.mark.stale.swap(false, Ordering::AcqRel) {
-            self.loaded = false;
-        }
-        if self.loaded {
+        let stale = self.mark.stale.swap(false, Ordering::AcqRel);
+        if self.loaded && !stale {
             return Ok(());
         }
-        self.state = Arc::new(State::empty(self.kind));
-        self.set_version(0, None);
+        let mut caught_up = false;
+        if self.loaded && self.version > 0 {
+            let events = store
+                .read_stream(stream, self.version, READ_EVENTS_MAX)
+                .await?;
+            if let Some((tip, rest)) = events.split_first()
+                && tip.version == self.version
+                && Some(tip.event_id) == self.last_event_id
+            {
+                self.fold(stream, rest)?;
+                caught_up = true;
+            }
+        }
+        if !caught_up {
+            self.state = Arc::new(State::empty(self.kind));
+            self.set_version(0, None);
+        }
         loop {
             let events = store
                 .read_stream(stream, self.version + 1, READ_EVENTS_MAX)
@@ -222,21 +244,24 @@ impl Slot {
             if events.is_empty() {
                 break;
             }
-            for recorded in &events {
-                if let Some(event) = DomainEvent::decode(&recorded.event_type, &recorded.payload)
-                    .map_err(|e| {
-                        LoadError::Undecodable(format!(
-                            "{stream} version {}: {e}",
-                            recorded.version
-                        ))
-                    })?
-                {
-                    Arc::make_mut(&mut self.state).evolve(&event);
-                }
-                self.set_version(recorded.version, Some(recorded.event_id));
-            }
+            self.fold(stream, &events)?;
         }
         self.loaded = true;
+        Ok(())
+    }
+
+    /// Folds recorded events into the state.
+    fn fold(&mut self, stream: &StreamId, events: &[RecordedEvent]) -> Result<(), LoadError> {
+        for recorded in events {
+            if let Some(event) = DomainEvent::decode(&recorded.event_type, &recorded.payload)
+                .map_err(|e| {
+                    LoadError::Undecodable(format!("{stream} version {}: {e}", recorded.version))
+                })?
+            {
+                Arc::make_mut(&mut self.state).evolve(&event);
+            }
+            self.set_version(recorded.version, Some(recorded.event_id));
+        }
         Ok(())
     }
 }
@@ -375,5 +400,155 @@ impl Slots {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use async_trait::async_trait;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::domain::events::SkuClaimed;
+    use crate::domain::ids::{ProductId, Sku};
+    use crate::event::{Actor, ExpectedVersion, NewEvent, Position, ShopId, Timestamp};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{AppendOutcome, AppendRequest, StreamAppend};
+
+    /// A memory store that notes where each stream read starts.
+    #[derive(Debug, Default)]
+    struct Reads {
+        store: MemoryStore,
+        from: StdMutex<Vec<u64>>,
+    }
+
+    #[async_trait]
+    impl EventStore for Reads {
+        async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+            self.store.append(request).await
+        }
+        async fn read_stream(
+            &self,
+            stream: &StreamId,
+            from_version: u64,
+            max: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.from.lock().unwrap().push(from_version);
+            self.store.read_stream(stream, from_version, max).await
+        }
+        async fn read_all(
+            &self,
+            after: Position,
+            max: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.store.read_all(after, max).await
+        }
+        async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+            self.store.stream_version(stream).await
+        }
+        async fn last_position(&self) -> Result<Position, StoreError> {
+            self.store.last_position().await
+        }
+        fn head(&self) -> watch::Receiver<Position> {
+            self.store.head()
+        }
+    }
+
+    impl Reads {
+        fn taken(&self) -> Vec<u64> {
+            std::mem::take(&mut self.from.lock().unwrap())
+        }
+    }
+
+    fn claim(product: u128) -> DomainEvent {
+        DomainEvent::SkuClaimed(SkuClaimed {
+            sku: Sku::parse("KAOS-M").unwrap(),
+            product_id: ProductId(Uuid::from_u128(product)),
+        })
+    }
+
+    /// Claims by products `products`, appended after `version` (as
+    /// another writer would); the events' ids are the products' numbers.
+    async fn append(store: &Reads, stream: &StreamId, version: u64, products: &[u128]) {
+        let events = products
+            .iter()
+            .map(|p| NewEvent {
+                event_id: Uuid::from_u128(*p),
+                event_type: "SkuClaimed".into(),
+                schema_version: 1,
+                actor: Actor::system("test"),
+                correlation_id: Uuid::from_u128(*p),
+                causation_id: None,
+                payload: claim(*p).encode(),
+            })
+            .collect();
+        store
+            .append(AppendRequest {
+                recorded_at: Timestamp::from_micros(1),
+                streams: vec![StreamAppend {
+                    stream: stream.clone(),
+                    expected: ExpectedVersion::Exact(version),
+                    events,
+                }],
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn slot_of(
+        slots: &Slots,
+        store: &Reads,
+        stream: &StreamId,
+    ) -> (u64, Option<Uuid>, Option<ProductId>) {
+        let locked = slots
+            .lock(store, BTreeMap::from([(stream.clone(), Kind::Sku)]))
+            .await
+            .unwrap();
+        let slot = &locked[stream];
+        (
+            slot.version,
+            slot.last_event_id,
+            slot.state.sku().product_id,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stale_slot_catches_up_from_its_last_event_when_the_store_holds_it() {
+        let store = Reads::default();
+        let stream = StreamId::new(ShopId(Uuid::from_u128(1)), "sku-KAOS-M");
+        let slots = Slots::new(10);
+        append(&store, &stream, 0, &[1, 2]).await;
+        let p = |n| Some(ProductId(Uuid::from_u128(n)));
+        let id = |n| Some(Uuid::from_u128(n));
+        assert_eq!(slot_of(&slots, &store, &stream).await, (2, id(2), p(2)));
+        assert_eq!(store.taken(), [1, 3]);
+
+        // Another writer appends; the follower marks the slot stale. It
+        // reads from its own last event on, not from the first.
+        append(&store, &stream, 2, &[3, 4]).await;
+        slots.saw(&stream, 4);
+        assert_eq!(slot_of(&slots, &store, &stream).await, (4, id(4), p(4)));
+        assert_eq!(store.taken(), [2, 5]);
+
+        // The slot holds an event the store never recorded, and another
+        // writer took its version: the slot is loaded from the first
+        // event, and the unrecorded claim is gone.
+        {
+            let mut locked = slots
+                .lock(&store, BTreeMap::from([(stream.clone(), Kind::Sku)]))
+                .await
+                .unwrap();
+            locked
+                .get_mut(&stream)
+                .unwrap()
+                .apply(&[claim(99)], Uuid::from_u128(99));
+        }
+        store.taken();
+        append(&store, &stream, 4, &[5, 6]).await;
+        slots.saw(&stream, 6);
+        assert_eq!(slot_of(&slots, &store, &stream).await, (6, id(6), p(6)));
+        assert_eq!(store.taken(), [5, 1, 7]);
     }
 }
