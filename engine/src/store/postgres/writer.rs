@@ -200,11 +200,12 @@ struct Writer {
 /// batch goes the locked way at once, without being encoded for the fast
 /// path first.
 fn first_expects_any(pending: &[Pending]) -> bool {
+    let streams = || pending.iter().flat_map(|p| &p.request.streams);
+    if !streams().any(|s| s.expected == ExpectedVersion::Any) {
+        return false;
+    }
     let mut seen = HashSet::new();
-    pending
-        .iter()
-        .flat_map(|p| &p.request.streams)
-        .any(|s| seen.insert(&s.stream) && s.expected == ExpectedVersion::Any)
+    streams().any(|s| seen.insert(&s.stream) && s.expected == ExpectedVersion::Any)
 }
 
 /// What a committed batch did.
