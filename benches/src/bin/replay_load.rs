@@ -197,7 +197,10 @@ async fn write_orders(dir: &Path, orders: u64, shops: u64) -> anyhow::Result<()>
                     }
                 };
                 run(i, EngineCommand::PlaceOrder(order)).await?;
-                match i % 4 {
+                // The order's number within its shop picks what happens
+                // next, so every shop gets every kind of order (by `i`
+                // alone, with 4 shops, each shop would get one kind).
+                match (i / shops) % 4 {
                     0 => {
                         run(
                             i,
