@@ -158,7 +158,9 @@ fn read_and_open(c: &mut Criterion) {
 
 /// Decoding event payloads (MessagePack maps with field names, by
 /// rmp-serde) over every event of a small generated shop and over its
-/// orders placed (the biggest payloads, most of a rebuild's decoding).
+/// orders placed (the biggest payloads, most of a rebuild's decoding),
+/// into the engine's owned events and, for orders placed, as the
+/// projections read them (`PlacedRef`, texts borrowed from the payload).
 fn payloads(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -200,6 +202,15 @@ fn payloads(c: &mut Criterion) {
             })
         });
     }
+    // What the projections read of an order placed, texts borrowed.
+    group.throughput(Throughput::Elements(placed.len() as u64));
+    group.bench_function(BenchmarkId::new("read_borrowed", "order_placed"), |b| {
+        b.iter(|| {
+            for e in placed.iter() {
+                black_box(kedai_projections::placed::PlacedRef::decode(&e.payload).unwrap());
+            }
+        })
+    });
     group.finish();
 }
 

@@ -339,30 +339,29 @@ impl Analytics {
         day_of(&mut self.days, date)
     }
 
+    /// An order just placed.
+    pub(crate) fn placed(&mut self, meta: &ShopMeta, o: &OrderSummary) {
+        let date = meta.local_date(o.placed_at);
+        let hour = meta.local_hour(o.placed_at) as usize;
+        let day = day_of(&mut self.days, date);
+        day.orders_by_hour[hour] += 1;
+        contribute(&mut self.interner, day, o, 1);
+    }
+
     fn order(&mut self, meta: &ShopMeta, event: &DomainEvent, change: &OrderChange<'_>) {
         let o = change.order;
         let date = meta.local_date(o.placed_at);
-        match change.previous {
-            None => {
-                let hour = meta.local_hour(o.placed_at) as usize;
-                let day = day_of(&mut self.days, date);
-                day.orders_by_hour[hour] += 1;
-                contribute(&mut self.interner, day, o, 1);
-            }
-            Some(previous) => {
-                if counts(previous) && !counts(o.status) {
-                    let day = day_of(&mut self.days, date);
-                    contribute(&mut self.interner, day, o, -1);
-                }
-                let shipped = matches!(event, DomainEvent::OrderShipped(_));
-                if shipped || matches!(event, DomainEvent::OrderReturnStarted(_)) {
-                    let courier = tally(&mut self.day(date).couriers, &o.courier);
-                    if shipped {
-                        courier.shipped += 1
-                    } else {
-                        courier.returned += 1
-                    }
-                }
+        if counts(change.previous) && !counts(o.status) {
+            let day = day_of(&mut self.days, date);
+            contribute(&mut self.interner, day, o, -1);
+        }
+        let shipped = matches!(event, DomainEvent::OrderShipped(_));
+        if shipped || matches!(event, DomainEvent::OrderReturnStarted(_)) {
+            let courier = tally(&mut self.day(date).couriers, &o.courier);
+            if shipped {
+                courier.shipped += 1
+            } else {
+                courier.returned += 1
             }
         }
     }

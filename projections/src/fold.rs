@@ -5,7 +5,7 @@
 //!
 //! The shops are dealt to shares, each folded on its own. How the threads
 //! are used is judged from the first page ([`plan`]): when no shop holds
-//! most of the records, one share per thread; when one does (a log of one
+//! most of its bytes, one share per thread; when one does (a log of one
 //! busy shop), each share is two threads, one decoding its shops' records
 //! (envelope and payload) and one applying the decoded events a page
 //! behind, so even one shop folds on two cores.
@@ -28,12 +28,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use kedai_engine::StoreError;
-use kedai_engine::domain::DomainEvent;
 use kedai_engine::store::import::{IMPORT_RECORDS_MAX, RecordPage, Verbatim};
 use kedai_engine::store::log::format;
 use kedai_engine::{Actor, Position, Role, ShopId, Timestamp};
 
-use crate::{ApplyError, At, Projections};
+use crate::{ApplyError, At, Event, Projections};
 
 /// Pages queued for each thread before the feeder waits.
 const PAGES_QUEUED: usize = 2;
@@ -232,7 +231,7 @@ impl ParallelFold {
             if share.last.is_some_and(|l| last.is_none_or(|m| l.0 > m.0)) {
                 last = share.last;
             }
-            let p = share.projections;
+            let p = share.projections.fitted();
             projections.skipped += p.skipped;
             projections.shops.extend(p.shops);
             projections.keys.extend(p.keys);
@@ -263,12 +262,15 @@ struct Plan {
     owners: Owners,
 }
 
-/// How to use `threads`, judged from the first page. When no shop holds
-/// more than half of its records, the shops are dealt to one share per
-/// thread (the busiest first, each to the share with the fewest records
-/// so far): the shares then share nothing. Otherwise one shop would keep
-/// one thread busy and the others idle, so each share is two threads, one
-/// decoding and one applying.
+/// How to use `threads`, judged from the first page. A shop's work is
+/// weighed by the bytes of its records, not their number: decoding and
+/// applying cost about as much as the payload is long (an order placed,
+/// with its lines and customers, costs several times a status change).
+/// When no shop holds more than half of the page's bytes, the shops are
+/// dealt to one share per thread (the busiest first, each to the share
+/// with the fewest bytes so far): the shares then share nothing.
+/// Otherwise one shop would keep one thread busy and the others idle, so
+/// each share is two threads, one decoding and one applying.
 fn plan(threads: usize, first: &RecordPage) -> Plan {
     let mut counts: Vec<(ShopId, usize)> = Vec::new();
     let mut at: Owners = HashMap::default();
@@ -280,7 +282,7 @@ fn plan(threads: usize, first: &RecordPage) -> Plan {
                 counts.push((ShopId(shop), 0));
                 counts.len() - 1
             });
-            counts[i].1 += 1;
+            counts[i].1 += body.len();
         }
     }
     let total: usize = counts.iter().map(|c| c.1).sum();
@@ -320,17 +322,31 @@ struct Share {
 }
 
 /// An event decoded, on its way to the applier.
-struct Decoded {
+struct Decoded<E> {
     shop: ShopId,
     position: Position,
     version: u64,
     recorded_at: Timestamp,
     actor: Arc<Actor>,
     /// `None`: a type this build does not know.
-    event: Option<DomainEvent>,
+    event: Option<E>,
 }
 
-impl Decoded {
+/// How a share reads a payload: [`crate::decode`] borrows from the page
+/// (when the event is applied at once); [`owned`] copies, for events sent
+/// to another thread.
+type Decode<'p, E> = fn(Position, &str, &'p [u8]) -> Result<Option<E>, ApplyError>;
+
+/// A payload decoded into an owned event.
+fn owned(
+    position: Position,
+    event_type: &str,
+    payload: &[u8],
+) -> Result<Option<Event<'static>>, ApplyError> {
+    crate::decode_owned(position, event_type, payload).map(|e| e.map(Event::Domain))
+}
+
+impl Decoded<Event<'_>> {
     fn apply(&self, projections: &mut Projections) {
         let at = At {
             position: self.position,
@@ -373,9 +389,9 @@ impl Decoder {
 
     /// Decodes and applies on this thread.
     fn run_alone(mut self, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
-        let mut projections = Projections::new();
+        let mut projections = Projections::folding();
         for page in pages {
-            if !self.page(&page, |d| d.apply(&mut projections)) {
+            if !self.page(&page, crate::decode, |d| d.apply(&mut projections)) {
                 break;
             }
         }
@@ -384,15 +400,17 @@ impl Decoder {
 
     /// Decodes on this thread and applies on another, a page behind.
     fn run_staged(mut self, index: usize, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
-        let (to_applier, batches) = mpsc::sync_channel::<Vec<Decoded>>(PAGES_QUEUED);
+        let (to_applier, batches) =
+            mpsc::sync_channel::<Vec<Decoded<Event<'static>>>>(PAGES_QUEUED);
         // Applied batches come back whole: their events are freed on the
         // thread that made them (cheaper than freeing across threads), and
         // the batch's memory is reused.
-        let (give_back, returned) = mpsc::sync_channel::<Vec<Decoded>>(PAGES_QUEUED + 2);
+        let (give_back, returned) =
+            mpsc::sync_channel::<Vec<Decoded<Event<'static>>>>(PAGES_QUEUED + 2);
         let applier = std::thread::Builder::new()
             .name(format!("kedai-apply-{index}"))
             .spawn(move || {
-                let mut projections = Projections::new();
+                let mut projections = Projections::folding();
                 for batch in batches {
                     for d in &batch {
                         d.apply(&mut projections);
@@ -405,7 +423,7 @@ impl Decoder {
         for page in pages {
             let mut batch = returned.try_recv().unwrap_or_default();
             batch.clear();
-            let more = self.page(&page, |d| batch.push(d));
+            let more = self.page(&page, owned, |d| batch.push(d));
             if to_applier.send(batch).is_err() || !more {
                 break;
             }
@@ -426,9 +444,14 @@ impl Decoder {
 
     /// Decodes this share's records of `page` into `out`; false once it
     /// has stopped (past the moment, or on an error).
-    fn page(&mut self, page: &RecordPage, mut out: impl FnMut(Decoded)) -> bool {
+    fn page<'p, E>(
+        &mut self,
+        page: &'p RecordPage,
+        decode: Decode<'p, E>,
+        mut out: impl FnMut(Decoded<E>),
+    ) -> bool {
         for (position, body) in page.bodies() {
-            match self.record(position, body) {
+            match self.record(position, body, decode) {
                 Ok(Some(Some(decoded))) => out(decoded),
                 Ok(Some(None)) => {}
                 Ok(None) => {
@@ -446,11 +469,12 @@ impl Decoder {
 
     /// The record decoded if its shop is this share's (`Some(None)` if
     /// not); `None` when it was recorded after the moment.
-    fn record(
+    fn record<'p, E>(
         &mut self,
         position: Position,
-        body: &[u8],
-    ) -> Result<Option<Option<Decoded>>, FoldError> {
+        body: &'p [u8],
+        decode: Decode<'p, E>,
+    ) -> Result<Option<Option<Decoded<E>>>, FoldError> {
         let bad = |reason: String| FoldError::Record { position, reason };
         let shop = ShopId(format::body_shop(body).map_err(bad)?);
         let next = self.owners.len();
@@ -473,7 +497,7 @@ impl Decoder {
                 a
             }
         };
-        let event = crate::decode(position, envelope.event_type, envelope.payload)?;
+        let event = decode(position, envelope.event_type, envelope.payload)?;
         self.last = Some((position, recorded_at));
         Ok(Some(Some(Decoded {
             shop,
@@ -493,12 +517,20 @@ mod tests {
 
     use super::*;
 
-    /// A page of records of these shops, in this order.
+    /// A page of records of these shops, in this order, each with an
+    /// empty payload.
     fn page(shops: &[u128]) -> RecordPage {
+        let records: Vec<(u128, usize)> = shops.iter().map(|&s| (s, 0)).collect();
+        sized_page(&records)
+    }
+
+    /// A page of records of these shops with payloads of these lengths.
+    fn sized_page(records: &[(u128, usize)]) -> RecordPage {
         let mut page = RecordPage::new(1);
-        for (i, shop) in shops.iter().enumerate() {
+        for (i, &(shop, payload)) in records.iter().enumerate() {
+            let payload = vec![0xc0; payload];
             let envelope = Envelope {
-                shop: Uuid::from_u128(*shop),
+                shop: Uuid::from_u128(shop),
                 stream: "order-1",
                 version: 1,
                 event_id: Uuid::from_u128(i as u128),
@@ -509,7 +541,7 @@ mod tests {
                 causation_id: None,
                 event_type: "OrderPlaced",
                 schema_version: 1,
-                payload: b"",
+                payload: &payload,
             };
             let mut body = Vec::new();
             format::encode_body(&mut body, &GENESIS_HASH, i as u64 + 1, &envelope);
@@ -546,5 +578,32 @@ mod tests {
         assert_eq!(owner(&plan, 2), 1);
         assert_eq!(owner(&plan, 3), 0);
         assert_eq!(owner(&plan, 4), 1);
+    }
+
+    #[test]
+    fn shops_are_weighed_by_the_bytes_of_their_records() {
+        // Shop 1 has most of the records, all small; shops 2 and 3 have
+        // two big ones each. Counted, shop 1 would look busiest (more
+        // than half: a staged plan); weighed, 2 and 3 are the busy ones
+        // and go to different threads.
+        let plan = plan(
+            2,
+            &sized_page(&[
+                (1, 10),
+                (2, 1_000),
+                (1, 10),
+                (3, 1_000),
+                (1, 10),
+                (2, 1_000),
+                (1, 10),
+                (3, 1_000),
+                (1, 10),
+            ]),
+        );
+        assert_eq!((plan.shares, plan.staged), (2, false));
+        assert_ne!(owner(&plan, 2), owner(&plan, 3));
+        // One record each, but shop 2's holds most of the bytes: staged.
+        let staged = super::plan(2, &sized_page(&[(1, 10), (3, 10), (2, 5_000)]));
+        assert_eq!((staged.shares, staged.staged), (1, true));
     }
 }

@@ -18,11 +18,15 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use std::hash::BuildHasher;
+
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use kedai_engine::domain::order::CustomerSnapshot;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::orders::LineItem;
+use crate::placed::PartyRef;
 
 /// A shared string. An `Arc<str>` is two words (pointer and length);
 /// this keeps the length with the text, behind one pointer, which halves
@@ -108,7 +112,9 @@ pub type Party = Arc<CustomerSnapshot>;
 #[derive(Debug, Clone, Default)]
 pub struct Interner {
     strs: HashSet<Text, RandomState>,
-    parties: HashSet<Party, RandomState>,
+    /// Snapshots, found by a borrowed one ([`PartyRef`]): hashed as that.
+    parties: HashTable<Party>,
+    party_hasher: RandomState,
     items: HashSet<Arc<LineItem>, RandomState>,
 }
 
@@ -137,14 +143,17 @@ impl Interner {
         s.map(|s| self.str(s))
     }
 
-    /// The shared copy of a customer snapshot.
-    pub fn party(&mut self, p: &CustomerSnapshot) -> Party {
-        if let Some(shared) = self.parties.get(p) {
-            return Arc::clone(shared);
-        }
-        let shared = Arc::new(p.clone());
-        self.parties.insert(Arc::clone(&shared));
-        shared
+    /// The shared copy of a customer snapshot (made from the borrowed
+    /// one only if it is new).
+    pub fn party(&mut self, p: &PartyRef<'_>) -> Party {
+        let hasher = &self.party_hasher;
+        let hash = hasher.hash_one(p);
+        let entry = self.parties.entry(
+            hash,
+            |shared| PartyRef::from(&**shared) == *p,
+            |shared| hasher.hash_one(PartyRef::from(&**shared)),
+        );
+        Arc::clone(entry.or_insert_with(|| Arc::new(p.to_snapshot())).get())
     }
 
     /// The shared copy of what a line sold.
@@ -174,7 +183,7 @@ impl Interner {
 
     /// Replaces `p` by the shared copy of its value (after loading).
     pub fn share_party(&mut self, p: &mut Party) {
-        *p = self.party(p);
+        *p = self.party(&PartyRef::from(&**p));
     }
 }
 

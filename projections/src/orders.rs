@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::At;
 use crate::intern::{Interner, Party, Text};
+use crate::placed::PlacedRef;
 use crate::shop::ShopMeta;
 
 /// Most orders one page holds.
@@ -138,12 +139,13 @@ pub struct OrderSummary {
     pub placed_by: Text,
 }
 
-/// What an order event did, for the folds that follow.
+/// What an order event (after it was placed) did, for the folds that
+/// follow.
 #[derive(Debug)]
 pub struct OrderChange<'a> {
     pub order: &'a OrderSummary,
-    /// The status before (`None` when just placed).
-    pub previous: Option<OrderStatus>,
+    /// The status before.
+    pub previous: OrderStatus,
 }
 
 /// Sort order of a list.
@@ -201,6 +203,10 @@ pub struct OrdersView {
     /// Shares repeated values among orders (rebuilt after loading).
     #[serde(skip)]
     interner: Interner,
+    /// Set while a rebuild folds the log: the list grows by doubling
+    /// until [`OrdersView::fit`] (see `apply`).
+    #[serde(skip)]
+    folding: bool,
 }
 
 impl PartialEq for OrdersView {
@@ -210,6 +216,21 @@ impl PartialEq for OrdersView {
 }
 
 impl OrdersView {
+    /// An empty view; `folding`: see [`crate::Projections::folding`].
+    pub(crate) fn growing(folding: bool) -> OrdersView {
+        OrdersView {
+            folding,
+            ..OrdersView::default()
+        }
+    }
+
+    /// Gives back the list's spare room; from now on it grows as a live
+    /// list does.
+    pub(crate) fn fit(&mut self) {
+        self.folding = false;
+        self.orders.shrink_to_fit();
+    }
+
     /// Rebuilds the lookup indexes (not serialised) after loading.
     pub fn rebuild_indexes(&mut self) {
         self.index.clear();
@@ -260,28 +281,31 @@ impl OrdersView {
         }
     }
 
+    /// Adds an order placed.
+    pub(crate) fn place(&mut self, at: At<'_>, e: &PlacedRef<'_>) -> &OrderSummary {
+        let i = self.orders.len() as u32;
+        let o = placed(&mut self.interner, at, e);
+        // A live list grows by an eighth rather than doubling: a doubled
+        // list of orders is a quarter empty on average, which is most of
+        // what a shop's projections spend on spare room. A fold doubles
+        // (an eighth at a time, each order would be copied eight times)
+        // and fits the list at its end.
+        if !self.folding && self.orders.len() == self.orders.capacity() {
+            self.orders.reserve_exact(self.orders.len() / 8 + 64);
+        }
+        self.orders.push(o);
+        self.index_order(i);
+        &self.orders[i as usize]
+    }
+
+    /// Applies an event of an order already placed (orders are placed by
+    /// [`OrdersView::place`]).
     pub fn apply<'a>(
         &'a mut self,
         _meta: &ShopMeta,
         at: At<'_>,
         event: &DomainEvent,
     ) -> Option<OrderChange<'a>> {
-        if let DomainEvent::OrderPlaced(e) = event {
-            let i = self.orders.len() as u32;
-            let o = placed(&mut self.interner, at, e);
-            // Grow by an eighth rather than doubling: a doubled list of
-            // orders is a quarter empty on average, which is most of what
-            // a shop's projections spend on spare room.
-            if self.orders.len() == self.orders.capacity() {
-                self.orders.reserve_exact(self.orders.len() / 8 + 64);
-            }
-            self.orders.push(o);
-            self.index_order(i);
-            return Some(OrderChange {
-                order: &self.orders[i as usize],
-                previous: None,
-            });
-        }
         let (order_id, status) = order_event(event)?;
         let i = self.index.get(&self.orders, id_of, &order_id)?;
         let o = &mut self.orders[i as usize];
@@ -315,7 +339,7 @@ impl OrdersView {
         }
         Some(OrderChange {
             order: &self.orders[i as usize],
-            previous: Some(previous),
+            previous,
         })
     }
 
@@ -542,18 +566,14 @@ fn matches(o: &OrderSummary, q: &OrderQuery, text: Option<&str>) -> bool {
         })
 }
 
-fn placed(
-    interner: &mut Interner,
-    at: At<'_>,
-    e: &kedai_engine::domain::events::OrderPlaced,
-) -> OrderSummary {
+fn placed(interner: &mut Interner, at: At<'_>, e: &PlacedRef<'_>) -> OrderSummary {
     OrderSummary {
         order_id: e.order_id,
         position: at.position,
         placed_at: e.placed_at,
         updated_at: at.recorded_at,
         channel: e.channel,
-        order_source: interner.opt(e.order_source.as_deref()),
+        order_source: interner.opt(e.order_source),
         status: OrderStatus::Placed,
         payment_status: payment_status(e.totals.total, Money::ZERO, Money::ZERO),
         totals: e.totals,
@@ -562,8 +582,8 @@ fn placed(
         remaining: e.totals.total,
         cod: e.cod,
         cod_figures: None,
-        courier: interner.str(&e.shipping.courier),
-        service: interner.str(&e.shipping.service),
+        courier: interner.str(e.shipping.courier),
+        service: interner.str(e.shipping.service),
         awb: None,
         sender: interner.party(&e.sender),
         receiver: interner.party(&e.receiver),
@@ -571,7 +591,7 @@ fn placed(
             .lines
             .iter()
             .map(|l| LineSummary {
-                item: interner.item(l.sku.as_str(), &l.product_name, l.category.as_deref()),
+                item: interner.item(l.sku, l.product_name, l.category),
                 quantity: l.quantity,
                 unit_price: l.unit_price,
                 unit_cost: l.unit_cost,
@@ -669,15 +689,18 @@ mod tests {
         OrderId(uuid::Uuid::from_u128(n))
     }
 
-    fn apply(v: &mut OrdersView, position: Position, event: DomainEvent) {
-        let actor = Actor::new(Role::Staff, "x");
-        let at = At {
+    fn at(position: Position, actor: &Actor) -> At<'_> {
+        At {
             position,
             version: 1,
             recorded_at: Timestamp(1_760_000_000_000_000),
-            actor: &actor,
-        };
-        v.apply(&ShopMeta::default(), at, &event);
+            actor,
+        }
+    }
+
+    fn apply(v: &mut OrdersView, position: Position, event: DomainEvent) {
+        let actor = Actor::new(Role::Staff, "x");
+        v.apply(&ShopMeta::default(), at(position, &actor), &event);
     }
 
     fn place(v: &mut OrdersView, n: u128) {
@@ -710,7 +733,8 @@ mod tests {
             note: None,
             placed_at: Timestamp(1_760_000_000_000_000),
         };
-        apply(v, n as Position, placed.into());
+        let actor = Actor::new(Role::Staff, "x");
+        v.place(at(n as Position, &actor), &PlacedRef::from(&placed));
     }
 
     fn ship(v: &mut OrdersView, n: u128, awb: &str) {

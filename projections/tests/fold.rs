@@ -6,6 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use kedai_engine::command::{Engine, EngineOptions};
+use kedai_engine::domain::DomainEvent;
 use kedai_engine::store::import::RecordPage;
 use kedai_engine::store::log::format::{self, Envelope, GENESIS_HASH};
 use kedai_engine::store::memory::MemoryStore;
@@ -13,6 +14,7 @@ use kedai_engine::{EventStore, Position, RecordedEvent, Timestamp};
 use kedai_fixtures::{FixtureConfig, generate};
 use kedai_projections::Projections;
 use kedai_projections::fold::{FoldError, ParallelFold};
+use kedai_projections::placed::PlacedRef;
 use proptest::prelude::*;
 
 /// Three shops' year of trade, every kind of event, interleaved in the log.
@@ -128,6 +130,27 @@ fn every_number_of_threads_folds_the_same_bytes() {
             );
         }
     }
+}
+
+/// The fold reads orders placed with their texts borrowed; decoding on
+/// one thread and applying on another sends them owned (`one_shop_log`
+/// on 2 threads, above). Both readings agree on every order of the log.
+#[test]
+fn every_order_placed_reads_the_same_borrowed_and_owned() {
+    let mut placed = 0;
+    for e in log().iter().filter(|e| &*e.event_type == "OrderPlaced") {
+        let Some(DomainEvent::OrderPlaced(owned)) =
+            DomainEvent::decode(&e.event_type, &e.payload).unwrap()
+        else {
+            panic!("an OrderPlaced payload decodes as one");
+        };
+        let borrowed = PlacedRef::decode(&e.payload).unwrap();
+        assert_eq!(borrowed, PlacedRef::from(&owned));
+        assert_eq!(borrowed.sender.to_snapshot(), owned.sender);
+        assert_eq!(borrowed.receiver.to_snapshot(), owned.receiver);
+        placed += 1;
+    }
+    assert!(placed > 400, "{placed} orders placed");
 }
 
 #[test]

@@ -1,0 +1,283 @@
+//! An order placed, read for the projections without copying its texts.
+//!
+//! `OrderPlaced` is the biggest payload of a shop's log and, in a rebuild,
+//! the commonest big one: decoding it into the engine's owned event (a
+//! `String` for every name, phone, address, SKU and courier) was a third
+//! of a fold's time. The projections keep none of those strings (they
+//! intern them, see [`crate::intern`]), so they read the payload into
+//! [`PlacedRef`], whose texts borrow from the payload's bytes. The fields
+//! the projections do not use are required (where the engine requires
+//! them) but not read ([`IgnoredAny`]), so a payload the engine's decoder
+//! rejects for a missing field is rejected here too.
+//!
+//! [`PlacedRef::from`] borrows the same view from an owned event (a fold
+//! that decodes on one thread and applies on another sends owned events);
+//! the tests check that both ways give the same view.
+
+use kedai_engine::Timestamp;
+use kedai_engine::domain::catalog::CustomerCategory;
+use kedai_engine::domain::events::OrderPlaced;
+use kedai_engine::domain::ids::{CustomerId, OrderId};
+use kedai_engine::domain::money::Money;
+use kedai_engine::domain::order::{Channel, CustomerSnapshot, PlacedLine, Totals};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+/// What the projections read of an order placed. Fields of the event
+/// they do not use, and the engine requires, are required here too and
+/// skipped unread.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PlacedRef<'a> {
+    pub order_id: OrderId,
+    pub channel: Channel,
+    #[serde(borrow)]
+    pub order_source: Option<&'a str>,
+    #[serde(borrow)]
+    pub sender: PartyRef<'a>,
+    #[serde(borrow)]
+    pub receiver: PartyRef<'a>,
+    #[serde(borrow)]
+    pub lines: Vec<LineRef<'a>>,
+    #[serde(borrow)]
+    pub shipping: ShippingRef<'a>,
+    pub cod: bool,
+    pub totals: Totals,
+    pub placed_at: Timestamp,
+    costs: IgnoredAny,
+}
+
+/// An order's sender or receiver, as [`CustomerSnapshot`] but borrowed.
+/// It hashes and compares as the snapshot's fields in order, which is how
+/// [`crate::intern::Interner::party`] finds a shared snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub struct PartyRef<'a> {
+    pub customer_id: CustomerId,
+    pub name: &'a str,
+    #[serde(borrow)]
+    pub phone: Option<&'a str>,
+    pub category: CustomerCategory,
+    #[serde(borrow)]
+    pub address: Option<&'a str>,
+    #[serde(borrow)]
+    pub district: Option<&'a str>,
+    #[serde(borrow)]
+    pub city: Option<&'a str>,
+    #[serde(borrow)]
+    pub province: Option<&'a str>,
+    #[serde(borrow)]
+    pub postal_code: Option<&'a str>,
+}
+
+/// What the projections read of an order line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LineRef<'a> {
+    pub sku: &'a str,
+    pub product_name: &'a str,
+    #[serde(borrow)]
+    pub category: Option<&'a str>,
+    pub quantity: i64,
+    pub unit_price: Money,
+    pub unit_cost: Money,
+    pub line_total: Money,
+    product_id: IgnoredAny,
+    variation: IgnoredAny,
+    kind: IgnoredAny,
+    discount_amount: IgnoredAny,
+    weight_grams: IgnoredAny,
+    allocations: IgnoredAny,
+}
+
+/// The courier and service of an order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ShippingRef<'a> {
+    pub courier: &'a str,
+    pub service: &'a str,
+    cost: IgnoredAny,
+}
+
+impl<'a> PlacedRef<'a> {
+    /// Reads an `OrderPlaced` payload (MessagePack, as the log holds it).
+    pub fn decode(payload: &'a [u8]) -> Result<PlacedRef<'a>, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(payload)
+    }
+}
+
+impl<'a> From<&'a OrderPlaced> for PlacedRef<'a> {
+    fn from(e: &'a OrderPlaced) -> PlacedRef<'a> {
+        PlacedRef {
+            order_id: e.order_id,
+            channel: e.channel,
+            order_source: e.order_source.as_deref(),
+            sender: PartyRef::from(&e.sender),
+            receiver: PartyRef::from(&e.receiver),
+            lines: e.lines.iter().map(LineRef::from).collect(),
+            shipping: ShippingRef {
+                courier: &e.shipping.courier,
+                service: &e.shipping.service,
+                cost: IgnoredAny,
+            },
+            cod: e.cod,
+            totals: e.totals,
+            placed_at: e.placed_at,
+            costs: IgnoredAny,
+        }
+    }
+}
+
+impl<'a> From<&'a CustomerSnapshot> for PartyRef<'a> {
+    fn from(p: &'a CustomerSnapshot) -> PartyRef<'a> {
+        PartyRef {
+            customer_id: p.customer_id,
+            name: &p.name,
+            phone: p.phone.as_deref(),
+            category: p.category,
+            address: p.address.as_deref(),
+            district: p.district.as_deref(),
+            city: p.city.as_deref(),
+            province: p.province.as_deref(),
+            postal_code: p.postal_code.as_deref(),
+        }
+    }
+}
+
+impl PartyRef<'_> {
+    /// The owned snapshot.
+    pub fn to_snapshot(&self) -> CustomerSnapshot {
+        CustomerSnapshot {
+            customer_id: self.customer_id,
+            name: self.name.to_owned(),
+            phone: self.phone.map(str::to_owned),
+            category: self.category,
+            address: self.address.map(str::to_owned),
+            district: self.district.map(str::to_owned),
+            city: self.city.map(str::to_owned),
+            province: self.province.map(str::to_owned),
+            postal_code: self.postal_code.map(str::to_owned),
+        }
+    }
+}
+
+impl<'a> From<&'a PlacedLine> for LineRef<'a> {
+    fn from(l: &'a PlacedLine) -> LineRef<'a> {
+        LineRef {
+            sku: l.sku.as_str(),
+            product_name: &l.product_name,
+            category: l.category.as_deref(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            unit_cost: l.unit_cost,
+            line_total: l.line_total,
+            product_id: IgnoredAny,
+            variation: IgnoredAny,
+            kind: IgnoredAny,
+            discount_amount: IgnoredAny,
+            weight_grams: IgnoredAny,
+            allocations: IgnoredAny,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kedai_engine::domain::catalog::ProductKind;
+    use kedai_engine::domain::ids::{ProductId, Sku, WarehouseId};
+    use kedai_engine::domain::order::{Allocation, Amount, AppliedCost, CostCategory, Shipping};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn party(n: u128, full: bool) -> CustomerSnapshot {
+        let some = |s: &str| full.then(|| s.to_owned());
+        CustomerSnapshot {
+            customer_id: CustomerId(Uuid::from_u128(n)),
+            name: format!("Pelanggan {n}"),
+            phone: some("0812-3456-7890"),
+            category: CustomerCategory::Reseller,
+            address: some("Jl. Ijen 12"),
+            district: some("Klojen"),
+            city: some("Malang"),
+            province: some("Jawa Timur"),
+            postal_code: some("65119"),
+        }
+    }
+
+    fn line(sku: &str, category: Option<&str>) -> PlacedLine {
+        PlacedLine {
+            sku: Sku::parse(sku).unwrap(),
+            product_id: ProductId(Uuid::from_u128(9)),
+            product_name: format!("Kaos {sku}"),
+            category: category.map(str::to_owned),
+            variation: "M / merah".into(),
+            kind: ProductKind::Stocked,
+            quantity: 2,
+            unit_price: Money(50_000),
+            unit_cost: Money(30_000),
+            discount: Some(Amount::Nominal {
+                nominal: Money(5_000),
+            }),
+            discount_amount: Money(10_000),
+            line_total: Money(90_000),
+            weight_grams: 200,
+            allocations: vec![Allocation {
+                warehouse_id: WarehouseId(Uuid::from_u128(3)),
+                quantity: 2,
+            }],
+        }
+    }
+
+    fn order() -> OrderPlaced {
+        OrderPlaced {
+            order_id: OrderId(Uuid::from_u128(42)),
+            channel: Channel::Whatsapp,
+            order_source: Some("Toko Malang".into()),
+            sender: party(1, true),
+            receiver: party(2, false),
+            lines: vec![line("KAOS-M", Some("Kaos")), line("TOPI", None)],
+            shipping: Shipping {
+                courier: "JNE".into(),
+                service: "REG".into(),
+                cost: Money(10_000),
+            },
+            cod: true,
+            costs: vec![AppliedCost {
+                name: "Asuransi".into(),
+                category: CostCategory::Insurance,
+                amount: Amount::Nominal {
+                    nominal: Money(1_000),
+                },
+                value: Money(1_000),
+            }],
+            totals: Totals {
+                gross: Money(200_000),
+                total: Money(191_000),
+                ..Totals::default()
+            },
+            note: Some("titip di satpam".into()),
+            placed_at: Timestamp(1_760_000_000_000_000),
+        }
+    }
+
+    #[test]
+    fn the_payload_reads_as_the_owned_event_does() {
+        let e = order();
+        let payload = rmp_serde::to_vec_named(&e).unwrap();
+        let read = PlacedRef::decode(&payload).unwrap();
+        assert_eq!(read, PlacedRef::from(&e));
+        assert_eq!(read.sender.to_snapshot(), e.sender);
+        assert_eq!(read.receiver.to_snapshot(), e.receiver);
+        assert_eq!(read.lines[1].category, None);
+    }
+
+    #[test]
+    fn a_payload_without_a_field_the_engine_requires_is_rejected() {
+        let mut payload = rmp_serde::to_vec_named(&order()).unwrap();
+        // Rename the key `costs` (a string of 5 bytes) to an unknown one.
+        let key = b"\xa5costs";
+        let at = payload.windows(key.len()).position(|w| w == key).unwrap();
+        payload[at + 4] = b'x';
+        let owned = kedai_engine::domain::DomainEvent::decode("OrderPlaced", &payload);
+        assert!(owned.is_err(), "the engine rejects it");
+        let err = PlacedRef::decode(&payload).unwrap_err().to_string();
+        assert!(err.contains("costs"), "{err}");
+    }
+}
