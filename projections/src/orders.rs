@@ -277,7 +277,7 @@ impl OrdersView {
             self.by_customer.entry(c).or_default().push(i);
         }
         if let Some(awb) = &o.awb {
-            self.by_awb.add(&self.orders, awb_of, awb, i);
+            self.by_awb.add(&**awb, i);
         }
     }
 
@@ -320,7 +320,7 @@ impl OrdersView {
                     self.by_awb.remove(&*old, i);
                 }
                 o.awb = Some(e.awb.as_str().into());
-                self.by_awb.add(&self.orders, awb_of, e.awb.as_str(), i);
+                self.by_awb.add(e.awb.as_str(), i);
             }
             _ => {}
         }
@@ -447,13 +447,31 @@ impl OrdersView {
     }
 }
 
-/// Orders found by a key of theirs (the id, the AWB). A slot holds only
-/// the order's place in the list (4 bytes), where a map would also hold a
-/// copy of the key (16 bytes and more); the key is read from the order.
+/// Orders found by a key of theirs (the id, the AWB). A slot holds the
+/// order's place in the list and 32 bits of its key's hash (8 bytes),
+/// where a map would also hold a copy of the key (16 bytes and more); the
+/// key is read from the order only when the hashes agree. Keeping the
+/// hash also lets the table grow without reading every order again (a
+/// read far into the list each, which was most of the cost of indexing
+/// the orders of a rebuild).
 #[derive(Debug, Clone, Default)]
 struct Lookup {
-    slots: HashTable<u32>,
+    slots: HashTable<Slot>,
     hasher: RandomState,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    order: u32,
+    hash: u32,
+}
+
+impl Slot {
+    /// The hash the table places the slot by: its 32 bits in both halves
+    /// (the table takes the bucket from the low bits, a tag from the high).
+    fn spread(self) -> u64 {
+        u64::from(self.hash) << 32 | u64::from(self.hash)
+    }
 }
 
 fn id_of(o: &OrderSummary) -> &OrderId {
@@ -466,16 +484,27 @@ fn awb_of(o: &OrderSummary) -> &str {
 }
 
 impl Lookup {
+    /// The slot of order `i` under `key`.
+    fn slot<K: Hash + ?Sized>(&self, key: &K, i: u32) -> Slot {
+        let h = self.hasher.hash_one(key);
+        Slot {
+            order: i,
+            hash: (h ^ (h >> 32)) as u32,
+        }
+    }
+
     fn get<K: Hash + Eq + ?Sized>(
         &self,
         orders: &[OrderSummary],
         key_of: fn(&OrderSummary) -> &K,
         key: &K,
     ) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
+        let wanted = self.slot(key, 0);
         self.slots
-            .find(hash, |&j| key_of(&orders[j as usize]) == key)
-            .copied()
+            .find(wanted.spread(), |s| {
+                s.hash == wanted.hash && key_of(&orders[s.order as usize]) == key
+            })
+            .map(|s| s.order)
     }
 
     /// Makes order `i` the one found by `key` (in place of any other).
@@ -486,33 +515,25 @@ impl Lookup {
         key: &K,
         i: u32,
     ) {
-        let hasher = &self.hasher;
+        let new = self.slot(key, i);
         let entry = self.slots.entry(
-            hasher.hash_one(key),
-            |&j| key_of(&orders[j as usize]) == key,
-            |&j| hasher.hash_one(key_of(&orders[j as usize])),
+            new.spread(),
+            |s| s.hash == new.hash && key_of(&orders[s.order as usize]) == key,
+            |s| s.spread(),
         );
         match entry {
-            Entry::Occupied(mut e) => *e.get_mut() = i,
+            Entry::Occupied(mut e) => *e.get_mut() = new,
             Entry::Vacant(e) => {
-                e.insert(i);
+                e.insert(new);
             }
         }
     }
 
     /// Adds order `i` under `key`, beside any other order under it (for a
     /// key several orders may share).
-    fn add<K: Hash + ?Sized>(
-        &mut self,
-        orders: &[OrderSummary],
-        key_of: fn(&OrderSummary) -> &K,
-        key: &K,
-        i: u32,
-    ) {
-        let hasher = &self.hasher;
-        self.slots.insert_unique(hasher.hash_one(key), i, |&j| {
-            hasher.hash_one(key_of(&orders[j as usize]))
-        });
+    fn add<K: Hash + ?Sized>(&mut self, key: &K, i: u32) {
+        let new = self.slot(key, i);
+        self.slots.insert_unique(new.spread(), new, |s| s.spread());
     }
 
     /// Every order under `key`, in placement order.
@@ -522,11 +543,12 @@ impl Lookup {
         key_of: fn(&OrderSummary) -> &K,
         key: &K,
     ) -> Vec<u32> {
+        let wanted = self.slot(key, 0);
         let mut found: Vec<u32> = self
             .slots
-            .iter_hash(self.hasher.hash_one(key))
-            .copied()
-            .filter(|&j| key_of(&orders[j as usize]) == key)
+            .iter_hash(wanted.spread())
+            .filter(|s| s.hash == wanted.hash && key_of(&orders[s.order as usize]) == key)
+            .map(|s| s.order)
             .collect();
         found.sort_unstable();
         found
@@ -534,10 +556,8 @@ impl Lookup {
 
     /// Takes order `i` out from under `key`, if it is there.
     fn remove<K: Hash + ?Sized>(&mut self, key: &K, i: u32) {
-        if let Ok(e) = self
-            .slots
-            .find_entry(self.hasher.hash_one(key), |&j| j == i)
-        {
+        let slot = self.slot(key, i);
+        if let Ok(e) = self.slots.find_entry(slot.spread(), |s| s.order == i) {
             e.remove();
         }
     }
