@@ -119,14 +119,25 @@ impl RecordPage {
         self
     }
 
-    /// The page's buffers, to fill directly.
+    /// This page emptied of records, to be filled from `first` by a read
+    /// into its buffer ([`RecordPage::parts_mut`]): the buffer keeps its
+    /// bytes, so the read need not zero what it overwrites.
+    pub(crate) fn reuse(mut self, first: Position) -> RecordPage {
+        self.first = first;
+        self.spans.clear();
+        self
+    }
+
+    /// The page's buffers, to fill directly. The buffer's bytes past the
+    /// last span are not records (see [`RecordPage::reuse`]).
     pub(crate) fn parts_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<(usize, usize)>) {
         (&mut self.data, &mut self.spans)
     }
 
     /// Adds the body at the next position.
     pub fn push(&mut self, body: &[u8]) {
-        let start = self.data.len();
+        let start = self.spans.last().map_or(0, |&(_, end)| end);
+        self.data.truncate(start);
         self.data.extend_from_slice(body);
         self.spans.push((start, self.data.len()));
     }
@@ -257,6 +268,21 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn a_reused_page_keeps_its_buffer_and_holds_only_what_is_added() {
+        let mut page = RecordPage::new(1);
+        page.push(b"abc");
+        page.push(b"de");
+        let mut page = page.reuse(3);
+        assert!(page.is_empty());
+        assert_eq!(page.last_position(), None);
+        assert_eq!(page.parts_mut().0.len(), 5, "the buffer is kept");
+        page.push(b"xy");
+        let bodies: Vec<(Position, &[u8])> = page.bodies().collect();
+        assert_eq!(bodies, [(3, &b"xy"[..])]);
+        assert_eq!(page.reset(9).parts_mut().0.len(), 0, "reset empties it");
+    }
 
     fn body(prev: &Hash, position: Position, version: u64, recorded_at: i64) -> Vec<u8> {
         let envelope = Envelope {
