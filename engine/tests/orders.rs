@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 fn placed(executed: &kedai_engine::command::Executed) -> OrderPlaced {
     match only(executed, "OrderPlaced") {
-        DomainEvent::OrderPlaced(p) => p.clone(),
+        DomainEvent::OrderPlaced(p) => (**p).clone(),
         _ => unreachable!(),
     }
 }

@@ -145,7 +145,7 @@ fn every_order_placed_reads_the_same_borrowed_and_owned() {
             panic!("an OrderPlaced payload decodes as one");
         };
         let borrowed = PlacedRef::decode(&e.payload).unwrap();
-        assert_eq!(borrowed, PlacedRef::from(&owned));
+        assert_eq!(borrowed, PlacedRef::from(&*owned));
         assert_eq!(borrowed.sender.to_snapshot(), owned.sender);
         assert_eq!(borrowed.receiver.to_snapshot(), owned.receiver);
         placed += 1;

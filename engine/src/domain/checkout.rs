@@ -160,7 +160,7 @@ impl Checkout {
     pub fn evolve(&mut self, event: &DomainEvent) {
         match event {
             DomainEvent::CheckoutStarted(e) => {
-                self.started = Some(e.clone());
+                self.started = Some((**e).clone());
                 self.content = Some(e.content.clone());
                 self.status = Some(CheckoutStatus::Open);
                 self.updated_at = Some(e.created_at);

@@ -334,7 +334,7 @@ impl Order {
     pub fn evolve(&mut self, event: &DomainEvent) {
         let status = match event {
             DomainEvent::OrderPlaced(e) => {
-                self.placed = Some(e.clone());
+                self.placed = Some((**e).clone());
                 OrderStatus::Placed
             }
             DomainEvent::OrderPaymentRecorded(e) => {
