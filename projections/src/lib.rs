@@ -95,7 +95,11 @@ pub(crate) fn decode<'a>(
                 },
             });
     }
-    decode_owned(position, event_type, payload).map(|e| e.map(Event::Domain))
+    match DomainEvent::decode(event_type, payload) {
+        Ok(Some(e)) => Ok(Some(Event::Domain(e))),
+        Ok(None) => Ok(None),
+        Err(source) => Err(ApplyError { position, source }),
+    }
 }
 
 /// An event's payload decoded into the engine's owned event.
