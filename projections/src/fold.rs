@@ -333,28 +333,70 @@ struct Decoded<E> {
 }
 
 /// How a share reads a payload: [`crate::decode`] borrows from the page
-/// (when the event is applied at once); [`owned`] copies, for events sent
-/// to another thread.
+/// (when the event is applied at once); [`staged`] copies, for events
+/// sent to another thread, except orders placed.
 type Decode<'p, E> = fn(Position, &str, &'p [u8]) -> Result<Option<E>, ApplyError>;
 
-/// A payload decoded into an owned event.
-fn owned(
+/// An event on its way from a staged share's decoder to its applier:
+/// decoded, or an order placed, which the applier reads from the page
+/// itself, with its texts borrowed as a share that applies at once reads
+/// it (decoding it owned, to send it, cost more than all the rest of the
+/// decoder's work).
+#[allow(clippy::large_enum_variant)] // Boxing the events would allocate.
+enum Staged {
+    Event(Event<'static>),
+    Placed,
+}
+
+/// A payload decoded for a staged share's applier.
+fn staged(
     position: Position,
     event_type: &str,
     payload: &[u8],
-) -> Result<Option<Event<'static>>, ApplyError> {
-    crate::decode_owned(position, event_type, payload).map(|e| e.map(Event::Domain))
+) -> Result<Option<Staged>, ApplyError> {
+    if event_type == "OrderPlaced" {
+        return Ok(Some(Staged::Placed));
+    }
+    crate::decode_owned(position, event_type, payload)
+        .map(|e| e.map(|e| Staged::Event(Event::Domain(e))))
 }
 
-impl Decoded<Event<'_>> {
-    fn apply(&self, projections: &mut Projections) {
+impl<E> Decoded<E> {
+    fn apply_event(&self, projections: &mut Projections, event: Option<&Event<'_>>) {
         let at = At {
             position: self.position,
             version: self.version,
             recorded_at: self.recorded_at,
             actor: &self.actor,
         };
-        projections.apply_decoded(self.shop, at, self.event.as_ref());
+        projections.apply_decoded(self.shop, at, event);
+    }
+}
+
+impl Decoded<Event<'_>> {
+    fn apply(&self, projections: &mut Projections) {
+        self.apply_event(projections, self.event.as_ref());
+    }
+}
+
+impl Decoded<Staged> {
+    /// Applies the event, reading an order placed from `page`.
+    fn apply(&self, projections: &mut Projections, page: &RecordPage) -> Result<(), FoldError> {
+        match &self.event {
+            Some(Staged::Event(e)) => self.apply_event(projections, Some(e)),
+            None => self.apply_event(projections, None),
+            Some(Staged::Placed) => {
+                let position = self.position;
+                let bad = |reason: String| FoldError::Record { position, reason };
+                let body = page
+                    .body(position)
+                    .ok_or_else(|| bad("not in the page it was read from".into()))?;
+                let envelope = format::decode_envelope(body).map_err(bad)?;
+                let placed = crate::decode_placed(position, envelope.payload)?;
+                self.apply_event(projections, Some(&Event::Placed(placed)));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -398,38 +440,45 @@ impl Decoder {
         self.finish(projections)
     }
 
-    /// Decodes on this thread and applies on another, a page behind.
+    /// Decodes on this thread and applies on another, a page behind. The
+    /// applier stops at the first order placed that does not decode; its
+    /// error is the share's, being earlier than any the decoder met.
     fn run_staged(mut self, index: usize, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
-        let (to_applier, batches) =
-            mpsc::sync_channel::<Vec<Decoded<Event<'static>>>>(PAGES_QUEUED);
+        type Batch = Vec<Decoded<Staged>>;
+        let (to_applier, batches) = mpsc::sync_channel::<(Arc<RecordPage>, Batch)>(PAGES_QUEUED);
         // Applied batches come back whole: their events are freed on the
         // thread that made them (cheaper than freeing across threads), and
         // the batch's memory is reused.
-        let (give_back, returned) =
-            mpsc::sync_channel::<Vec<Decoded<Event<'static>>>>(PAGES_QUEUED + 2);
+        let (give_back, returned) = mpsc::sync_channel::<Batch>(PAGES_QUEUED + 2);
         let applier = std::thread::Builder::new()
             .name(format!("kedai-apply-{index}"))
             .spawn(move || {
                 let mut projections = Projections::folding();
-                for batch in batches {
+                for (page, batch) in batches {
                     for d in &batch {
-                        d.apply(&mut projections);
+                        if let Err(e) = d.apply(&mut projections, &page) {
+                            return (projections, Some(e));
+                        }
                     }
+                    drop(page);
                     let _ = give_back.try_send(batch);
                 }
-                projections
+                (projections, None)
             })
             .expect("a fold thread starts");
         for page in pages {
             let mut batch = returned.try_recv().unwrap_or_default();
             batch.clear();
-            let more = self.page(&page, owned, |d| batch.push(d));
-            if to_applier.send(batch).is_err() || !more {
+            let more = self.page(&page, staged, |d| batch.push(d));
+            if to_applier.send((page, batch)).is_err() || !more {
                 break;
             }
         }
         drop(to_applier);
-        let projections = applier.join().expect("a fold thread does not panic");
+        let (projections, error) = applier.join().expect("a fold thread does not panic");
+        if error.is_some() {
+            self.error = error;
+        }
         self.finish(projections)
     }
 

@@ -85,21 +85,29 @@ pub(crate) fn decode<'a>(
     payload: &'a [u8],
 ) -> Result<Option<Event<'a>>, ApplyError> {
     if event_type == "OrderPlaced" {
-        return placed::PlacedRef::decode(payload)
-            .map(|e| Some(Event::Placed(Box::new(e))))
-            .map_err(|e| ApplyError {
-                position,
-                source: DecodeError {
-                    event_type: event_type.to_owned(),
-                    reason: e.to_string(),
-                },
-            });
+        return decode_placed(position, payload).map(|e| Some(Event::Placed(e)));
     }
     match DomainEvent::decode(event_type, payload) {
         Ok(Some(e)) => Ok(Some(Event::Domain(e))),
         Ok(None) => Ok(None),
         Err(source) => Err(ApplyError { position, source }),
     }
+}
+
+/// An `OrderPlaced` payload read with its texts borrowed.
+pub(crate) fn decode_placed(
+    position: Position,
+    payload: &[u8],
+) -> Result<Box<placed::PlacedRef<'_>>, ApplyError> {
+    placed::PlacedRef::decode(payload)
+        .map(Box::new)
+        .map_err(|e| ApplyError {
+            position,
+            source: DecodeError {
+                event_type: "OrderPlaced".to_owned(),
+                reason: e.to_string(),
+            },
+        })
 }
 
 /// An event's payload decoded into the engine's owned event.

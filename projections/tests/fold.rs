@@ -185,6 +185,47 @@ fn a_damaged_record_stops_the_fold_at_the_earliest_error() {
     }
 }
 
+/// A payload that does not decode stops the fold with the earliest such
+/// event named, however the threads are used: an order placed is read by
+/// the applying thread when one thread decodes and another applies, every
+/// other event by the decoding one.
+#[test]
+fn a_payload_that_does_not_decode_stops_the_fold_at_the_earliest() {
+    for events in [log(), one_shop_log()] {
+        let find = |kind: &str, after: usize| {
+            after
+                + events[after..]
+                    .iter()
+                    .position(|e| &*e.event_type == kind)
+                    .unwrap()
+        };
+        let placed = find("OrderPlaced", events.len() / 4);
+        let reserved = find("StockReserved", placed + events.len() / 10);
+        let later_placed = find("OrderPlaced", reserved + 1);
+        for (first, second) in [(placed, reserved), (reserved, later_placed)] {
+            let mut broken = events.to_vec();
+            for i in [first, second] {
+                broken[i].payload = vec![0x93, 0x01];
+            }
+            let want = broken[first].position;
+            let mut sequential = Projections::new();
+            let err = broken
+                .iter()
+                .find_map(|e| sequential.apply(e).err())
+                .unwrap();
+            assert_eq!(err.position, want);
+            for threads in 1..=4 {
+                let err = parallel(&broken, threads, 700, None).unwrap_err();
+                assert!(
+                    matches!(&err, FoldError::Apply(e) if e.position == want),
+                    "{threads} threads, {} events: {err}",
+                    events.len()
+                );
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

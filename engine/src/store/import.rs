@@ -155,6 +155,13 @@ impl RecordPage {
         (!self.is_empty()).then(|| self.first + self.spans.len() as u64 - 1)
     }
 
+    /// The body at `position`, if the page holds it.
+    pub fn body(&self, position: Position) -> Option<&[u8]> {
+        let i = usize::try_from(position.checked_sub(self.first)?).ok()?;
+        let &(a, b) = self.spans.get(i)?;
+        Some(&self.data[a..b])
+    }
+
     /// Each body with its position, in order.
     pub fn bodies(&self) -> impl Iterator<Item = (Position, &[u8])> + '_ {
         self.spans
@@ -281,6 +288,8 @@ mod tests {
         page.push(b"xy");
         let bodies: Vec<(Position, &[u8])> = page.bodies().collect();
         assert_eq!(bodies, [(3, &b"xy"[..])]);
+        assert_eq!(page.body(3), Some(&b"xy"[..]));
+        assert_eq!((page.body(2), page.body(4)), (None, None));
         assert_eq!(page.reset(9).parts_mut().0.len(), 0, "reset empties it");
     }
 
