@@ -339,7 +339,7 @@ async fn run_rebuild(
         elapsed: progress.finish(),
     };
     let reporting = Instant::now();
-    let report = Report::from_projections(&rebuilt.projections, shop);
+    let report = Report::streamed(&rebuilt.projections, shop);
     match output {
         Some(path) => {
             let file =
@@ -378,8 +378,8 @@ async fn run_rebuild(
     }
     // The process ends here: freeing millions of small allocations one by
     // one would only cost time.
+    drop(report);
     std::mem::forget(rebuilt);
-    std::mem::forget(report);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,9 +15,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
+use kedai_engine::domain::order::{OrderStatus, PaymentStatus};
 use kedai_engine::{Position, ShopId};
 use kedai_projections::analytics::{Granularity, SalesRow};
-use kedai_projections::orders::OrderSummary;
+use kedai_projections::orders::{OrderSummary, OrdersView};
 use kedai_projections::{Projections, ShopView};
 use serde::{Deserialize, Serialize};
 
@@ -26,28 +27,34 @@ use crate::payload::Sorted;
 /// Names the report format (checked when a report is read back).
 pub const REPORT_FORMAT: &str = "kedai-replay rebuild v1";
 
-/// The projections of a ledger at one position.
+/// Every order of a shop in a report read back: by order id.
+pub type Orders = BTreeMap<String, OrderReport>;
+
+/// The projections of a ledger at one position. `O` is how each shop's
+/// orders are held: a map ([`Orders`]) in a report read back or compared,
+/// or [`OrdersOf`], which writes them straight from the projections (what
+/// `kedai-replay rebuild` prints; the same bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
+pub struct Report<O = Orders> {
     pub format: String,
     /// Position of the last event folded.
     pub position: Position,
     /// By shop id.
-    pub shops: BTreeMap<String, ShopReport>,
+    pub shops: BTreeMap<String, ShopReport<O>>,
     /// Events skipped because their type is unknown to this build.
     pub skipped_events: u64,
 }
 
 /// One shop's projections.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShopReport {
+pub struct ShopReport<O = Orders> {
     pub balances: BalancesReport,
     pub currency: Option<String>,
     pub name: String,
     /// Orders per status, every status.
     pub order_counts: BTreeMap<String, u64>,
     /// By order id.
-    pub orders: BTreeMap<String, OrderReport>,
+    pub orders: O,
     /// By month (`YYYY-MM`), in the shop's time zone; months without sales
     /// are left out.
     pub sales_by_month: BTreeMap<String, SalesReportRow>,
@@ -120,6 +127,25 @@ pub struct SalesReportRow {
 impl Report {
     /// The report of `projections`, of one shop or of all.
     pub fn from_projections(projections: &Projections, shop: Option<ShopId>) -> Report {
+        Report::of(projections, shop, orders_report)
+    }
+}
+
+impl<'a> Report<OrdersOf<'a>> {
+    /// The report of `projections` to write: the orders are not copied
+    /// into a map but written from the projections (a big rebuild's report
+    /// spent half its time building that map).
+    pub fn streamed(projections: &'a Projections, shop: Option<ShopId>) -> Report<OrdersOf<'a>> {
+        Report::of(projections, shop, |view| OrdersOf(&view.orders))
+    }
+}
+
+impl<O: Serialize> Report<O> {
+    fn of<'a>(
+        projections: &'a Projections,
+        shop: Option<ShopId>,
+        orders: impl Fn(&'a ShopView) -> O,
+    ) -> Report<O> {
         Report {
             format: REPORT_FORMAT.into(),
             position: projections.position,
@@ -128,7 +154,7 @@ impl Report {
                 .shops
                 .iter()
                 .filter(|(id, _)| shop.is_none_or(|s| s == **id))
-                .map(|(id, view)| (id.to_string(), ShopReport::from_view(view)))
+                .map(|(id, view)| (id.to_string(), ShopReport::from_view(view, orders(view))))
                 .collect(),
         }
     }
@@ -162,7 +188,9 @@ impl Report {
         text.push('\n');
         text
     }
+}
 
+impl Report {
     /// Reads a report written by [`Report::to_json`].
     pub fn from_json(text: &str) -> Result<Report, String> {
         let report: Report = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -176,8 +204,8 @@ impl Report {
     }
 }
 
-impl ShopReport {
-    fn from_view(view: &ShopView) -> ShopReport {
+impl<O> ShopReport<O> {
+    fn from_view(view: &ShopView, orders: O) -> ShopReport<O> {
         let b = &view.balances;
         let meta = &view.meta;
         ShopReport {
@@ -225,7 +253,7 @@ impl ShopReport {
                     )
                 })
                 .collect(),
-            orders: orders_report(view),
+            orders,
             order_counts: view
                 .orders
                 .counts()
@@ -238,37 +266,109 @@ impl ShopReport {
     }
 }
 
+/// A shop's orders, sorted by id: a UUID's text sorts as its bytes do.
+fn sorted_orders(orders: &OrdersView) -> Vec<&OrderSummary> {
+    let mut sorted: Vec<&OrderSummary> = orders.all().iter().collect();
+    sorted.sort_unstable_by_key(|o| o.order_id);
+    sorted
+}
+
 /// Every order, keyed by id. The orders are sorted by id before the map is
-/// built: a UUID's text sorts as its bytes do, so the map's own sort of the
-/// keys then finds them in order (sorting the texts themselves was most of
-/// a big rebuild's report time), and each status's label is worked out once.
-fn orders_report(view: &ShopView) -> BTreeMap<String, OrderReport> {
-    let mut orders: Vec<&OrderSummary> = view.orders.all().iter().collect();
-    orders.sort_unstable_by_key(|o| o.order_id);
-    let mut statuses = HashMap::new();
-    let mut payment_statuses = HashMap::new();
-    orders
+/// built, so the map's own sort of the keys then finds them in order
+/// (sorting the texts themselves was most of a big rebuild's report time),
+/// and each status's label is worked out once.
+fn orders_report(view: &ShopView) -> Orders {
+    let mut labels = Labels::default();
+    sorted_orders(&view.orders)
         .into_iter()
         .map(|o| {
-            let status = statuses.entry(o.status).or_insert_with(|| label(&o.status));
-            let payment_status = payment_statuses
-                .entry(o.payment_status)
-                .or_insert_with(|| label(&o.payment_status));
+            let (payment_status, status) = labels.of(o);
             (
                 o.order_id.to_string(),
                 OrderReport {
                     awb: o.awb.as_deref().map(str::to_owned),
                     paid: o.paid.0,
-                    payment_status: payment_status.clone(),
+                    payment_status: payment_status.to_owned(),
                     placed_at: o.placed_at.to_string(),
                     refunded: o.refunded.0,
                     remaining: o.remaining.0,
-                    status: status.clone(),
+                    status: status.to_owned(),
                     total: o.totals.total.0,
                 },
             )
         })
         .collect()
+}
+
+/// A shop's orders, written as [`Orders`] is (a map by id, in order, each
+/// an [`OrderReport`]) straight from its projections.
+#[derive(Debug, Clone, Copy)]
+pub struct OrdersOf<'a>(&'a OrdersView);
+
+impl Serialize for OrdersOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeStruct};
+
+        /// An order as [`OrderReport`] writes it (fields in its order).
+        struct Order<'a>(&'a OrderSummary, &'a str, &'a str);
+        impl Serialize for Order<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let Order(o, payment_status, status) = *self;
+                let mut out = s.serialize_struct("OrderReport", 8)?;
+                out.serialize_field("awb", &o.awb.as_deref())?;
+                out.serialize_field("paid", &o.paid.0)?;
+                out.serialize_field("payment_status", payment_status)?;
+                out.serialize_field("placed_at", &Text(&o.placed_at))?;
+                out.serialize_field("refunded", &o.refunded.0)?;
+                out.serialize_field("remaining", &o.remaining.0)?;
+                out.serialize_field("status", status)?;
+                out.serialize_field("total", &o.totals.total.0)?;
+                out.end()
+            }
+        }
+
+        let orders = sorted_orders(self.0);
+        let mut labels = Labels::default();
+        let mut out = s.serialize_map(Some(orders.len()))?;
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        for o in orders {
+            let key = o.order_id.0.hyphenated().encode_lower(&mut id);
+            let (payment_status, status) = labels.of(o);
+            out.serialize_entry(key, &Order(o, payment_status, status))?;
+        }
+        out.end()
+    }
+}
+
+/// A value written as its text (`Display`), with no string made for it.
+struct Text<'a, T>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Text<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+/// The labels of order statuses, each worked out once.
+#[derive(Default)]
+struct Labels {
+    statuses: HashMap<OrderStatus, String>,
+    payment_statuses: HashMap<PaymentStatus, String>,
+}
+
+impl Labels {
+    /// The order's payment status and status.
+    fn of(&mut self, o: &OrderSummary) -> (&str, &str) {
+        let payment_status = self
+            .payment_statuses
+            .entry(o.payment_status)
+            .or_insert_with(|| label(&o.payment_status));
+        let status = self
+            .statuses
+            .entry(o.status)
+            .or_insert_with(|| label(&o.status));
+        (payment_status, status)
+    }
 }
 
 /// Every month with sales, over the whole history.
