@@ -167,23 +167,13 @@ fn payloads(c: &mut Criterion) {
         .build()
         .unwrap();
     let events = runtime.block_on(async {
-        let store = Arc::new(kedai_engine::store::memory::MemoryStore::new());
-        let engine = kedai_engine::command::Engine::new(
-            store.clone(),
-            kedai_engine::command::EngineOptions {
-                sole_writer: true,
-                ..Default::default()
-            },
-        );
         let config = kedai_fixtures::FixtureConfig {
             shops: 1,
             orders_per_shop: 300,
             days: 30,
             ..Default::default()
         };
-        kedai_fixtures::generate(&engine, &config, &mut |_| {})
-            .await
-            .unwrap();
+        let store = kedai_fixtures::generate_in_memory(&config).await.unwrap();
         store.read_all(0, 1_000_000).await.unwrap()
     });
     let placed: Vec<_> = events

@@ -3,15 +3,13 @@
 //! of the log or as of any moment; and a damaged record stops it with the
 //! earliest error, naming the position.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use kedai_engine::command::{Engine, EngineOptions};
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::store::import::RecordPage;
 use kedai_engine::store::log::format::{self, Envelope, GENESIS_HASH};
-use kedai_engine::store::memory::MemoryStore;
 use kedai_engine::{EventStore, Position, RecordedEvent, Timestamp};
-use kedai_fixtures::{FixtureConfig, generate};
+use kedai_fixtures::{FixtureConfig, generate_in_memory};
 use kedai_projections::Projections;
 use kedai_projections::fold::{FoldError, ParallelFold};
 use kedai_projections::placed::PlacedRef;
@@ -26,21 +24,13 @@ fn log() -> &'static [RecordedEvent] {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let store = Arc::new(MemoryStore::new());
-            let engine = Engine::new(
-                store.clone(),
-                EngineOptions {
-                    sole_writer: true,
-                    ..EngineOptions::default()
-                },
-            );
             let config = FixtureConfig {
                 shops: 3,
                 orders_per_shop: 150,
                 days: 30,
                 ..FixtureConfig::default()
             };
-            generate(&engine, &config, &mut |_| {}).await.unwrap();
+            let store = generate_in_memory(&config).await.unwrap();
             let last = store.last_position().await.unwrap();
             let mut events = Vec::new();
             while (events.len() as u64) < last {

@@ -327,23 +327,13 @@ fn it_reads_while_a_writer_appends() {
 /// every order status, payments, refunds and AWBs.
 #[tokio::test]
 async fn the_report_written_from_the_projections_is_the_report_of_them() {
-    let store = Arc::new(kedai_engine::store::memory::MemoryStore::new());
-    let engine = kedai_engine::command::Engine::new(
-        store.clone(),
-        kedai_engine::command::EngineOptions {
-            sole_writer: true,
-            ..Default::default()
-        },
-    );
     let config = kedai_fixtures::FixtureConfig {
         shops: 3,
         orders_per_shop: 200,
         days: 60,
         ..Default::default()
     };
-    kedai_fixtures::generate(&engine, &config, &mut |_| {})
-        .await
-        .unwrap();
+    let store = kedai_fixtures::generate_in_memory(&config).await.unwrap();
     let p = rebuild(&*store, Projections::new(), None, |_| {})
         .await
         .unwrap();
