@@ -364,3 +364,106 @@ impl World {
             .await
     }
 }
+
+/// A store for tests that passes every call on to another and lets the
+/// test watch or slow it: it notes where each stream read starts
+/// ([`Observed::reads`]); made with [`Observed::with_slow_head`], the head
+/// it shows moves only when asked for the last position, as if the
+/// store's notifications were slow.
+#[derive(Debug)]
+pub struct Observed {
+    inner: Arc<dyn EventStore>,
+    reads: std::sync::Mutex<Vec<u64>>,
+    /// The head shown instead of the inner store's, when slow.
+    slow_head: Option<tokio::sync::watch::Sender<crate::Position>>,
+}
+
+impl Observed {
+    pub fn new(inner: Arc<dyn EventStore>) -> Observed {
+        Observed {
+            inner,
+            reads: std::sync::Mutex::new(Vec::new()),
+            slow_head: None,
+        }
+    }
+
+    /// Its head starts at the inner store's last position and moves only
+    /// when [`EventStore::last_position`] is asked.
+    pub async fn with_slow_head(inner: Arc<dyn EventStore>) -> Observed {
+        let last = inner.last_position().await.expect("the store answers");
+        Observed {
+            slow_head: Some(tokio::sync::watch::channel(last).0),
+            ..Observed::new(inner)
+        }
+    }
+
+    /// The versions stream reads started from since the last call, in
+    /// order.
+    pub fn reads(&self) -> Vec<u64> {
+        std::mem::take(&mut self.reads.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for Observed {
+    async fn append(
+        &self,
+        request: crate::store::AppendRequest,
+    ) -> Result<crate::store::AppendOutcome, crate::StoreError> {
+        self.inner.append(request).await
+    }
+
+    async fn submit(
+        &self,
+        request: crate::store::AppendRequest,
+    ) -> Result<crate::store::AppendTicket, crate::StoreError> {
+        self.inner.submit(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &crate::StreamId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<crate::RecordedEvent>, crate::StoreError> {
+        self.reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(from_version);
+        self.inner.read_stream(stream, from_version, max).await
+    }
+
+    async fn read_all(
+        &self,
+        after: crate::Position,
+        max: usize,
+    ) -> Result<Vec<crate::RecordedEvent>, crate::StoreError> {
+        self.inner.read_all(after, max).await
+    }
+
+    async fn stream_version(&self, stream: &crate::StreamId) -> Result<u64, crate::StoreError> {
+        self.inner.stream_version(stream).await
+    }
+
+    async fn last_position(&self) -> Result<crate::Position, crate::StoreError> {
+        let last = self.inner.last_position().await?;
+        if let Some(head) = &self.slow_head {
+            head.send_replace(last);
+        }
+        Ok(last)
+    }
+
+    fn head(&self) -> tokio::sync::watch::Receiver<crate::Position> {
+        match &self.slow_head {
+            Some(head) => head.subscribe(),
+            None => self.inner.head(),
+        }
+    }
+
+    async fn event_positions(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<Option<crate::Position>>, crate::StoreError> {
+        self.inner.event_positions(ids).await
+    }
+}

@@ -8,19 +8,13 @@ mod common;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use common::*;
+use kedai_engine::EventStore;
 use kedai_engine::command::{Command, CommandError, Engine, EngineOptions};
 use kedai_engine::domain::Rejection;
 use kedai_engine::domain::catalog::ProductChange;
 use kedai_engine::store::postgres::throwaway::{TestDatabase, test_database};
 use kedai_engine::store::postgres::{PgOptions, PgStore};
-use kedai_engine::{
-    AppendOutcome, AppendRequest, AppendTicket, EventStore, Position, RecordedEvent, StoreError,
-    StreamId,
-};
-use tokio::sync::watch;
-use uuid::Uuid;
 
 /// A node: a store of its own and an engine that shares the database.
 async fn node(db: &TestDatabase) -> Arc<dyn EventStore> {
@@ -111,54 +105,6 @@ async fn orders_through_two_nodes_never_oversell() {
     }
 }
 
-/// A store whose head moves only when asked for the last position (as if
-/// notifications were slow): the engine's follower then learns of other
-/// nodes' events only when the engine asks the store itself.
-#[derive(Debug)]
-struct SlowHead {
-    inner: Arc<dyn EventStore>,
-    head: watch::Sender<Position>,
-}
-
-#[async_trait]
-impl EventStore for SlowHead {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.inner.append(request).await
-    }
-    async fn submit(&self, request: AppendRequest) -> Result<AppendTicket, StoreError> {
-        self.inner.submit(request).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        max: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, from_version, max).await
-    }
-    async fn read_all(
-        &self,
-        after: Position,
-        max: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-    async fn last_position(&self) -> Result<Position, StoreError> {
-        let last = self.inner.last_position().await?;
-        self.head.send_replace(last);
-        Ok(last)
-    }
-    fn head(&self) -> watch::Receiver<Position> {
-        self.head.subscribe()
-    }
-    async fn event_positions(&self, ids: &[Uuid]) -> Result<Vec<Option<Position>>, StoreError> {
-        self.inner.event_positions(ids).await
-    }
-}
-
 /// Regression: a node whose cache was behind the other node's events
 /// refused orders (unknown SKU, insufficient stock) that the database
 /// would allow; a rejection now waits for the node to have read the log
@@ -167,11 +113,12 @@ impl EventStore for SlowHead {
 async fn a_node_decides_on_what_the_other_recorded() {
     let db = test_database().await.expect("test database");
     let a = Arc::new(World::on(node(&db).await, false).await);
-    let inner = node(&db).await;
-    let head = watch::channel(inner.last_position().await.unwrap()).0;
+    // The engine's follower learns of the other node's events only when
+    // the engine asks the store itself (its head moves on those asks).
+    let slow = Observed::with_slow_head(node(&db).await).await;
     let b = World {
         engine: Engine::new(
-            Arc::new(SlowHead { inner, head }),
+            Arc::new(slow),
             EngineOptions {
                 sole_writer: false,
                 ..EngineOptions::default()

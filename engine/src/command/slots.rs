@@ -405,62 +405,13 @@ impl Slots {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex as StdMutex;
-
-    use async_trait::async_trait;
-    use tokio::sync::watch;
-
     use super::*;
     use crate::domain::events::SkuClaimed;
     use crate::domain::ids::{ProductId, Sku};
-    use crate::event::{Actor, ExpectedVersion, NewEvent, Position, ShopId, Timestamp};
+    use crate::event::{Actor, ExpectedVersion, NewEvent, ShopId, Timestamp};
     use crate::store::memory::MemoryStore;
-    use crate::store::{AppendOutcome, AppendRequest, StreamAppend};
-
-    /// A memory store that notes where each stream read starts.
-    #[derive(Debug, Default)]
-    struct Reads {
-        store: MemoryStore,
-        from: StdMutex<Vec<u64>>,
-    }
-
-    #[async_trait]
-    impl EventStore for Reads {
-        async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-            self.store.append(request).await
-        }
-        async fn read_stream(
-            &self,
-            stream: &StreamId,
-            from_version: u64,
-            max: usize,
-        ) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.from.lock().unwrap().push(from_version);
-            self.store.read_stream(stream, from_version, max).await
-        }
-        async fn read_all(
-            &self,
-            after: Position,
-            max: usize,
-        ) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.store.read_all(after, max).await
-        }
-        async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-            self.store.stream_version(stream).await
-        }
-        async fn last_position(&self) -> Result<Position, StoreError> {
-            self.store.last_position().await
-        }
-        fn head(&self) -> watch::Receiver<Position> {
-            self.store.head()
-        }
-    }
-
-    impl Reads {
-        fn taken(&self) -> Vec<u64> {
-            std::mem::take(&mut self.from.lock().unwrap())
-        }
-    }
+    use crate::store::{AppendRequest, StreamAppend};
+    use crate::testkit::Observed;
 
     fn claim(product: u128) -> DomainEvent {
         DomainEvent::SkuClaimed(SkuClaimed {
@@ -471,7 +422,7 @@ mod tests {
 
     /// Claims by products `products`, appended after `version` (as
     /// another writer would); the events' ids are the products' numbers.
-    async fn append(store: &Reads, stream: &StreamId, version: u64, products: &[u128]) {
+    async fn append(store: &Observed, stream: &StreamId, version: u64, products: &[u128]) {
         let events = products
             .iter()
             .map(|p| NewEvent {
@@ -499,7 +450,7 @@ mod tests {
 
     async fn slot_of(
         slots: &Slots,
-        store: &Reads,
+        store: &Observed,
         stream: &StreamId,
     ) -> (u64, Option<Uuid>, Option<ProductId>) {
         let locked = slots
@@ -516,21 +467,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_slot_catches_up_from_its_last_event_when_the_store_holds_it() {
-        let store = Reads::default();
+        let store = Observed::new(Arc::new(MemoryStore::new()));
         let stream = StreamId::new(ShopId(Uuid::from_u128(1)), "sku-KAOS-M");
         let slots = Slots::new(10);
         append(&store, &stream, 0, &[1, 2]).await;
         let p = |n| Some(ProductId(Uuid::from_u128(n)));
         let id = |n| Some(Uuid::from_u128(n));
         assert_eq!(slot_of(&slots, &store, &stream).await, (2, id(2), p(2)));
-        assert_eq!(store.taken(), [1, 3]);
+        assert_eq!(store.reads(), [1, 3]);
 
         // Another writer appends; the follower marks the slot stale. It
         // reads from its own last event on, not from the first.
         append(&store, &stream, 2, &[3, 4]).await;
         slots.saw(&stream, 4);
         assert_eq!(slot_of(&slots, &store, &stream).await, (4, id(4), p(4)));
-        assert_eq!(store.taken(), [2, 5]);
+        assert_eq!(store.reads(), [2, 5]);
 
         // The slot holds an event the store never recorded, and another
         // writer took its version: the slot is loaded from the first
@@ -545,10 +496,10 @@ mod tests {
                 .unwrap()
                 .apply(&[claim(99)], Uuid::from_u128(99));
         }
-        store.taken();
+        store.reads();
         append(&store, &stream, 4, &[5, 6]).await;
         slots.saw(&stream, 6);
         assert_eq!(slot_of(&slots, &store, &stream).await, (6, id(6), p(6)));
-        assert_eq!(store.taken(), [5, 1, 7]);
+        assert_eq!(store.reads(), [5, 1, 7]);
     }
 }
