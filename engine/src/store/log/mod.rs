@@ -172,10 +172,10 @@ impl Segment {
 
     fn read_ends(&self, count: usize) -> Result<Vec<u32>, StoreError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let ends: Vec<u32> = match SegmentIndex::load(dir, self.first_position)
-            .filter(|index| index_matches_file(&self.path, index))
+        let ends: Vec<u32> = match SegmentIndex::load_ends(dir, self.first_position)
+            .filter(|index| file_len_is(&self.path, index.data_end))
         {
-            Some(index) => index.records.iter().map(|r| r.end).collect(),
+            Some(index) => index.ends,
             None => {
                 let data = SegmentData::read(&self.path)?;
                 let checks = ScanChecks {
@@ -1129,7 +1129,13 @@ fn remove_temp_files(dir: &Path) {
 /// longer file means the index is stale: the segment was appended to after
 /// the index was written).
 fn index_matches_file(path: &Path, index: &SegmentIndex) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.len() == index.data_end)
+    file_len_is(path, index.data_end)
+}
+
+/// Whether the file at `path` is `len` bytes long (a sealed segment ends
+/// where its index says its data ends).
+fn file_len_is(path: &Path, len: u64) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.len() == len)
 }
 
 /// Takes a sealed segment with a sound sidecar index: its header is checked

@@ -341,49 +341,45 @@ impl SegmentIndex {
     /// Decodes an index file; `None` if it is damaged or not an index (the
     /// caller then scans the segment instead).
     pub fn decode(b: &[u8]) -> Option<SegmentIndex> {
-        let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
-        if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
-            return None;
-        }
-        let mut r = Reader { b: body, at: 0 };
-        if r.take(8)? != INDEX_MAGIC || r.u16()? != INDEX_VERSION {
-            return None;
-        }
-        r.u16()?;
-        let first_position = r.u64()?;
-        let data_end = r.u64()?;
-        let last_hash: Hash = r.take(HASH_LEN)?.try_into().ok()?;
-        let last_recorded_at = r.u64()? as i64;
-        let stream_count = r.u32()? as usize;
-        let record_count = r.u32()? as usize;
-        let mut streams = Vec::with_capacity(stream_count.min(1 << 20));
-        for _ in 0..stream_count {
-            let shop = Uuid::from_slice(r.take(16)?).ok()?;
-            let len = r.u16()? as usize;
-            let name = std::str::from_utf8(r.take(len)?).ok()?;
-            streams.push(StreamId::new(ShopId(shop), name));
-        }
-        let mut records = Vec::with_capacity(record_count.min(1 << 24));
-        for _ in 0..record_count {
-            let end = r.u32()?;
-            let stream = r.u32()?;
-            if stream as usize >= streams.len() {
-                return None;
+        let mut streams = Vec::new();
+        let mut records = Vec::new();
+        let head = walk_index(b, |item| match item {
+            IndexItem::Counts {
+                streams: s,
+                records: r,
+            } => {
+                streams.reserve(s.min(1 << 20));
+                records.reserve(r.min(1 << 24));
             }
-            let event_id = Uuid::from_slice(r.take(16)?).ok()?;
-            records.push(IndexedRecord {
-                end,
-                stream,
-                event_id,
-            });
-        }
-        (r.at == body.len()).then_some(SegmentIndex {
-            first_position,
-            data_end,
-            last_hash,
-            last_recorded_at,
+            IndexItem::Stream(shop, name) => streams.push(StreamId::new(ShopId(shop), name)),
+            IndexItem::Record(record) => records.push(record),
+        })?;
+        Some(SegmentIndex {
+            first_position: head.first_position,
+            data_end: head.data_end,
+            last_hash: head.last_hash,
+            last_recorded_at: head.last_recorded_at,
             streams,
             records,
+        })
+    }
+
+    /// Reads the index of the segment at `first_position` in `dir`, if a
+    /// sound one exists, keeping only where each record ends and where
+    /// the data ends: what a reader of the log in order needs. It checks
+    /// the file as [`SegmentIndex::load`] does, but builds no stream ids
+    /// (a segment of orders holds tens of thousands of streams).
+    pub fn load_ends(dir: &Path, first_position: Position) -> Option<IndexEnds> {
+        let bytes = fs::read(dir.join(format::index_file_name(first_position))).ok()?;
+        let mut ends = Vec::new();
+        let head = walk_index(&bytes, |item| match item {
+            IndexItem::Counts { records, .. } => ends.reserve(records.min(1 << 24)),
+            IndexItem::Stream(..) => {}
+            IndexItem::Record(record) => ends.push(record.end),
+        })?;
+        (head.first_position == first_position).then_some(IndexEnds {
+            data_end: head.data_end,
+            ends,
         })
     }
 
@@ -405,6 +401,81 @@ impl SegmentIndex {
         fs::rename(&tmp, dir.join(name))?;
         sync_dir(dir)
     }
+}
+
+/// Where each record of a sealed segment ends, from its sidecar index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEnds {
+    /// Offset just past the last record.
+    pub data_end: u64,
+    /// Per record, in position order, the offset just past it.
+    pub ends: Vec<u32>,
+}
+
+/// What an index file says before its streams and records.
+struct IndexHead {
+    first_position: Position,
+    data_end: u64,
+    last_hash: Hash,
+    last_recorded_at: i64,
+}
+
+/// What an index file holds after its head, in order, as
+/// [`walk_index`] hands it out.
+enum IndexItem<'a> {
+    Counts { streams: usize, records: usize },
+    Stream(Uuid, &'a str),
+    Record(IndexedRecord),
+}
+
+/// Checks an index file (checksum, magic, version, every stream and
+/// record well formed, nothing after them) and hands the counts, then
+/// each stream and record, to `visit`; `None` if it is damaged or not an
+/// index (the caller then scans the segment instead).
+fn walk_index<'a>(b: &'a [u8], mut visit: impl FnMut(IndexItem<'a>)) -> Option<IndexHead> {
+    let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+        return None;
+    }
+    let mut r = Reader { b: body, at: 0 };
+    if r.take(8)? != INDEX_MAGIC || r.u16()? != INDEX_VERSION {
+        return None;
+    }
+    r.u16()?;
+    let head = IndexHead {
+        first_position: r.u64()?,
+        data_end: r.u64()?,
+        last_hash: r.take(HASH_LEN)?.try_into().ok()?,
+        last_recorded_at: r.u64()? as i64,
+    };
+    let stream_count = r.u32()?;
+    let record_count = r.u32()?;
+    visit(IndexItem::Counts {
+        streams: stream_count as usize,
+        records: record_count as usize,
+    });
+    for _ in 0..stream_count {
+        let shop = Uuid::from_slice(r.take(16)?).ok()?;
+        let len = r.u16()? as usize;
+        visit(IndexItem::Stream(
+            shop,
+            std::str::from_utf8(r.take(len)?).ok()?,
+        ));
+    }
+    for _ in 0..record_count {
+        let end = r.u32()?;
+        let stream = r.u32()?;
+        if stream >= stream_count {
+            return None;
+        }
+        let event_id = Uuid::from_slice(r.take(16)?).ok()?;
+        visit(IndexItem::Record(IndexedRecord {
+            end,
+            stream,
+            event_id,
+        }));
+    }
+    (r.at == body.len()).then_some(head)
 }
 
 struct Reader<'a> {
@@ -473,4 +544,66 @@ pub fn verify_against_index(seg: &SegmentData, index: &SegmentIndex) -> Result<(
         start = r.end as usize;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> SegmentIndex {
+        let shop = ShopId(Uuid::from_u128(5));
+        SegmentIndex {
+            first_position: 41,
+            data_end: 900,
+            last_hash: [7; HASH_LEN],
+            last_recorded_at: 1_759_276_800_000_000,
+            streams: vec![
+                StreamId::new(shop, "order-1"),
+                StreamId::new(shop, "stock-KAOS-M"),
+            ],
+            records: (0..5u32)
+                .map(|i| IndexedRecord {
+                    end: 100 + 150 * i,
+                    stream: i % 2,
+                    event_id: Uuid::from_u128(u128::from(i) + 1),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_index_read_for_its_ends_agrees_with_the_whole_index_and_rejects_what_it_rejects() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = index();
+        let name = dir.path().join(format::index_file_name(41));
+        let bytes = index.encode();
+        fs::write(&name, &bytes).unwrap();
+        assert_eq!(SegmentIndex::load(dir.path(), 41), Some(index.clone()));
+        let ends = SegmentIndex::load_ends(dir.path(), 41).expect("a sound index");
+        assert_eq!(ends.data_end, 900);
+        assert_eq!(
+            ends.ends,
+            index.records.iter().map(|r| r.end).collect::<Vec<_>>()
+        );
+        // Another segment's index is not this one's.
+        fs::write(dir.path().join(format::index_file_name(42)), &bytes).unwrap();
+        assert_eq!(SegmentIndex::load_ends(dir.path(), 42), None);
+        // A changed byte anywhere, or a cut, and neither reading takes it.
+        for at in [0, 20, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            fs::write(&name, &damaged).unwrap();
+            assert_eq!(SegmentIndex::load(dir.path(), 41), None, "byte {at}");
+            assert_eq!(SegmentIndex::load_ends(dir.path(), 41), None, "byte {at}");
+        }
+        fs::write(&name, &bytes[..bytes.len() - 30]).unwrap();
+        assert_eq!(SegmentIndex::load_ends(dir.path(), 41), None);
+        // A record naming a stream the index does not hold, with a
+        // checksum that holds, is rejected too.
+        let mut wrong = index;
+        wrong.records[3].stream = 2;
+        fs::write(&name, wrong.encode()).unwrap();
+        assert_eq!(SegmentIndex::load(dir.path(), 41), None);
+        assert_eq!(SegmentIndex::load_ends(dir.path(), 41), None);
+    }
 }
