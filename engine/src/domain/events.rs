@@ -61,7 +61,20 @@ macro_rules! domain_events {
 
             /// Decodes a payload of the given type; `Ok(None)` for a type
             /// this build does not know.
+            /// The commonest types are read field by field when they have
+            /// the shape this build writes ([`super::fields`]); serde
+            /// reads everything else and has the last word.
             pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<DomainEvent>, DecodeError> {
+                match super::fields::read_event(event_type, payload) {
+                    Some(event) => Ok(Some(event)),
+                    None => DomainEvent::decode_serde(event_type, payload),
+                }
+            }
+
+            /// Decodes a payload with serde alone (what [`DomainEvent::decode`]
+            /// falls back to, and what its field-by-field readers are
+            /// checked against).
+            pub fn decode_serde(event_type: &str, payload: &[u8]) -> Result<Option<DomainEvent>, DecodeError> {
                 let event = match event_type {
                     $(stringify!($name) => DomainEvent::$name(
                         rmp_serde::from_slice(payload).map_err(|e| DecodeError {

@@ -6,6 +6,7 @@
 //! - [`money`]: money, basis points, currencies; the rounding rule.
 //! - [`ids`]: entity ids, SKUs, and the stream each aggregate lives in.
 //! - [`events`]: every domain event and its encoding.
+//! - [`fields`]: the commonest events' payloads read field by field.
 //! - [`rejection`]: typed rejections and field errors.
 //! - [`catalog`]: shop, warehouses, products and SKUs, customers.
 //! - [`stock`]: stock per SKU and warehouse, and its moves.
@@ -30,6 +31,7 @@ pub mod catalog;
 pub mod chat;
 pub mod checkout;
 pub mod events;
+pub mod fields;
 pub mod ids;
 pub mod money;
 pub mod order;
