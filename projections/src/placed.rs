@@ -17,6 +17,7 @@
 use kedai_engine::Timestamp;
 use kedai_engine::domain::catalog::CustomerCategory;
 use kedai_engine::domain::events::OrderPlaced;
+use kedai_engine::domain::fields::FieldReader;
 use kedai_engine::domain::ids::{CustomerId, OrderId};
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{Channel, CustomerSnapshot, PlacedLine, Totals};
@@ -116,10 +117,10 @@ impl<'a> PlacedRef<'a> {
 /// it is about twice as fast, since it compares keys as bytes instead of
 /// checking and matching them as text.
 fn read(payload: &[u8]) -> Option<PlacedRef<'_>> {
-    let rd = &mut Reader(payload);
+    let rd = &mut FieldReader::new(payload);
     rd.map(12)?;
     let order_id = OrderId(rd.field("order_id")?.uuid()?);
-    let channel = rd.field("channel")?.unit()?;
+    let channel = rd.field("channel")?.from_text()?;
     let order_source = rd.field("order_source")?.opt_text()?;
     let sender = rd.field("sender")?.party()?;
     let receiver = rd.field("receiver")?.party()?;
@@ -132,10 +133,10 @@ fn read(payload: &[u8]) -> Option<PlacedRef<'_>> {
     let shipping = ShippingRef {
         courier: rd.field("courier")?.text()?,
         service: rd.field("service")?.text()?,
-        cost: rd.field("cost")?.skip(0)?,
+        cost: rd.field("cost")?.skip()?,
     };
     let cod = rd.field("cod")?.bool()?;
-    let costs = rd.field("costs")?.skip(0)?;
+    let costs = rd.field("costs")?.skip()?;
     rd.field("totals")?.map(9)?;
     let totals = Totals {
         gross: rd.field("gross")?.money()?,
@@ -149,9 +150,9 @@ fn read(payload: &[u8]) -> Option<PlacedRef<'_>> {
         cost_of_goods: rd.field("cost_of_goods")?.money()?,
     };
     // The note is optional for serde too; it is read only to skip it.
-    rd.field("note")?.skip(0)?;
+    rd.field("note")?.skip()?;
     let placed_at = Timestamp(rd.field("placed_at")?.int()?);
-    if !rd.0.is_empty() {
+    if !rd.is_done() {
         return None;
     }
     Some(PlacedRef {
@@ -169,132 +170,21 @@ fn read(payload: &[u8]) -> Option<PlacedRef<'_>> {
     })
 }
 
-/// Nesting deeper than this is left to serde (which has its own limit).
-const SKIP_DEPTH_MAX: usize = 32;
+/// What is left of a payload being read (see [`FieldReader`]), with the
+/// parts of an order placed.
+trait OrderFields<'a> {
+    fn party(&mut self) -> Option<PartyRef<'a>>;
+    fn line(&mut self) -> Option<LineRef<'a>>;
+}
 
-/// What is left of a payload being read.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (taken, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        Some(taken)
-    }
-
-    /// A map of exactly `len` entries.
-    fn map(&mut self, len: u32) -> Option<()> {
-        (rmp::decode::read_map_len(&mut self.0).ok()? == len).then_some(())
-    }
-
-    fn array(&mut self) -> Option<u32> {
-        rmp::decode::read_array_len(&mut self.0).ok()
-    }
-
-    /// The key `name`, as a short string (what the encoder writes).
-    fn field(&mut self, name: &str) -> Option<&mut Self> {
-        let (&marker, rest) = self.0.split_first()?;
-        let key = rest.get(..name.len())?;
-        if usize::from(marker) != 0xa0 + name.len() || key != name.as_bytes() {
-            return None;
-        }
-        self.0 = &rest[name.len()..];
-        Some(self)
-    }
-
-    fn uuid(&mut self) -> Option<uuid::Uuid> {
-        let rest = self.0.strip_prefix(&[0xc4, 16])?;
-        let (id, rest) = rest.split_first_chunk::<16>()?;
-        self.0 = rest;
-        Some(uuid::Uuid::from_bytes(*id))
-    }
-
-    fn text(&mut self) -> Option<&'a str> {
-        let (text, rest) = rmp::decode::read_str_from_slice(self.0).ok()?;
-        self.0 = rest;
-        Some(text)
-    }
-
-    fn opt_text(&mut self) -> Option<Option<&'a str>> {
-        match self.0.strip_prefix(&[0xc0]) {
-            Some(rest) => {
-                self.0 = rest;
-                Some(None)
-            }
-            None => self.text().map(Some),
-        }
-    }
-
-    fn int(&mut self) -> Option<i64> {
-        rmp::decode::read_int(&mut self.0).ok()
-    }
-
-    fn money(&mut self) -> Option<Money> {
-        self.int().map(Money)
-    }
-
-    fn bool(&mut self) -> Option<bool> {
-        rmp::decode::read_bool(&mut self.0).ok()
-    }
-
-    /// An enum's unit variant, written as its name.
-    fn unit<T: Deserialize<'a>>(&mut self) -> Option<T> {
-        use serde::de::value::{BorrowedStrDeserializer, Error};
-        let name = self.text()?;
-        T::deserialize(BorrowedStrDeserializer::<Error>::new(name)).ok()
-    }
-
-    /// Passes over one value of any kind, as serde's `IgnoredAny` does.
-    fn skip(&mut self, depth: usize) -> Option<IgnoredAny> {
-        use rmp::Marker::*;
-        if depth > SKIP_DEPTH_MAX {
-            return None;
-        }
-        let marker = rmp::decode::read_marker(&mut self.0).ok()?;
-        let len = |r: &mut Self, bytes: usize| -> Option<usize> {
-            let b = r.take(bytes)?;
-            Some(b.iter().fold(0usize, |n, &b| n << 8 | usize::from(b)))
-        };
-        let (bytes, items) = match marker {
-            FixPos(_) | FixNeg(_) | Null | True | False => (0, 0),
-            U8 | I8 => (1, 0),
-            U16 | I16 => (2, 0),
-            U32 | I32 | F32 => (4, 0),
-            U64 | I64 | F64 => (8, 0),
-            FixStr(n) => (usize::from(n), 0),
-            Str8 | Bin8 => (len(self, 1)?, 0),
-            Str16 | Bin16 => (len(self, 2)?, 0),
-            Str32 | Bin32 => (len(self, 4)?, 0),
-            FixArray(n) => (0, usize::from(n)),
-            Array16 => (0, len(self, 2)?),
-            Array32 => (0, len(self, 4)?),
-            FixMap(n) => (0, 2 * usize::from(n)),
-            Map16 => (0, 2 * len(self, 2)?),
-            Map32 => (0, 2 * len(self, 4)?),
-            FixExt1 => (2, 0),
-            FixExt2 => (3, 0),
-            FixExt4 => (5, 0),
-            FixExt8 => (9, 0),
-            FixExt16 => (17, 0),
-            Ext8 => (len(self, 1)? + 1, 0),
-            Ext16 => (len(self, 2)? + 1, 0),
-            Ext32 => (len(self, 4)? + 1, 0),
-            Reserved => return None,
-        };
-        self.take(bytes)?;
-        for _ in 0..items {
-            self.skip(depth + 1)?;
-        }
-        Some(IgnoredAny)
-    }
-
+impl<'a> OrderFields<'a> for FieldReader<'a> {
     fn party(&mut self) -> Option<PartyRef<'a>> {
         self.map(9)?;
         Some(PartyRef {
             customer_id: CustomerId(self.field("customer_id")?.uuid()?),
             name: self.field("name")?.text()?,
             phone: self.field("phone")?.opt_text()?,
-            category: self.field("category")?.unit()?,
+            category: self.field("category")?.from_text()?,
             address: self.field("address")?.opt_text()?,
             district: self.field("district")?.opt_text()?,
             city: self.field("city")?.opt_text()?,
@@ -306,19 +196,19 @@ impl<'a> Reader<'a> {
     fn line(&mut self) -> Option<LineRef<'a>> {
         self.map(14)?;
         let sku = self.field("sku")?.text()?;
-        let product_id = self.field("product_id")?.skip(0)?;
+        let product_id = self.field("product_id")?.skip()?;
         let product_name = self.field("product_name")?.text()?;
         let category = self.field("category")?.opt_text()?;
-        let variation = self.field("variation")?.skip(0)?;
-        let kind = self.field("kind")?.skip(0)?;
+        let variation = self.field("variation")?.skip()?;
+        let kind = self.field("kind")?.skip()?;
         let quantity = self.field("quantity")?.int()?;
         let unit_price = self.field("unit_price")?.money()?;
         let unit_cost = self.field("unit_cost")?.money()?;
-        self.field("discount")?.skip(0)?;
-        let discount_amount = self.field("discount_amount")?.skip(0)?;
+        self.field("discount")?.skip()?;
+        let discount_amount = self.field("discount_amount")?.skip()?;
         let line_total = self.field("line_total")?.money()?;
-        let weight_grams = self.field("weight_grams")?.skip(0)?;
-        let allocations = self.field("allocations")?.skip(0)?;
+        let weight_grams = self.field("weight_grams")?.skip()?;
+        let allocations = self.field("allocations")?.skip()?;
         Some(LineRef {
             sku,
             product_name,

@@ -42,15 +42,18 @@ const SKIP_DEPTH_MAX: usize = 32;
 pub struct FieldReader<'a>(pub &'a [u8]);
 
 impl<'a> FieldReader<'a> {
+    #[inline]
     pub fn new(payload: &'a [u8]) -> FieldReader<'a> {
         FieldReader(payload)
     }
 
     /// Whether every byte was read.
+    #[inline]
     pub fn is_done(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (taken, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
@@ -68,9 +71,6 @@ impl<'a> FieldReader<'a> {
     }
 
     /// The key `name`, as a short string (what the encoder writes).
-    /// Inlined, so that the comparison is of a known length, done in a few
-    /// loads instead of a call.
-    #[inline(always)]
     pub fn field(&mut self, name: &str) -> Option<&mut Self> {
         let name = name.as_bytes();
         let (&marker, rest) = self.0.split_first()?;
@@ -78,7 +78,7 @@ impl<'a> FieldReader<'a> {
             return None;
         }
         let (key, rest) = rest.split_at_checked(name.len())?;
-        if key != name {
+        if !same_short(key, name) {
             return None;
         }
         self.0 = rest;
@@ -114,6 +114,7 @@ impl<'a> FieldReader<'a> {
     }
 
     /// Reads a nil, if that is what comes next.
+    #[inline]
     fn nil(&mut self) -> bool {
         match self.0.strip_prefix(&[0xc0]) {
             Some(rest) => {
@@ -124,11 +125,14 @@ impl<'a> FieldReader<'a> {
         }
     }
 
-    /// An integer that fits `T` (as serde reads one; a value past
-    /// `i64::MAX` is left to serde).
-    pub fn int<T: TryFrom<i64>>(&mut self) -> Option<T> {
-        let n: i64 = rmp::decode::read_int(&mut self.0).ok()?;
-        T::try_from(n).ok()
+    /// An integer (as serde reads an `i64`).
+    pub fn int(&mut self) -> Option<i64> {
+        rmp::decode::read_int(&mut self.0).ok()
+    }
+
+    /// Basis points (as serde reads a `u32`).
+    pub fn basis_points(&mut self) -> Option<BasisPoints> {
+        rmp::decode::read_int(&mut self.0).ok().map(BasisPoints)
     }
 
     pub fn money(&mut self) -> Option<Money> {
@@ -197,6 +201,24 @@ impl<'a> FieldReader<'a> {
             self.skip_nested(depth + 1)?;
         }
         Some(IgnoredAny)
+    }
+}
+
+/// Whether two byte strings of the same length are equal. Field names
+/// are short: up to 16 bytes are compared as two overlapping words each,
+/// which is several times cheaper than a call to `memcmp` (a third of the
+/// time of reading an order placed went to that call).
+#[inline]
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
     }
 }
 
@@ -325,9 +347,9 @@ fn ledger_transaction(rd: &mut FieldReader<'_>) -> Option<LedgerTransaction> {
             grand_total: rd.field("grand_total")?.money()?,
             shipping_cost: rd.field("shipping_cost")?.money()?,
             service_fee: rd.field("service_fee")?.money()?,
-            service_fee_rate: BasisPoints(rd.field("service_fee_rate")?.int()?),
+            service_fee_rate: rd.field("service_fee_rate")?.basis_points()?,
             cashback: rd.field("cashback")?.money()?,
-            cashback_rate: BasisPoints(rd.field("cashback_rate")?.int()?),
+            cashback_rate: rd.field("cashback_rate")?.basis_points()?,
             net_profit: rd.field("net_profit")?.money()?,
         })
     };
