@@ -23,6 +23,7 @@
 //! no thread applied anything past it.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -332,10 +333,12 @@ struct Decoded<E> {
     event: Option<E>,
 }
 
-/// How a share reads a payload: [`crate::decode`] borrows from the page
-/// (when the event is applied at once); [`staged`] copies, for events
-/// sent to another thread, except orders placed.
-type Decode<'p, E> = fn(Position, &str, &'p [u8]) -> Result<Option<E>, ApplyError>;
+/// How a share reads a payload, given the record's position, event type,
+/// payload and where the payload lies in the record's body:
+/// [`crate::decode`] borrows from the page (when the event is applied at
+/// once); [`staged`] copies, for events sent to another thread, except
+/// orders placed.
+type Decode<'p, E> = fn(Position, &str, &'p [u8], Range<usize>) -> Result<Option<E>, ApplyError>;
 
 /// An event on its way from a staged share's decoder to its applier:
 /// decoded, or an order placed, which the applier reads from the page
@@ -345,7 +348,11 @@ type Decode<'p, E> = fn(Position, &str, &'p [u8]) -> Result<Option<E>, ApplyErro
 #[allow(clippy::large_enum_variant)] // Boxing the events would allocate.
 enum Staged {
     Event(Event<'static>),
-    Placed,
+    /// Where the payload lies in the record's body, so the applier need
+    /// not read the envelope again.
+    Placed {
+        payload: Range<usize>,
+    },
 }
 
 /// A payload decoded for a staged share's applier.
@@ -353,9 +360,10 @@ fn staged(
     position: Position,
     event_type: &str,
     payload: &[u8],
+    at: Range<usize>,
 ) -> Result<Option<Staged>, ApplyError> {
     if event_type == "OrderPlaced" {
-        return Ok(Some(Staged::Placed));
+        return Ok(Some(Staged::Placed { payload: at }));
     }
     crate::decode_owned(position, event_type, payload)
         .map(|e| e.map(|e| Staged::Event(Event::Domain(e))))
@@ -385,14 +393,16 @@ impl Decoded<Staged> {
         match &self.event {
             Some(Staged::Event(e)) => self.apply_event(projections, Some(e)),
             None => self.apply_event(projections, None),
-            Some(Staged::Placed) => {
+            Some(Staged::Placed { payload }) => {
                 let position = self.position;
-                let bad = |reason: String| FoldError::Record { position, reason };
-                let body = page
+                let payload = page
                     .body(position)
-                    .ok_or_else(|| bad("not in the page it was read from".into()))?;
-                let envelope = format::decode_envelope(body).map_err(bad)?;
-                let placed = crate::decode_placed(position, envelope.payload)?;
+                    .and_then(|body| body.get(payload.clone()))
+                    .ok_or_else(|| FoldError::Record {
+                        position,
+                        reason: "not in the page it was read from".into(),
+                    })?;
+                let placed = crate::decode_placed(position, payload)?;
                 self.apply_event(projections, Some(&Event::Placed(placed)));
             }
         }
@@ -433,7 +443,9 @@ impl Decoder {
     fn run_alone(mut self, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
         let mut projections = Projections::folding();
         for page in pages {
-            if !self.page(&page, crate::decode, |d| d.apply(&mut projections)) {
+            let decode: Decode<'_, Event<'_>> =
+                |position, event_type, payload, _| crate::decode(position, event_type, payload);
+            if !self.page(&page, decode, |d| d.apply(&mut projections)) {
                 break;
             }
         }
@@ -548,7 +560,10 @@ impl Decoder {
                 a
             }
         };
-        let event = decode(position, envelope.event_type, envelope.payload)?;
+        // Where the payload lies in the body (it is borrowed from it).
+        let at = (envelope.payload.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        let at = at..at + envelope.payload.len();
+        let event = decode(position, envelope.event_type, envelope.payload, at)?;
         self.last = Some((position, recorded_at));
         out(Decoded {
             shop,
