@@ -6,8 +6,9 @@
 //! in declaration order ([`DomainEvent::encode`]). Serde reads such a map
 //! by checking each key as UTF-8 text and matching it against every field
 //! name; [`FieldReader`] instead expects the keys in order and compares
-//! them as bytes, which makes a small event two to three times cheaper to
-//! decode. A rebuild decodes millions of them.
+//! them as bytes, which about halves the cost of decoding a small event
+//! (in a rebuild's profile, 14% of a fold thread went to 7%). A rebuild
+//! decodes millions of them.
 //!
 //! The rule that keeps this safe: the reader answers only for a payload of
 //! exactly the expected shape (every field, in order, keys as short
