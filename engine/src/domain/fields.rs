@@ -40,7 +40,7 @@ const SKIP_DEPTH_MAX: usize = 32;
 /// reads and answers `None` where the bytes are not what it expects (the
 /// reader is then left somewhere in the middle: give up and ask serde).
 #[derive(Debug)]
-pub struct FieldReader<'a>(pub &'a [u8]);
+pub struct FieldReader<'a>(&'a [u8]);
 
 impl<'a> FieldReader<'a> {
     #[inline]

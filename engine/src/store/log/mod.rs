@@ -903,7 +903,7 @@ fn load(dir: &Path, mode: Mode, options: &LogOptions) -> Result<Loaded, StoreErr
             (i + 1 < count)
                 .then(|| SegmentIndex::load(dir, *first))
                 .flatten()
-                .filter(|index| index_matches_file(path, index))
+                .filter(|index| file_len_is(path, index.data_end))
         })
         .collect();
     if options.verify_checksums_on_open {
@@ -1125,15 +1125,9 @@ fn remove_temp_files(dir: &Path) {
     }
 }
 
-/// A sealed segment's file is exactly as long as its index says (a
-/// longer file means the index is stale: the segment was appended to after
-/// the index was written).
-fn index_matches_file(path: &Path, index: &SegmentIndex) -> bool {
-    file_len_is(path, index.data_end)
-}
-
-/// Whether the file at `path` is `len` bytes long (a sealed segment ends
-/// where its index says its data ends).
+/// Whether the file at `path` is `len` bytes long: a sealed segment's file
+/// is exactly as long as its index says (a longer file means the index is
+/// stale: the segment was appended to after the index was written).
 fn file_len_is(path: &Path, len: u64) -> bool {
     fs::metadata(path).is_ok_and(|m| m.len() == len)
 }
