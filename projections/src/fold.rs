@@ -29,7 +29,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use kedai_engine::StoreError;
-use kedai_engine::store::import::{IMPORT_RECORDS_MAX, RecordPage, Verbatim};
+use kedai_engine::store::import::{RecordPage, Verbatim};
 use kedai_engine::store::log::format;
 use kedai_engine::{Actor, Position, Role, ShopId, Timestamp};
 
@@ -37,6 +37,16 @@ use crate::{ApplyError, At, Event, Projections};
 
 /// Pages queued for each thread before the feeder waits.
 const PAGES_QUEUED: usize = 2;
+
+/// Records per page read for a fold: about a megabyte of a typical log, so
+/// the pages queued and in use stay in the processor's cache between the
+/// read that fills them and the threads that fold them. On a 10-million-
+/// event log folded on 2 threads this took about a tenth off the fold's
+/// time against pages of
+/// [`IMPORT_RECORDS_MAX`](kedai_engine::store::import::IMPORT_RECORDS_MAX) records (8 MB), which the
+/// threads read back from memory; pages of 512 records cost more in
+/// hand-offs than they saved.
+const FOLD_PAGE_RECORDS: usize = 2_048;
 
 /// Why a fold stopped.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +101,7 @@ pub async fn fold_store(
         let mut fold = ParallelFold::start(threads, until);
         let mut read = 0;
         while read < target && !fold.all_stopped() {
-            let want = ((target - read) as usize).min(IMPORT_RECORDS_MAX);
+            let want = ((target - read) as usize).min(FOLD_PAGE_RECORDS);
             let page = match runtime.block_on(store.read_page(read, want, fold.spare())) {
                 Ok(page) => page,
                 Err(e) => {
