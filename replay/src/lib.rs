@@ -30,6 +30,7 @@ pub mod payload;
 pub mod progress;
 pub mod rebuild;
 pub mod report;
+pub mod report_json;
 pub mod source;
 pub mod verify;
 

@@ -352,10 +352,13 @@ async fn run_rebuild(
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
             report
-                .write_json(BufWriter::with_capacity(1 << 20, file))
+                .write_json(BufWriter::with_capacity(1 << 20, file), threads)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        None => report.write_json(BufWriter::with_capacity(1 << 20, io::stdout().lock()))?,
+        None => report.write_json(
+            BufWriter::with_capacity(1 << 20, io::stdout().lock()),
+            threads,
+        )?,
     }
     let reported = reporting.elapsed();
     let summary = json!({

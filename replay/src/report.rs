@@ -172,14 +172,6 @@ impl<O: Serialize> Report<O> {
         text
     }
 
-    /// Writes [`Report::to_json`]'s bytes to `out` without holding them
-    /// all in memory.
-    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut out, self).map_err(std::io::Error::from)?;
-        out.write_all(b"\n")?;
-        out.flush()
-    }
-
     /// [`Report::to_json`] by way of a JSON tree sorted by [`Sorted`]: the
     /// same bytes, more slowly (for tests).
     pub fn to_sorted_json(&self) -> String {
@@ -266,11 +258,17 @@ impl<O> ShopReport<O> {
     }
 }
 
-/// A shop's orders, sorted by id: a UUID's text sorts as its bytes do.
-fn sorted_orders(orders: &OrdersView) -> Vec<&OrderSummary> {
-    let mut sorted: Vec<&OrderSummary> = orders.all().iter().collect();
-    sorted.sort_unstable_by_key(|o| o.order_id);
-    sorted
+/// A shop's orders, sorted by id: a UUID's text sorts as its bytes do,
+/// and its bytes as the big-endian number `as_u128` reads (kept beside
+/// each order, so sorting does not read the orders again).
+pub(crate) fn sorted_orders(orders: &OrdersView) -> Vec<&OrderSummary> {
+    let mut keyed: Vec<(u128, &OrderSummary)> = orders
+        .all()
+        .iter()
+        .map(|o| (o.order_id.0.as_u128(), o))
+        .collect();
+    keyed.sort_unstable_by_key(|&(id, _)| id);
+    keyed.into_iter().map(|(_, o)| o).collect()
 }
 
 /// Every order, keyed by id. The orders are sorted by id before the map is
@@ -303,7 +301,7 @@ fn orders_report(view: &ShopView) -> Orders {
 /// A shop's orders, written as [`Orders`] is (a map by id, in order, each
 /// an [`OrderReport`]) straight from its projections.
 #[derive(Debug, Clone, Copy)]
-pub struct OrdersOf<'a>(&'a OrdersView);
+pub struct OrdersOf<'a>(pub(crate) &'a OrdersView);
 
 impl Serialize for OrdersOf<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -416,7 +414,7 @@ fn sales_row(row: &SalesRow) -> SalesReportRow {
 }
 
 /// An enum's serialised name (`ready_for_pickup`, `IDR`).
-fn label<T: Serialize>(value: &T) -> String {
+pub(crate) fn label<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),

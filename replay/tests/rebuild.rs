@@ -347,7 +347,7 @@ async fn the_report_written_from_the_projections_is_the_report_of_them() {
     let streamed = Report::streamed(&p, None);
     assert_eq!(streamed.to_json(), whole.to_json());
     let mut written = Vec::new();
-    streamed.write_json(&mut written).unwrap();
+    streamed.write_json(&mut written, 2).unwrap();
     assert_eq!(String::from_utf8(written).unwrap(), whole.to_json());
     let one = p.shops.keys().nth(1).copied();
     assert_eq!(

@@ -1,0 +1,403 @@
+//! Writes a rebuild's report: exactly the bytes of [`Report::to_json`],
+//! made faster for big ledgers.
+//!
+//! A shop's orders are nearly all of a big report (2.4 million orders make
+//! 740 MB of JSON), and serde_json spent most of its time there escaping
+//! keys it knows and formatting each order's time from scratch. So the
+//! orders are written by hand, in chunks, the chunks on several threads
+//! and written out in order; everything else (a few kilobytes a shop) goes
+//! through serde_json, re-indented to its depth. Tests check the bytes
+//! against [`Report::to_json`] and [`Report::to_sorted_json`].
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use kedai_engine::Timestamp;
+use kedai_engine::domain::order::{OrderStatus, PaymentStatus};
+use kedai_projections::orders::OrderSummary;
+use serde::Serialize;
+
+use crate::report::{OrdersOf, Report, ShopReport, label, sorted_orders};
+
+/// Orders per chunk a thread writes at a time.
+const CHUNK: usize = 16_384;
+
+impl Report<OrdersOf<'_>> {
+    /// Writes [`Report::to_json`]'s bytes to `out`, the orders on up to
+    /// `threads` threads, without holding the whole report in memory.
+    pub fn write_json(&self, out: impl Write, threads: usize) -> io::Result<()> {
+        self.write_json_in_chunks(out, threads, CHUNK)
+    }
+
+    /// [`Report::write_json`] with `chunk` orders to a chunk.
+    fn write_json_in_chunks(
+        &self,
+        mut out: impl Write,
+        threads: usize,
+        chunk: usize,
+    ) -> io::Result<()> {
+        let out = &mut out;
+        out.write_all(b"{\n")?;
+        entry(out, 1, "format", &self.format)?;
+        out.write_all(b",\n")?;
+        entry(out, 1, "position", &self.position)?;
+        out.write_all(b",\n")?;
+        key(out, 1, "shops")?;
+        if self.shops.is_empty() {
+            out.write_all(b"{}")?;
+        } else {
+            out.write_all(b"{\n")?;
+            for (i, (id, shop)) in self.shops.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",\n")?;
+                }
+                key(out, 2, id)?;
+                write_shop(out, shop, threads, chunk)?;
+            }
+            out.write_all(b"\n")?;
+            indent(out, 1)?;
+            out.write_all(b"}")?;
+        }
+        out.write_all(b",\n")?;
+        entry(out, 1, "skipped_events", &self.skipped_events)?;
+        out.write_all(b"\n}\n")?;
+        out.flush()
+    }
+}
+
+/// A shop's report at depth 3, its fields in [`ShopReport`]'s order.
+fn write_shop(
+    out: &mut impl Write,
+    shop: &ShopReport<OrdersOf<'_>>,
+    threads: usize,
+    chunk: usize,
+) -> io::Result<()> {
+    out.write_all(b"{\n")?;
+    entry(out, 3, "balances", &shop.balances)?;
+    out.write_all(b",\n")?;
+    entry(out, 3, "currency", &shop.currency)?;
+    out.write_all(b",\n")?;
+    entry(out, 3, "name", &shop.name)?;
+    out.write_all(b",\n")?;
+    entry(out, 3, "order_counts", &shop.order_counts)?;
+    out.write_all(b",\n")?;
+    key(out, 3, "orders")?;
+    write_orders(out, &shop.orders, threads, chunk)?;
+    out.write_all(b",\n")?;
+    entry(out, 3, "sales_by_month", &shop.sales_by_month)?;
+    out.write_all(b",\n")?;
+    entry(out, 3, "sales_total", &shop.sales_total)?;
+    out.write_all(b",\n")?;
+    entry(out, 3, "stock", &shop.stock)?;
+    out.write_all(b",\n")?;
+    entry(out, 3, "withdrawals", &shop.withdrawals)?;
+    out.write_all(b"\n")?;
+    indent(out, 2)?;
+    out.write_all(b"}")
+}
+
+/// Two spaces per level, as serde_json's pretty printer indents.
+fn indent(out: &mut impl Write, depth: usize) -> io::Result<()> {
+    const SPACES: &[u8; 16] = b"                ";
+    out.write_all(&SPACES[..2 * depth])
+}
+
+/// `"key": ` at `depth`.
+fn key(out: &mut impl Write, depth: usize, key: &str) -> io::Result<()> {
+    indent(out, depth)?;
+    serde_json::to_writer(&mut *out, key)?;
+    out.write_all(b": ")
+}
+
+/// `"key": value` at `depth`, the value printed by serde_json and indented
+/// to `depth` (a pretty-printed JSON text has no newline inside a string,
+/// so every newline starts a line to indent).
+fn entry(out: &mut impl Write, depth: usize, name: &str, value: &impl Serialize) -> io::Result<()> {
+    key(out, depth, name)?;
+    let text = serde_json::to_vec_pretty(value)?;
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            out.write_all(b"\n")?;
+            indent(out, depth)?;
+        }
+        out.write_all(line)?;
+    }
+    Ok(())
+}
+
+/// A shop's orders by id at depth 3: each chunk written to a buffer on a
+/// thread of its own, the buffers written out in order.
+fn write_orders(
+    out: &mut impl Write,
+    orders: &OrdersOf<'_>,
+    threads: usize,
+    chunk: usize,
+) -> io::Result<()> {
+    let sorted = sorted_orders(orders.0);
+    if sorted.is_empty() {
+        return out.write_all(b"{}");
+    }
+    out.write_all(b"{\n")?;
+    let chunks: Vec<&[&OrderSummary]> = sorted.chunks(chunk.max(1)).collect();
+    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); threads.max(1)];
+    for (round, batch) in chunks.chunks(buffers.len()).enumerate() {
+        let first = round == 0;
+        std::thread::scope(|s| {
+            let mut work = batch.iter().zip(buffers.iter_mut()).enumerate();
+            let (_, (mine, my_buffer)) = work.next().expect("a round has a chunk");
+            let others: Vec<_> = work
+                .map(|(i, (chunk, buffer))| {
+                    s.spawn(move || write_chunk(buffer, chunk, first && i == 0))
+                })
+                .collect();
+            write_chunk(my_buffer, mine, first);
+            for other in others {
+                other.join().expect("writing orders does not panic");
+            }
+        });
+        for buffer in &buffers[..batch.len()] {
+            out.write_all(buffer)?;
+        }
+    }
+    out.write_all(b"\n")?;
+    indent(out, 3)?;
+    out.write_all(b"}")
+}
+
+/// Writes `orders` into `buffer` (emptied first) as entries of the orders
+/// map at depth 4, each after a separator unless it is the map's first.
+fn write_chunk(buffer: &mut Vec<u8>, orders: &[&OrderSummary], starts_map: bool) {
+    buffer.clear();
+    let mut labels = JsonLabels::default();
+    let mut times = Times::default();
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let mut number = itoa::Buffer::new();
+    for (i, o) in orders.iter().enumerate() {
+        if i > 0 || !starts_map {
+            buffer.extend_from_slice(b",\n");
+        }
+        buffer.extend_from_slice(b"        \"");
+        buffer.extend_from_slice(o.order_id.0.hyphenated().encode_lower(&mut id).as_bytes());
+        buffer.extend_from_slice(b"\": {\n          \"awb\": ");
+        match o.awb.as_deref() {
+            Some(awb) => json_string(buffer, awb),
+            None => buffer.extend_from_slice(b"null"),
+        }
+        buffer.extend_from_slice(b",\n          \"paid\": ");
+        buffer.extend_from_slice(number.format(o.paid.0).as_bytes());
+        buffer.extend_from_slice(b",\n          \"payment_status\": ");
+        buffer.extend_from_slice(labels.payment_status(o.payment_status).as_bytes());
+        buffer.extend_from_slice(b",\n          \"placed_at\": ");
+        times.write(buffer, o.placed_at);
+        buffer.extend_from_slice(b",\n          \"refunded\": ");
+        buffer.extend_from_slice(number.format(o.refunded.0).as_bytes());
+        buffer.extend_from_slice(b",\n          \"remaining\": ");
+        buffer.extend_from_slice(number.format(o.remaining.0).as_bytes());
+        buffer.extend_from_slice(b",\n          \"status\": ");
+        buffer.extend_from_slice(labels.status(o.status).as_bytes());
+        buffer.extend_from_slice(b",\n          \"total\": ");
+        buffer.extend_from_slice(number.format(o.totals.total.0).as_bytes());
+        buffer.extend_from_slice(b"\n        }");
+    }
+}
+
+/// `text` as a JSON string: as is between quotes when nothing in it needs
+/// escaping (serde_json escapes only control characters, `"` and `\`),
+/// through serde_json otherwise.
+fn json_string(buffer: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buffer.push(b'"');
+        buffer.extend_from_slice(text.as_bytes());
+        buffer.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *buffer, text).expect("writing to memory does not fail");
+    }
+}
+
+/// Status labels as JSON strings, each worked out once.
+#[derive(Default)]
+struct JsonLabels {
+    statuses: HashMap<OrderStatus, String>,
+    payment_statuses: HashMap<PaymentStatus, String>,
+}
+
+impl JsonLabels {
+    fn status(&mut self, status: OrderStatus) -> &str {
+        self.statuses
+            .entry(status)
+            .or_insert_with(|| quoted(&label(&status)))
+    }
+
+    fn payment_status(&mut self, status: PaymentStatus) -> &str {
+        self.payment_statuses
+            .entry(status)
+            .or_insert_with(|| quoted(&label(&status)))
+    }
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).expect("a text is JSON")
+}
+
+/// Microseconds in a day.
+const DAY: i64 = 86_400_000_000;
+
+/// Writes times as [`Timestamp`]'s `Display` does
+/// (`2025-10-01T00:02:00.000000Z`), working out each day's date once: the
+/// orders of a chunk were mostly placed on a few days.
+#[derive(Default)]
+struct Times {
+    /// The last day written (days since 1970) and its date with the `T`.
+    day: Option<(i64, String)>,
+}
+
+impl Times {
+    /// Times from 1970 to 9999 have a date of 10 characters; any other is
+    /// written through `Display`.
+    fn write(&mut self, buffer: &mut Vec<u8>, t: Timestamp) {
+        const END: i64 = 253_402_300_800_000_000; // 10000-01-01
+        if !(0..END).contains(&t.0) {
+            json_string(buffer, &t.to_string());
+            return;
+        }
+        let (day, of_day) = (t.0 / DAY, t.0 % DAY);
+        let date = match &self.day {
+            Some((d, date)) if *d == day => date,
+            _ => {
+                let text = Timestamp(day * DAY).to_string();
+                let date = text[..text.find('T').expect("an RFC 3339 time") + 1].to_owned();
+                &self.day.insert((day, date)).1
+            }
+        };
+        let (seconds, micros) = (of_day / 1_000_000, of_day % 1_000_000);
+        let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+        buffer.push(b'"');
+        buffer.extend_from_slice(date.as_bytes());
+        two_digits(buffer, hours);
+        buffer.push(b':');
+        two_digits(buffer, minutes);
+        buffer.push(b':');
+        two_digits(buffer, seconds);
+        buffer.push(b'.');
+        let mut digits = [b'0'; 6];
+        let mut rest = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        buffer.extend_from_slice(&digits);
+        buffer.extend_from_slice(b"Z\"");
+    }
+}
+
+fn two_digits(buffer: &mut Vec<u8>, n: i64) {
+    buffer.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+}
+
+#[cfg(test)]
+mod tests {
+    use kedai_projections::Projections;
+    use kedai_projections::runner::rebuild;
+
+    use super::*;
+
+    /// The report written in chunks on threads is [`Report::to_json`]'s,
+    /// and [`Report::to_sorted_json`]'s, byte for byte: on 3 fixture shops
+    /// with every order status, payments, refunds and AWBs, for the whole
+    /// ledger and for one shop, whatever the chunks and threads.
+    #[tokio::test]
+    async fn the_report_is_written_as_serde_json_writes_it() {
+        let config = kedai_fixtures::FixtureConfig {
+            shops: 3,
+            orders_per_shop: 150,
+            days: 40,
+            ..Default::default()
+        };
+        let store = kedai_fixtures::generate_in_memory(&config).await.unwrap();
+        let p = rebuild(&*store, Projections::new(), None, |_| {})
+            .await
+            .unwrap();
+        let one = p.shops.keys().nth(1).copied();
+        for shop in [None, one] {
+            let expected = Report::from_projections(&p, shop).to_json();
+            assert_eq!(Report::streamed(&p, shop).to_sorted_json(), expected);
+            for (threads, chunk) in [(1, CHUNK), (1, 1), (2, 7), (3, 64), (4, 1000)] {
+                let mut written = Vec::new();
+                Report::streamed(&p, shop)
+                    .write_json_in_chunks(&mut written, threads, chunk)
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    expected,
+                    "{threads} {chunk}"
+                );
+            }
+        }
+        // No shops at all.
+        let empty = Projections::new();
+        let mut written = Vec::new();
+        Report::streamed(&empty, None)
+            .write_json(&mut written, 2)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            Report::from_projections(&empty, None).to_json()
+        );
+    }
+
+    fn time(t: Timestamp) -> String {
+        let mut buffer = Vec::new();
+        Times::default().write(&mut buffer, t);
+        String::from_utf8(buffer).unwrap()
+    }
+
+    #[test]
+    fn times_are_written_as_display_writes_them() {
+        let mut times = Times::default();
+        let mut buffer = Vec::new();
+        let samples = [
+            0,
+            1,
+            999_999,
+            DAY - 1,
+            DAY,
+            1_759_276_920_000_000,
+            1_759_276_920_123_456,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            -1,
+            -DAY,
+            i64::MIN,
+            i64::MAX,
+        ];
+        for t in samples {
+            let expected = serde_json::to_string(&Timestamp(t).to_string()).unwrap();
+            assert_eq!(time(Timestamp(t)), expected, "{t}");
+            // The same, through a writer that has seen other days.
+            buffer.clear();
+            times.write(&mut buffer, Timestamp(t));
+            assert_eq!(String::from_utf8(buffer.clone()).unwrap(), expected, "{t}");
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for text in [
+            "JNE001",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "\u{1}",
+            "ü€😀",
+            "\u{7f}",
+        ] {
+            let mut buffer = Vec::new();
+            json_string(&mut buffer, text);
+            assert_eq!(
+                String::from_utf8(buffer).unwrap(),
+                serde_json::to_string(text).unwrap()
+            );
+        }
+    }
+}
