@@ -18,6 +18,7 @@
 //!   lines are made from the item's stock stream when asked for, by
 //!   [`stock::line`]), low stock.
 //! - [`orders`]: order summaries, filtered and paged lists, counts.
+//! - [`bits`]: the orders of a status, as a set of bits.
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
 //! - [`inbox`]: conversations newest first with their last message,
@@ -36,6 +37,7 @@
 
 pub mod analytics;
 pub mod balances;
+pub mod bits;
 pub mod checkouts;
 pub mod fold;
 pub mod inbox;

@@ -8,7 +8,7 @@
 //! Orders are kept in the order they were placed (log order), so an
 //! order's placement position is its stable sort key and its cursor.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ use kedai_engine::event::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::bits::OrderSet;
 use crate::intern::{Interner, Party, Text};
 use crate::placed::PlacedRef;
 use crate::shop::ShopMeta;
@@ -193,8 +194,9 @@ pub struct OrdersView {
     /// Orders by id.
     #[serde(skip)]
     index: Lookup,
+    /// Orders by status, indexed by the status's number.
     #[serde(skip)]
-    by_status: BTreeMap<OrderStatus, BTreeSet<u32>>,
+    by_status: [OrderSet; OrderStatus::ALL.len()],
     #[serde(skip)]
     by_customer: HashMap<CustomerId, Vec<u32>>,
     /// Orders by AWB: the latest shipped with each.
@@ -234,7 +236,7 @@ impl OrdersView {
     /// Rebuilds the lookup indexes (not serialised) after loading.
     pub fn rebuild_indexes(&mut self) {
         self.index.clear();
-        self.by_status.clear();
+        self.by_status = Default::default();
         self.by_customer.clear();
         self.by_awb.clear();
         let mut orders = std::mem::take(&mut self.orders);
@@ -267,14 +269,11 @@ impl OrdersView {
     fn index_order(&mut self, i: u32) {
         let o = &self.orders[i as usize];
         self.index.set(&self.orders, id_of, &o.order_id, i);
-        self.by_status.entry(o.status).or_default().insert(i);
-        let customers = if o.sender.customer_id == o.receiver.customer_id {
-            vec![o.sender.customer_id]
-        } else {
-            vec![o.sender.customer_id, o.receiver.customer_id]
-        };
-        for c in customers {
-            self.by_customer.entry(c).or_default().push(i);
+        self.by_status[o.status as usize].insert(i);
+        let (sender, receiver) = (o.sender.customer_id, o.receiver.customer_id);
+        self.by_customer.entry(sender).or_default().push(i);
+        if receiver != sender {
+            self.by_customer.entry(receiver).or_default().push(i);
         }
         if let Some(awb) = &o.awb {
             self.by_awb.add(&**awb, i);
@@ -332,10 +331,8 @@ impl OrdersView {
             && status != previous
         {
             o.status = status;
-            if let Some(set) = self.by_status.get_mut(&previous) {
-                set.remove(&i);
-            }
-            self.by_status.entry(status).or_default().insert(i);
+            self.by_status[previous as usize].remove(i);
+            self.by_status[status as usize].insert(i);
         }
         Some(OrderChange {
             order: &self.orders[i as usize],
@@ -368,7 +365,7 @@ impl OrdersView {
     pub fn counts(&self) -> BTreeMap<OrderStatus, usize> {
         OrderStatus::ALL
             .iter()
-            .map(|s| (*s, self.by_status.get(s).map_or(0, BTreeSet::len)))
+            .map(|&s| (s, self.by_status[s as usize].len()))
             .collect()
     }
 
@@ -409,7 +406,7 @@ impl OrdersView {
         } else if let Some(c) = q.customer_id {
             Box::new(self.by_customer.get(&c).into_iter().flatten().copied())
         } else if let Some(s) = q.status {
-            Box::new(self.by_status.get(&s).into_iter().flatten().copied())
+            Box::new(self.by_status[s as usize].iter())
         } else {
             Box::new(0..self.orders.len() as u32)
         };
@@ -707,6 +704,15 @@ mod tests {
 
     fn id(n: u128) -> OrderId {
         OrderId(uuid::Uuid::from_u128(n))
+    }
+
+    /// The sets by status are indexed by a status's number: every status
+    /// is in `ALL` at its number.
+    #[test]
+    fn every_status_is_numbered_by_its_place_in_all() {
+        for (i, s) in OrderStatus::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
+        }
     }
 
     fn at(position: Position, actor: &Actor) -> At<'_> {
