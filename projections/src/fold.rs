@@ -242,7 +242,7 @@ impl ParallelFold {
             if share.last.is_some_and(|l| last.is_none_or(|m| l.0 > m.0)) {
                 last = share.last;
             }
-            let p = share.projections.fitted();
+            let p = share.projections;
             projections.skipped += p.skipped;
             projections.shops.extend(p.shops);
             projections.keys.extend(p.keys);
@@ -451,7 +451,7 @@ impl Decoder {
 
     /// Decodes and applies on this thread.
     fn run_alone(mut self, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
-        let mut projections = Projections::folding();
+        let mut projections = Projections::new();
         for page in pages {
             let decode: Decode<'_, Event<'_>> =
                 |position, event_type, payload, _| crate::decode(position, event_type, payload);
@@ -475,7 +475,7 @@ impl Decoder {
         let applier = std::thread::Builder::new()
             .name(format!("kedai-apply-{index}"))
             .spawn(move || {
-                let mut projections = Projections::folding();
+                let mut projections = Projections::new();
                 for (page, batch) in batches {
                     for d in &batch {
                         if let Err(e) = d.apply(&mut projections, &page) {

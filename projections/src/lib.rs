@@ -19,6 +19,8 @@
 //!   [`stock::line`]), low stock.
 //! - [`orders`]: order summaries, filtered and paged lists, counts.
 //! - [`bits`]: the orders of a status, as a set of bits.
+//! - [`chunks`]: a list that grows in chunks (a shop's orders), so what
+//!   it holds never moves.
 //! - [`analytics`]: sales and profit by day and month, rankings, shares,
 //!   customer service times.
 //! - [`inbox`]: conversations newest first with their last message,
@@ -39,6 +41,7 @@ pub mod analytics;
 pub mod balances;
 pub mod bits;
 pub mod checkouts;
+pub mod chunks;
 pub mod fold;
 pub mod inbox;
 pub mod intern;
@@ -198,7 +201,7 @@ pub struct KeyEntry {
 }
 
 /// Every projection of every shop, and the log position they reflect.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Projections {
     /// Position of the last event applied.
     pub position: Position,
@@ -207,20 +210,6 @@ pub struct Projections {
     pub keys: BTreeMap<String, KeyEntry>,
     /// Events skipped because their type is unknown to this build.
     pub skipped: u64,
-    /// Whether these are being folded in bulk (a rebuild): lists then
-    /// grow for speed, not memory, until [`Projections::fitted`]. Not
-    /// state: equal projections may differ here.
-    #[serde(skip)]
-    folding: bool,
-}
-
-impl PartialEq for Projections {
-    fn eq(&self, other: &Self) -> bool {
-        self.position == other.position
-            && self.shops == other.shops
-            && self.keys == other.keys
-            && self.skipped == other.skipped
-    }
 }
 
 /// An event that claims a known type but does not decode: the log is
@@ -236,28 +225,6 @@ pub struct ApplyError {
 impl Projections {
     pub fn new() -> Self {
         Projections::default()
-    }
-
-    /// Empty projections for a fold of many events (a rebuild): each
-    /// shop's order list grows by doubling, as a list filled all at once
-    /// should, instead of by an eighth, as a live one should (copying the
-    /// list an eighth at a time was a tenth of a rebuild). Call
-    /// [`Projections::fitted`] when the fold is done.
-    pub(crate) fn folding() -> Self {
-        Projections {
-            folding: true,
-            ..Projections::default()
-        }
-    }
-
-    /// Done folding: the lists give back their spare room and grow as
-    /// live ones from now on.
-    pub(crate) fn fitted(mut self) -> Self {
-        self.folding = false;
-        for shop in self.shops.values_mut() {
-            shop.orders.fit();
-        }
-        self
     }
 
     /// Applies the next event of the log (its position must follow the
@@ -309,16 +276,7 @@ impl Projections {
                     k.revoked = true;
                 }
             }
-            _ => {
-                let folding = self.folding;
-                self.shops
-                    .entry(shop)
-                    .or_insert_with(|| ShopView {
-                        orders: orders::OrdersView::growing(folding),
-                        ..ShopView::default()
-                    })
-                    .apply(at, decoded)
-            }
+            _ => self.shops.entry(shop).or_default().apply(at, decoded),
         }
     }
 

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::At;
 use crate::bits::OrderSet;
+use crate::chunks::ChunkedList;
 use crate::intern::{Interner, Party, Text};
 use crate::placed::PlacedRef;
 use crate::shop::ShopMeta;
@@ -190,7 +191,9 @@ pub struct OrderPage<'a> {
 /// Every order of a shop.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OrdersView {
-    orders: Vec<OrderSummary>,
+    /// In placement order; an order's place here is its number in the
+    /// lookups. Orders never move once placed (see [`ChunkedList`]).
+    orders: ChunkedList<OrderSummary>,
     /// Orders by id.
     #[serde(skip)]
     index: Lookup,
@@ -205,10 +208,6 @@ pub struct OrdersView {
     /// Shares repeated values among orders (rebuilt after loading).
     #[serde(skip)]
     interner: Interner,
-    /// Set while a rebuild folds the log: the list grows by doubling
-    /// until [`OrdersView::fit`] (see `apply`).
-    #[serde(skip)]
-    folding: bool,
 }
 
 impl PartialEq for OrdersView {
@@ -218,21 +217,6 @@ impl PartialEq for OrdersView {
 }
 
 impl OrdersView {
-    /// An empty view; `folding`: see [`crate::Projections::folding`].
-    pub(crate) fn growing(folding: bool) -> OrdersView {
-        OrdersView {
-            folding,
-            ..OrdersView::default()
-        }
-    }
-
-    /// Gives back the list's spare room; from now on it grows as a live
-    /// list does.
-    pub(crate) fn fit(&mut self) {
-        self.folding = false;
-        self.orders.shrink_to_fit();
-    }
-
     /// Rebuilds the lookup indexes (not serialised) after loading.
     pub fn rebuild_indexes(&mut self) {
         self.index.clear();
@@ -240,7 +224,7 @@ impl OrdersView {
         self.by_customer.clear();
         self.by_awb.clear();
         let mut orders = std::mem::take(&mut self.orders);
-        for o in &mut orders {
+        for o in orders.iter_mut() {
             self.share(o);
         }
         self.orders = orders;
@@ -284,14 +268,6 @@ impl OrdersView {
     pub(crate) fn place(&mut self, at: At<'_>, e: &PlacedRef<'_>) -> &OrderSummary {
         let i = self.orders.len() as u32;
         let o = placed(&mut self.interner, at, e);
-        // A live list grows by an eighth rather than doubling: a doubled
-        // list of orders is a quarter empty on average, which is most of
-        // what a shop's projections spend on spare room. A fold doubles
-        // (an eighth at a time, each order would be copied eight times)
-        // and fits the list at its end.
-        if !self.folding && self.orders.len() == self.orders.capacity() {
-            self.orders.reserve_exact(self.orders.len() / 8 + 64);
-        }
         self.orders.push(o);
         self.index_order(i);
         &self.orders[i as usize]
@@ -390,7 +366,7 @@ impl OrdersView {
     }
 
     /// Every order in placement order.
-    pub fn all(&self) -> &[OrderSummary] {
+    pub fn all(&self) -> &ChunkedList<OrderSummary> {
         &self.orders
     }
 
@@ -492,7 +468,7 @@ impl Lookup {
 
     fn get<K: Hash + Eq + ?Sized>(
         &self,
-        orders: &[OrderSummary],
+        orders: &ChunkedList<OrderSummary>,
         key_of: fn(&OrderSummary) -> &K,
         key: &K,
     ) -> Option<u32> {
@@ -507,7 +483,7 @@ impl Lookup {
     /// Makes order `i` the one found by `key` (in place of any other).
     fn set<K: Hash + Eq + ?Sized>(
         &mut self,
-        orders: &[OrderSummary],
+        orders: &ChunkedList<OrderSummary>,
         key_of: fn(&OrderSummary) -> &K,
         key: &K,
         i: u32,
@@ -536,7 +512,7 @@ impl Lookup {
     /// Every order under `key`, in placement order.
     fn get_all<K: Hash + Eq + ?Sized>(
         &self,
-        orders: &[OrderSummary],
+        orders: &ChunkedList<OrderSummary>,
         key_of: fn(&OrderSummary) -> &K,
         key: &K,
     ) -> Vec<u32> {
