@@ -192,7 +192,7 @@ pub fn write_snapshot(path: &Path, position: Position, payload: &[u8]) -> io::Re
     f.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
     f.write_all(&position.to_le_bytes())?;
     f.write_all(&(payload.len() as u64).to_le_bytes())?;
-    f.write_all(&crc32c::crc32c(payload).to_le_bytes())?;
+    f.write_all(&crc_fast::crc32_iscsi(payload).to_le_bytes())?;
     f.write_all(payload)?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
@@ -234,7 +234,7 @@ pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> 
     let payload = bytes
         .get(30..30 + len)
         .ok_or_else(|| damaged("snapshot is truncated"))?;
-    if crc32c::crc32c(payload) != crc {
+    if crc_fast::crc32_iscsi(payload) != crc {
         return Err(damaged("snapshot checksum mismatch"));
     }
     let projections = Projections::from_bytes(payload).map_err(|e| damaged(&e.to_string()))?;

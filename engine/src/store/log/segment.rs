@@ -333,7 +333,7 @@ impl SegmentIndex {
             b.extend_from_slice(&r.stream.to_le_bytes());
             b.extend_from_slice(r.event_id.as_bytes());
         }
-        let crc = crc32c::crc32c(&b);
+        let crc = crc_fast::crc32_iscsi(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
     }
@@ -434,7 +434,7 @@ enum IndexItem<'a> {
 /// index (the caller then scans the segment instead).
 fn walk_index<'a>(b: &'a [u8], mut visit: impl FnMut(IndexItem<'a>)) -> Option<IndexHead> {
     let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
-    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+    if crc_fast::crc32_iscsi(body) != u32::from_le_bytes(crc.try_into().ok()?) {
         return None;
     }
     let mut r = Reader { b: body, at: 0 };
