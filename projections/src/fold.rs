@@ -270,6 +270,9 @@ impl ParallelFold {
     }
 }
 
+/// Shops a share finds by comparing ids (see `Decoder::near`).
+const NEAR_SHOPS: usize = 8;
+
 /// Which share folds each shop.
 type Owners = HashMap<ShopId, usize, foldhash::fast::FixedState>;
 
@@ -439,6 +442,10 @@ struct Decoder {
     until: Option<Timestamp>,
     /// Which share folds each shop seen so far, and how many shops that is.
     owners: Owners,
+    /// The first few shops seen and their shares, searched before
+    /// `owners`: every share looks up the shop of every record, and for a
+    /// log of a few shops comparing ids is cheaper than hashing them.
+    near: Vec<(ShopId, usize)>,
     /// Actors seen, kept once (an event's actor is shared, not copied).
     actors: HashMap<Box<str>, Arc<Actor>, foldhash::fast::FixedState>,
     stopped_at: Option<Position>,
@@ -453,6 +460,7 @@ impl Decoder {
             shares,
             until,
             owners,
+            near: Vec::with_capacity(NEAR_SHOPS),
             actors: HashMap::default(),
             stopped_at: None,
             last: None,
@@ -548,6 +556,19 @@ impl Decoder {
         true
     }
 
+    /// The share that folds `shop`; a shop first seen now is dealt in turn.
+    fn owner(&mut self, shop: ShopId) -> usize {
+        if let Some(&(_, owner)) = self.near.iter().find(|(s, _)| *s == shop) {
+            return owner;
+        }
+        let next = self.owners.len();
+        let owner = *self.owners.entry(shop).or_insert(next % self.shares);
+        if self.near.len() < NEAR_SHOPS {
+            self.near.push((shop, owner));
+        }
+        owner
+    }
+
     /// Hands the record to `out`, decoded, if its shop is this share's;
     /// false when it was recorded after the moment. (The event goes
     /// straight to `out`, not back through the caller: events are moved
@@ -561,9 +582,7 @@ impl Decoder {
     ) -> Result<bool, FoldError> {
         let bad = |reason: String| FoldError::Record { position, reason };
         let shop = ShopId(format::body_shop(body).map_err(bad)?);
-        let next = self.owners.len();
-        let owner = *self.owners.entry(shop).or_insert(next % self.shares);
-        if owner != self.index {
+        if self.owner(shop) != self.index {
             return Ok(true);
         }
         let envelope = format::decode_envelope(body).map_err(bad)?;
