@@ -19,25 +19,42 @@ use proptest::prelude::*;
 fn log() -> &'static [RecordedEvent] {
     static LOG: OnceLock<Vec<RecordedEvent>> = OnceLock::new();
     LOG.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let config = FixtureConfig {
-                shops: 3,
-                orders_per_shop: 150,
-                days: 30,
-                ..FixtureConfig::default()
-            };
-            let store = generate_in_memory(&config).await.unwrap();
-            let last = store.last_position().await.unwrap();
-            let mut events = Vec::new();
-            while (events.len() as u64) < last {
-                events.extend(store.read_all(events.len() as u64, 10_000).await.unwrap());
-            }
-            events
+        generated(FixtureConfig {
+            shops: 3,
+            orders_per_shop: 150,
+            days: 30,
+            ..FixtureConfig::default()
         })
+    })
+}
+
+/// Twelve shops, a little trade each: more shops than a share finds by
+/// comparing ids, so the rest are found in its map.
+fn many_shops_log() -> &'static [RecordedEvent] {
+    static LOG: OnceLock<Vec<RecordedEvent>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        generated(FixtureConfig {
+            shops: 12,
+            orders_per_shop: 15,
+            days: 5,
+            ..FixtureConfig::default()
+        })
+    })
+}
+
+fn generated(config: FixtureConfig) -> Vec<RecordedEvent> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = generate_in_memory(&config).await.unwrap();
+        let last = store.last_position().await.unwrap();
+        let mut events = Vec::new();
+        while (events.len() as u64) < last {
+            events.extend(store.read_all(events.len() as u64, 10_000).await.unwrap());
+        }
+        events
     })
 }
 
@@ -106,7 +123,10 @@ fn the_log_has_several_shops_interleaved() {
 
 #[test]
 fn every_number_of_threads_folds_the_same_bytes() {
-    for events in [log(), one_shop_log()] {
+    let many: std::collections::BTreeSet<_> =
+        many_shops_log().iter().map(|e| e.stream.shop).collect();
+    assert_eq!(many.len(), 12);
+    for events in [log(), one_shop_log(), many_shops_log()] {
         let expected = sequential(events);
         let last_at = events.last().unwrap().recorded_at;
         for threads in 1..=4 {
