@@ -36,64 +36,39 @@ impl Report<OrdersOf<'_>> {
         threads: usize,
         chunk: usize,
     ) -> io::Result<()> {
-        let out = &mut out;
-        out.write_all(b"{\n")?;
-        entry(out, 1, "format", &self.format)?;
-        out.write_all(b",\n")?;
-        entry(out, 1, "position", &self.position)?;
-        out.write_all(b",\n")?;
-        key(out, 1, "shops")?;
-        if self.shops.is_empty() {
-            out.write_all(b"{}")?;
-        } else {
-            out.write_all(b"{\n")?;
-            for (i, (id, shop)) in self.shops.iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",\n")?;
-                }
-                key(out, 2, id)?;
-                write_shop(out, shop, threads, chunk)?;
-            }
-            out.write_all(b"\n")?;
-            indent(out, 1)?;
-            out.write_all(b"}")?;
+        let mut report = Object::open(&mut out, 0)?;
+        report.field("format", &self.format)?;
+        report.field("position", &self.position)?;
+        let mut shops = Object::open(report.key("shops")?, 1)?;
+        for (id, shop) in &self.shops {
+            write_shop(shops.key(id)?, shop, threads, chunk)?;
         }
-        out.write_all(b",\n")?;
-        entry(out, 1, "skipped_events", &self.skipped_events)?;
-        out.write_all(b"\n}\n")?;
+        shops.close()?;
+        report.field("skipped_events", &self.skipped_events)?;
+        report.close()?;
+        out.write_all(b"\n")?;
         out.flush()
     }
 }
 
-/// A shop's report at depth 3, its fields in [`ShopReport`]'s order.
+/// A shop's report at depth 2, its fields in [`ShopReport`]'s order.
 fn write_shop(
     out: &mut impl Write,
     shop: &ShopReport<OrdersOf<'_>>,
     threads: usize,
     chunk: usize,
 ) -> io::Result<()> {
-    out.write_all(b"{\n")?;
-    entry(out, 3, "balances", &shop.balances)?;
-    out.write_all(b",\n")?;
-    entry(out, 3, "currency", &shop.currency)?;
-    out.write_all(b",\n")?;
-    entry(out, 3, "name", &shop.name)?;
-    out.write_all(b",\n")?;
-    entry(out, 3, "order_counts", &shop.order_counts)?;
-    out.write_all(b",\n")?;
-    key(out, 3, "orders")?;
-    write_orders(out, &shop.orders, threads, chunk)?;
-    out.write_all(b",\n")?;
-    entry(out, 3, "sales_by_month", &shop.sales_by_month)?;
-    out.write_all(b",\n")?;
-    entry(out, 3, "sales_total", &shop.sales_total)?;
-    out.write_all(b",\n")?;
-    entry(out, 3, "stock", &shop.stock)?;
-    out.write_all(b",\n")?;
-    entry(out, 3, "withdrawals", &shop.withdrawals)?;
-    out.write_all(b"\n")?;
-    indent(out, 2)?;
-    out.write_all(b"}")
+    let mut report = Object::open(out, 2)?;
+    report.field("balances", &shop.balances)?;
+    report.field("currency", &shop.currency)?;
+    report.field("name", &shop.name)?;
+    report.field("order_counts", &shop.order_counts)?;
+    write_orders(report.key("orders")?, &shop.orders, threads, chunk)?;
+    report.field("sales_by_month", &shop.sales_by_month)?;
+    report.field("sales_total", &shop.sales_total)?;
+    report.field("stock", &shop.stock)?;
+    report.field("withdrawals", &shop.withdrawals)?;
+    report.close()
 }
 
 /// Two spaces per level, as serde_json's pretty printer indents.
@@ -102,27 +77,60 @@ fn indent(out: &mut impl Write, depth: usize) -> io::Result<()> {
     out.write_all(&SPACES[..2 * depth])
 }
 
-/// `"key": ` at `depth`.
-fn key(out: &mut impl Write, depth: usize, key: &str) -> io::Result<()> {
-    indent(out, depth)?;
-    serde_json::to_writer(&mut *out, key)?;
-    out.write_all(b": ")
+/// A JSON object being written as serde_json's pretty printer writes one
+/// whose braces are at `depth`: `{}` when empty, else each field on a line
+/// of its own, one level deeper, and the closing brace on a line of its own.
+struct Object<'w, W: Write> {
+    out: &'w mut W,
+    depth: usize,
+    empty: bool,
 }
 
-/// `"key": value` at `depth`, the value printed by serde_json and indented
-/// to `depth` (a pretty-printed JSON text has no newline inside a string,
-/// so every newline starts a line to indent).
-fn entry(out: &mut impl Write, depth: usize, name: &str, value: &impl Serialize) -> io::Result<()> {
-    key(out, depth, name)?;
-    let text = serde_json::to_vec_pretty(value)?;
-    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-        if i > 0 {
-            out.write_all(b"\n")?;
-            indent(out, depth)?;
-        }
-        out.write_all(line)?;
+impl<'w, W: Write> Object<'w, W> {
+    fn open(out: &'w mut W, depth: usize) -> io::Result<Self> {
+        out.write_all(b"{")?;
+        Ok(Object {
+            out,
+            depth,
+            empty: true,
+        })
     }
-    Ok(())
+
+    /// Starts the next field, up to its value, which the caller writes.
+    fn key(&mut self, name: &str) -> io::Result<&mut W> {
+        self.out
+            .write_all(if self.empty { b"\n" } else { b",\n" })?;
+        self.empty = false;
+        indent(self.out, self.depth + 1)?;
+        serde_json::to_writer(&mut *self.out, name)?;
+        self.out.write_all(b": ")?;
+        Ok(self.out)
+    }
+
+    /// The next field, its value printed by serde_json and indented to
+    /// its depth (a pretty-printed JSON text has no newline inside a
+    /// string, so every newline starts a line to indent).
+    fn field(&mut self, name: &str, value: &impl Serialize) -> io::Result<()> {
+        let depth = self.depth + 1;
+        let out = self.key(name)?;
+        let text = serde_json::to_vec_pretty(value)?;
+        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                out.write_all(b"\n")?;
+                indent(out, depth)?;
+            }
+            out.write_all(line)?;
+        }
+        Ok(())
+    }
+
+    fn close(self) -> io::Result<()> {
+        if !self.empty {
+            self.out.write_all(b"\n")?;
+            indent(self.out, self.depth)?;
+        }
+        self.out.write_all(b"}")
+    }
 }
 
 /// A shop's orders by id at depth 3: each chunk written to a buffer on a
@@ -143,12 +151,10 @@ fn write_orders(
     for (round, batch) in chunks.chunks(buffers.len()).enumerate() {
         let first = round == 0;
         std::thread::scope(|s| {
-            let mut work = batch.iter().zip(buffers.iter_mut()).enumerate();
-            let (_, (mine, my_buffer)) = work.next().expect("a round has a chunk");
+            let mut work = batch.iter().zip(buffers.iter_mut());
+            let (mine, my_buffer) = work.next().expect("a round has a chunk");
             let others: Vec<_> = work
-                .map(|(i, (chunk, buffer))| {
-                    s.spawn(move || write_chunk(buffer, chunk, first && i == 0))
-                })
+                .map(|(chunk, buffer)| s.spawn(move || write_chunk(buffer, chunk, false)))
                 .collect();
             write_chunk(my_buffer, mine, first);
             for other in others {
@@ -296,6 +302,7 @@ fn two_digits(buffer: &mut Vec<u8>, n: i64) {
 
 #[cfg(test)]
 mod tests {
+    use kedai_engine::EventStore;
     use kedai_projections::Projections;
     use kedai_projections::runner::rebuild;
 
@@ -333,16 +340,28 @@ mod tests {
                 );
             }
         }
-        // No shops at all.
-        let empty = Projections::new();
-        let mut written = Vec::new();
-        Report::streamed(&empty, None)
-            .write_json(&mut written, 2)
+        // No shops at all; shops set up but with no order yet.
+        let events = store.read_all(0, 100_000).await.unwrap();
+        let first_order = events
+            .iter()
+            .find(|e| &*e.event_type == "OrderPlaced")
+            .unwrap()
+            .position;
+        let before_orders = rebuild(&*store, Projections::new(), Some(first_order - 1), |_| {})
+            .await
             .unwrap();
-        assert_eq!(
-            String::from_utf8(written).unwrap(),
-            Report::from_projections(&empty, None).to_json()
-        );
+        assert!(!before_orders.shops.is_empty());
+        assert!(before_orders.shops.values().all(|s| s.orders.is_empty()));
+        for empty in [Projections::new(), before_orders] {
+            let mut written = Vec::new();
+            Report::streamed(&empty, None)
+                .write_json(&mut written, 2)
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                Report::from_projections(&empty, None).to_json()
+            );
+        }
     }
 
     fn time(t: Timestamp) -> String {
