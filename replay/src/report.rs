@@ -262,9 +262,14 @@ impl<O> ShopReport<O> {
 /// and its bytes as the big-endian number `as_u128` reads (kept beside
 /// each order, so sorting does not read the orders again).
 pub(crate) fn sorted_orders(orders: &OrdersView) -> Vec<&OrderSummary> {
-    let mut keyed: Vec<(u128, &OrderSummary)> = orders
-        .all()
-        .iter()
+    let in_order: Vec<&OrderSummary> = orders.all().iter().collect();
+    // Ids that grow with time (UUID v7, or a shop's own numbering) come
+    // placed in order already.
+    if in_order.is_sorted_by_key(|o| o.order_id.0.as_u128()) {
+        return in_order;
+    }
+    let mut keyed: Vec<(u128, &OrderSummary)> = in_order
+        .into_iter()
         .map(|o| (o.order_id.0.as_u128(), o))
         .collect();
     keyed.sort_unstable_by_key(|&(id, _)| id);
