@@ -123,12 +123,36 @@ impl ShopMeta {
     }
 
     pub fn local_date(&self, t: Timestamp) -> NaiveDate {
-        self.local(t).date()
+        local_date_hour(t, self.utc_offset_minutes).0
     }
 
     pub fn local_hour(&self, t: Timestamp) -> u32 {
-        self.local(t).hour()
+        local_date_hour(t, self.utc_offset_minutes).1
     }
+}
+
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// The local date and hour of a moment, as [`local`] gives them, by
+/// arithmetic on the microseconds (analytics asks for them for most
+/// events, and building a date and time first cost more than the rest of
+/// their work); through [`local`] for moments out of chrono's range.
+pub fn local_date_hour(t: Timestamp, utc_offset_minutes: i32) -> (NaiveDate, u32) {
+    /// Days from 0001-01-01 (day 1 of the era) to 1970-01-01.
+    const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+    let date =
+        t.0.checked_add(i64::from(utc_offset_minutes) * 60_000_000)
+            .and_then(|micros| {
+                let days = micros.div_euclid(DAY_MICROS) + EPOCH_DAYS_FROM_CE;
+                let date = NaiveDate::from_num_days_from_ce_opt(i32::try_from(days).ok()?)?;
+                let hour = micros.rem_euclid(DAY_MICROS) / 3_600_000_000;
+                Some((date, hour as u32))
+            });
+    date.unwrap_or_else(|| {
+        let at = local(t, utc_offset_minutes);
+        (at.date(), at.hour())
+    })
 }
 
 /// A moment as local date and time at a fixed offset from UTC.
@@ -139,4 +163,57 @@ pub fn local(t: Timestamp, utc_offset_minutes: i32) -> chrono::NaiveDateTime {
 /// The first day of a date's month.
 pub fn month_of(date: NaiveDate) -> NaiveDate {
     date.with_day(1).expect("every month has a first day")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn by_chrono(t: i64, offset: i32) -> (NaiveDate, u32) {
+        let at = local(Timestamp(t), offset);
+        (at.date(), at.hour())
+    }
+
+    #[test]
+    fn dates_and_hours_by_arithmetic_are_chronos_at_the_edges() {
+        for t in [
+            0,
+            1,
+            -1,
+            DAY_MICROS,
+            DAY_MICROS - 1,
+            -DAY_MICROS,
+            1_759_276_920_123_456,
+        ] {
+            for offset in [0, 420, -420, 345, 840, -720] {
+                for t in [t - 1, t, t + 1] {
+                    assert_eq!(
+                        local_date_hour(Timestamp(t), offset),
+                        by_chrono(t, offset),
+                        "{t} {offset}"
+                    );
+                }
+            }
+        }
+        // Out of chrono's range: the answer is chrono's (its earliest
+        // moment, at the offset).
+        for t in [i64::MIN, i64::MAX] {
+            for offset in [0, 420] {
+                assert_eq!(local_date_hour(Timestamp(t), offset), by_chrono(t, offset));
+            }
+        }
+    }
+
+    proptest! {
+        /// Any moment chrono can hold, at any offset of up to a day.
+        #[test]
+        fn dates_and_hours_by_arithmetic_are_chronos(
+            t in -8_000_000_000_000_000_000i64..8_000_000_000_000_000_000,
+            offset in -1_440i32..=1_440,
+        ) {
+            prop_assert_eq!(local_date_hour(Timestamp(t), offset), by_chrono(t, offset));
+        }
+    }
 }
