@@ -114,8 +114,16 @@ pub struct Interner {
     strs: HashSet<Text, RandomState>,
     /// Snapshots, found by a borrowed one ([`PartyRef`]): hashed as that.
     parties: HashTable<Party>,
-    party_hasher: RandomState,
-    items: HashSet<Arc<LineItem>, RandomState>,
+    /// Hashes the borrowed forms of parties and line items.
+    hasher: RandomState,
+    /// What lines sold, found by the borrowed texts (hashed as
+    /// [`item_key`] hashes them), so a line of a known item makes nothing.
+    items: HashTable<Arc<LineItem>>,
+}
+
+/// What a line sold, as its texts, to hash and compare.
+fn item_key(item: &LineItem) -> (&str, &str, Option<&str>) {
+    (&item.sku, &item.product_name, item.category.as_deref())
 }
 
 impl PartialEq for Interner {
@@ -146,7 +154,7 @@ impl Interner {
     /// The shared copy of a customer snapshot (made from the borrowed
     /// one only if it is new).
     pub fn party(&mut self, p: &PartyRef<'_>) -> Party {
-        let hasher = &self.party_hasher;
+        let hasher = &self.hasher;
         let hash = hasher.hash_one(p);
         let entry = self.parties.entry(
             hash,
@@ -158,16 +166,20 @@ impl Interner {
 
     /// The shared copy of what a line sold.
     pub fn item(&mut self, sku: &str, product_name: &str, category: Option<&str>) -> Arc<LineItem> {
-        let item = LineItem {
+        let key = (sku, product_name, category);
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(key);
+        if let Some(shared) = self.items.find(hash, |i| item_key(i) == key) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(LineItem {
             sku: self.str(sku),
             product_name: self.str(product_name),
             category: self.opt(category),
-        };
-        if let Some(shared) = self.items.get(&item) {
-            return Arc::clone(shared);
-        }
-        let shared = Arc::new(item);
-        self.items.insert(Arc::clone(&shared));
+        });
+        let hasher = &self.hasher;
+        self.items
+            .insert_unique(hash, Arc::clone(&shared), |i| hasher.hash_one(item_key(i)));
         shared
     }
 
@@ -203,5 +215,29 @@ mod tests {
         i.share(&mut loaded);
         assert!(Text::ptr_eq(&a, &loaded));
         assert_eq!(size_of::<Text>(), size_of::<usize>(), "one pointer");
+    }
+
+    #[test]
+    fn what_lines_sold_is_kept_once_with_its_texts_shared() {
+        let mut i = Interner::default();
+        let a = i.item("BTK-01", "Batik tulis", Some("Kain"));
+        let b = i.item(&String::from("BTK-01"), "Batik tulis", Some("Kain"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let no_category = i.item("BTK-01", "Batik tulis", None);
+        assert!(!Arc::ptr_eq(&a, &no_category));
+        assert_eq!(no_category.category, None);
+        let other = i.item("BTK-02", "Batik tulis", Some("Kain"));
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert_eq!(&*other.sku, "BTK-02");
+        // The item's texts are the interner's shared texts.
+        assert!(Text::ptr_eq(&a.sku, &i.str("BTK-01")));
+        assert!(Text::ptr_eq(&a.product_name, &other.product_name));
+        let mut loaded = Arc::new(LineItem {
+            sku: Text::from("BTK-01"),
+            product_name: Text::from("Batik tulis"),
+            category: Some(Text::from("Kain")),
+        });
+        i.share_item(&mut loaded);
+        assert!(Arc::ptr_eq(&a, &loaded));
     }
 }
