@@ -262,19 +262,61 @@ impl<O> ShopReport<O> {
 /// and its bytes as the big-endian number `as_u128` reads (kept beside
 /// each order, so sorting does not read the orders again).
 pub(crate) fn sorted_orders(orders: &OrdersView) -> Vec<&OrderSummary> {
+    sorted_orders_on(orders, 1)
+}
+
+/// [`sorted_orders`] on up to 2 threads: each sorts half, and the halves
+/// are merged.
+pub(crate) fn sorted_orders_on(orders: &OrdersView, threads: usize) -> Vec<&OrderSummary> {
     let in_order: Vec<&OrderSummary> = orders.all().iter().collect();
     // Ids that grow with time (UUID v7, or a shop's own numbering) come
     // placed in order already.
     if in_order.is_sorted_by_key(|o| o.order_id.0.as_u128()) {
         return in_order;
     }
-    let mut keyed: Vec<(u128, &OrderSummary)> = in_order
+    let keyed = in_order
         .into_iter()
         .map(|o| (o.order_id.0.as_u128(), o))
         .collect();
-    keyed.sort_unstable_by_key(|&(id, _)| id);
-    keyed.into_iter().map(|(_, o)| o).collect()
+    sort_by_key(keyed, threads, PARALLEL_SORT_MIN)
 }
+
+/// The values in the order of their keys (equal keys in any order), on
+/// 2 threads when `threads` allows and each half holds at least
+/// `min_half`: each thread sorts a half, and the halves are merged.
+fn sort_by_key<T: Copy + Send>(
+    mut keyed: Vec<(u128, T)>,
+    threads: usize,
+    min_half: usize,
+) -> Vec<T> {
+    if threads < 2 || keyed.len() < 2 * min_half.max(1) {
+        keyed.sort_unstable_by_key(|&(key, _)| key);
+        return keyed.into_iter().map(|(_, v)| v).collect();
+    }
+    let len = keyed.len();
+    let (left, right) = keyed.split_at_mut(len / 2);
+    std::thread::scope(|s| {
+        s.spawn(|| left.sort_unstable_by_key(|&(key, _)| key));
+        right.sort_unstable_by_key(|&(key, _)| key);
+    });
+    let (mut left, mut right) = (left.iter().peekable(), right.iter().peekable());
+    let mut sorted = Vec::with_capacity(len);
+    loop {
+        let next = match (left.peek(), right.peek()) {
+            (Some(l), Some(r)) if l.0 <= r.0 => left.next(),
+            (Some(_), Some(_)) => right.next(),
+            (Some(_), None) => left.next(),
+            (None, _) => right.next(),
+        };
+        match next {
+            Some(&(_, v)) => sorted.push(v),
+            None => return sorted,
+        }
+    }
+}
+
+/// Fewest orders in each half of a sort on two threads.
+const PARALLEL_SORT_MIN: usize = 32_768;
 
 /// Every order, keyed by id. The orders are sorted by id before the map is
 /// built, so the map's own sort of the keys then finds them in order
@@ -424,5 +466,30 @@ pub(crate) fn label<T: Serialize>(value: &T) -> String {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
         Err(e) => format!("<{e}>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// On one thread or two, with halves of any size, every value
+        /// comes out once, in the order of its key.
+        #[test]
+        fn values_come_out_in_the_order_of_their_keys(
+            keys in proptest::collection::vec(0u128..50, 0..300),
+            threads in 1usize..=3,
+            min_half in 0usize..40,
+        ) {
+            let keyed: Vec<(u128, usize)> = keys.iter().copied().zip(0..).collect();
+            let sorted = sort_by_key(keyed, threads, min_half);
+            let mut seen = sorted.clone();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..keys.len()).collect::<Vec<_>>());
+            prop_assert!(sorted.windows(2).all(|w| keys[w[0]] <= keys[w[1]]));
+        }
     }
 }

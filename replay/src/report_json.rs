@@ -9,7 +9,6 @@
 //! through serde_json, re-indented to its depth. Tests check the bytes
 //! against [`Report::to_json`] and [`Report::to_sorted_json`].
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 
 use kedai_engine::Timestamp;
@@ -17,7 +16,7 @@ use kedai_engine::domain::order::{OrderStatus, PaymentStatus};
 use kedai_projections::orders::OrderSummary;
 use serde::Serialize;
 
-use crate::report::{OrdersOf, Report, ShopReport, label, sorted_orders};
+use crate::report::{OrdersOf, Report, ShopReport, label, sorted_orders_on};
 
 /// Orders per chunk a thread writes at a time.
 const CHUNK: usize = 16_384;
@@ -36,12 +35,17 @@ impl Report<OrdersOf<'_>> {
         threads: usize,
         chunk: usize,
     ) -> io::Result<()> {
+        let mut orders = Orders {
+            threads: threads.max(1),
+            chunk: chunk.max(1),
+            buffers: vec![Vec::new(); threads.max(1)],
+        };
         let mut report = Object::open(&mut out, 0)?;
         report.field("format", &self.format)?;
         report.field("position", &self.position)?;
         let mut shops = Object::open(report.key("shops")?, 1)?;
         for (id, shop) in &self.shops {
-            write_shop(shops.key(id)?, shop, threads, chunk)?;
+            write_shop(shops.key(id)?, shop, &mut orders)?;
         }
         shops.close()?;
         report.field("skipped_events", &self.skipped_events)?;
@@ -55,15 +59,14 @@ impl Report<OrdersOf<'_>> {
 fn write_shop(
     out: &mut impl Write,
     shop: &ShopReport<OrdersOf<'_>>,
-    threads: usize,
-    chunk: usize,
+    orders: &mut Orders,
 ) -> io::Result<()> {
     let mut report = Object::open(out, 2)?;
     report.field("balances", &shop.balances)?;
     report.field("currency", &shop.currency)?;
     report.field("name", &shop.name)?;
     report.field("order_counts", &shop.order_counts)?;
-    write_orders(report.key("orders")?, &shop.orders, threads, chunk)?;
+    orders.write(report.key("orders")?, &shop.orders)?;
     report.field("sales_by_month", &shop.sales_by_month)?;
     report.field("sales_total", &shop.sales_total)?;
     report.field("stock", &shop.stock)?;
@@ -133,41 +136,45 @@ impl<'w, W: Write> Object<'w, W> {
     }
 }
 
-/// A shop's orders by id at depth 3: each chunk written to a buffer on a
-/// thread of its own, the buffers written out in order.
-fn write_orders(
-    out: &mut impl Write,
-    orders: &OrdersOf<'_>,
+/// Writes shops' orders: `chunk` orders to a chunk, up to `threads`
+/// chunks at a time, each into a buffer of its own (kept from shop to
+/// shop) on a thread of its own.
+struct Orders {
     threads: usize,
     chunk: usize,
-) -> io::Result<()> {
-    let sorted = sorted_orders(orders.0);
-    if sorted.is_empty() {
-        return out.write_all(b"{}");
-    }
-    out.write_all(b"{\n")?;
-    let chunks: Vec<&[&OrderSummary]> = sorted.chunks(chunk.max(1)).collect();
-    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); threads.max(1)];
-    for (round, batch) in chunks.chunks(buffers.len()).enumerate() {
-        let first = round == 0;
-        std::thread::scope(|s| {
-            let mut work = batch.iter().zip(buffers.iter_mut());
-            let (mine, my_buffer) = work.next().expect("a round has a chunk");
-            let others: Vec<_> = work
-                .map(|(chunk, buffer)| s.spawn(move || write_chunk(buffer, chunk, false)))
-                .collect();
-            write_chunk(my_buffer, mine, first);
-            for other in others {
-                other.join().expect("writing orders does not panic");
-            }
-        });
-        for buffer in &buffers[..batch.len()] {
-            out.write_all(buffer)?;
+    buffers: Vec<Vec<u8>>,
+}
+
+impl Orders {
+    /// A shop's orders by id, at depth 3.
+    fn write(&mut self, out: &mut impl Write, orders: &OrdersOf<'_>) -> io::Result<()> {
+        let sorted = sorted_orders_on(orders.0, self.threads);
+        if sorted.is_empty() {
+            return out.write_all(b"{}");
         }
+        out.write_all(b"{\n")?;
+        let chunks: Vec<&[&OrderSummary]> = sorted.chunks(self.chunk).collect();
+        for (round, batch) in chunks.chunks(self.threads).enumerate() {
+            let first = round == 0;
+            std::thread::scope(|s| {
+                let mut work = batch.iter().zip(self.buffers.iter_mut());
+                let (mine, my_buffer) = work.next().expect("a round has a chunk");
+                let others: Vec<_> = work
+                    .map(|(chunk, buffer)| s.spawn(move || write_chunk(buffer, chunk, false)))
+                    .collect();
+                write_chunk(my_buffer, mine, first);
+                for other in others {
+                    other.join().expect("writing orders does not panic");
+                }
+            });
+            for buffer in &self.buffers[..batch.len()] {
+                out.write_all(buffer)?;
+            }
+        }
+        out.write_all(b"\n")?;
+        indent(out, 3)?;
+        out.write_all(b"}")
     }
-    out.write_all(b"\n")?;
-    indent(out, 3)?;
-    out.write_all(b"}")
 }
 
 /// Writes `orders` into `buffer` (emptied first) as entries of the orders
@@ -224,25 +231,30 @@ fn json_string(buffer: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Status labels as JSON strings, each worked out once.
+/// Status labels as JSON strings, each worked out once, by the status's
+/// number.
 #[derive(Default)]
 struct JsonLabels {
-    statuses: HashMap<OrderStatus, String>,
-    payment_statuses: HashMap<PaymentStatus, String>,
+    statuses: Vec<Option<String>>,
+    payment_statuses: Vec<Option<String>>,
 }
 
 impl JsonLabels {
     fn status(&mut self, status: OrderStatus) -> &str {
-        self.statuses
-            .entry(status)
-            .or_insert_with(|| quoted(&label(&status)))
+        cached(&mut self.statuses, status as usize, &status)
     }
 
     fn payment_status(&mut self, status: PaymentStatus) -> &str {
-        self.payment_statuses
-            .entry(status)
-            .or_insert_with(|| quoted(&label(&status)))
+        cached(&mut self.payment_statuses, status as usize, &status)
     }
+}
+
+/// The label of `value`, number `at` in `cache`, quoted.
+fn cached<'c>(cache: &'c mut Vec<Option<String>>, at: usize, value: &impl Serialize) -> &'c str {
+    if cache.len() <= at {
+        cache.resize(at + 1, None);
+    }
+    cache[at].get_or_insert_with(|| quoted(&label(value)))
 }
 
 fn quoted(text: &str) -> String {
