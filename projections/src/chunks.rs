@@ -67,10 +67,6 @@ impl<T> ChunkedList<T> {
         self.chunks.get(i / CHUNK)?.get(i % CHUNK)
     }
 
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
-    }
-
     /// The items in order (`rev()` for newest first).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone {
         self.chunks.iter().flatten()
@@ -78,14 +74,6 @@ impl<T> ChunkedList<T> {
 
     pub fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut T> {
         self.chunks.iter_mut().flatten()
-    }
-
-    /// Gives back the spare room of the first chunk (the only one that
-    /// grows).
-    pub fn shrink_to_fit(&mut self) {
-        if let [only] = self.chunks.as_mut_slice() {
-            only.shrink_to_fit();
-        }
     }
 }
 
@@ -196,13 +184,7 @@ mod tests {
         }
         assert_eq!(list.chunks[0].capacity(), CHUNK);
         assert_eq!(list.chunks[1].capacity(), CHUNK);
-        let mut small: ChunkedList<u16> = (0..5).collect();
-        small.shrink_to_fit();
-        assert_eq!(small.chunks[0].capacity(), 5);
-        // Grown again, it doubles up to CHUNK and no further.
-        for i in 5..CHUNK as u16 + 1 {
-            small.push(i);
-        }
-        assert_eq!(small.chunks[0].capacity(), CHUNK);
+        let small: ChunkedList<u16> = (0..5).collect();
+        assert_eq!(small.chunks[0].capacity(), 8);
     }
 }

@@ -12,10 +12,9 @@
 //! A report is made from [`Projections`], whether folded here or loaded
 //! from a server's snapshot, so both can be compared.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use kedai_engine::domain::order::{OrderStatus, PaymentStatus};
 use kedai_engine::{Position, ShopId};
 use kedai_projections::analytics::{Granularity, SalesRow};
 use kedai_projections::orders::{OrderSummary, OrdersView};
@@ -32,8 +31,9 @@ pub type Orders = BTreeMap<String, OrderReport>;
 
 /// The projections of a ledger at one position. `O` is how each shop's
 /// orders are held: a map ([`Orders`]) in a report read back or compared,
-/// or [`OrdersOf`], which writes them straight from the projections (what
-/// `kedai-replay rebuild` prints; the same bytes).
+/// or [`OrdersOf`], the projections' own orders, which
+/// [`Report::write_json`] writes by hand (what `kedai-replay rebuild`
+/// prints; the same bytes as the map's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report<O = Orders> {
     pub format: String,
@@ -129,35 +129,6 @@ impl Report {
     pub fn from_projections(projections: &Projections, shop: Option<ShopId>) -> Report {
         Report::of(projections, shop, orders_report)
     }
-}
-
-impl<'a> Report<OrdersOf<'a>> {
-    /// The report of `projections` to write: the orders are not copied
-    /// into a map but written from the projections (a big rebuild's report
-    /// spent half its time building that map).
-    pub fn streamed(projections: &'a Projections, shop: Option<ShopId>) -> Report<OrdersOf<'a>> {
-        Report::of(projections, shop, |view| OrdersOf(&view.orders))
-    }
-}
-
-impl<O: Serialize> Report<O> {
-    fn of<'a>(
-        projections: &'a Projections,
-        shop: Option<ShopId>,
-        orders: impl Fn(&'a ShopView) -> O,
-    ) -> Report<O> {
-        Report {
-            format: REPORT_FORMAT.into(),
-            position: projections.position,
-            skipped_events: projections.skipped,
-            shops: projections
-                .shops
-                .iter()
-                .filter(|(id, _)| shop.is_none_or(|s| s == **id))
-                .map(|(id, view)| (id.to_string(), ShopReport::from_view(view, orders(view))))
-                .collect(),
-        }
-    }
 
     /// The report as JSON: keys sorted, two-space indentation, a final
     /// newline. The same report always gives the same bytes.
@@ -180,9 +151,7 @@ impl<O: Serialize> Report<O> {
         text.push('\n');
         text
     }
-}
 
-impl Report {
     /// Reads a report written by [`Report::to_json`].
     pub fn from_json(text: &str) -> Result<Report, String> {
         let report: Report = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -193,6 +162,35 @@ impl Report {
             ));
         }
         Ok(report)
+    }
+}
+
+impl<'a> Report<OrdersOf<'a>> {
+    /// The report of `projections` to write ([`Report::write_json`]): the
+    /// orders are not copied into a map but written from the projections
+    /// (a big rebuild's report spent half its time building that map).
+    pub fn streamed(projections: &'a Projections, shop: Option<ShopId>) -> Report<OrdersOf<'a>> {
+        Report::of(projections, shop, |view| OrdersOf(&view.orders))
+    }
+}
+
+impl<O> Report<O> {
+    fn of<'a>(
+        projections: &'a Projections,
+        shop: Option<ShopId>,
+        orders: impl Fn(&'a ShopView) -> O,
+    ) -> Report<O> {
+        Report {
+            format: REPORT_FORMAT.into(),
+            position: projections.position,
+            skipped_events: projections.skipped,
+            shops: projections
+                .shops
+                .iter()
+                .filter(|(id, _)| shop.is_none_or(|s| s == **id))
+                .map(|(id, view)| (id.to_string(), ShopReport::from_view(view, orders(view))))
+                .collect(),
+        }
     }
 }
 
@@ -258,16 +256,11 @@ impl<O> ShopReport<O> {
     }
 }
 
-/// A shop's orders, sorted by id: a UUID's text sorts as its bytes do,
-/// and its bytes as the big-endian number `as_u128` reads (kept beside
-/// each order, so sorting does not read the orders again).
-pub(crate) fn sorted_orders(orders: &OrdersView) -> Vec<&OrderSummary> {
-    sorted_orders_on(orders, 1)
-}
-
-/// [`sorted_orders`] on up to 2 threads: each sorts half, and the halves
-/// are merged.
-pub(crate) fn sorted_orders_on(orders: &OrdersView, threads: usize) -> Vec<&OrderSummary> {
+/// A shop's orders, sorted by id, on up to 2 threads (each sorts half,
+/// and the halves are merged): a UUID's text sorts as its bytes do, and
+/// its bytes as the big-endian number `as_u128` reads (kept beside each
+/// order, so sorting does not read the orders again).
+pub(crate) fn sorted_orders(orders: &OrdersView, threads: usize) -> Vec<&OrderSummary> {
     let in_order: Vec<&OrderSummary> = orders.all().iter().collect();
     // Ids that grow with time (UUID v7, or a shop's own numbering) come
     // placed in order already.
@@ -324,7 +317,7 @@ const PARALLEL_SORT_MIN: usize = 32_768;
 /// and each status's label is worked out once.
 fn orders_report(view: &ShopView) -> Orders {
     let mut labels = Labels::default();
-    sorted_orders(&view.orders)
+    sorted_orders(&view.orders, 1)
         .into_iter()
         .map(|o| {
             let (payment_status, status) = labels.of(o);
@@ -345,75 +338,63 @@ fn orders_report(view: &ShopView) -> Orders {
         .collect()
 }
 
-/// A shop's orders, written as [`Orders`] is (a map by id, in order, each
-/// an [`OrderReport`]) straight from its projections.
+/// A shop's orders, to be written as [`Orders`] is (a map by id, in
+/// order, each an [`OrderReport`]) straight from its projections, by
+/// `Report::write_json` (`report_json`).
 #[derive(Debug, Clone, Copy)]
 pub struct OrdersOf<'a>(pub(crate) &'a OrdersView);
 
-impl Serialize for OrdersOf<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeStruct};
-
-        /// An order as [`OrderReport`] writes it (fields in its order).
-        struct Order<'a>(&'a OrderSummary, &'a str, &'a str);
-        impl Serialize for Order<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let Order(o, payment_status, status) = *self;
-                let mut out = s.serialize_struct("OrderReport", 8)?;
-                out.serialize_field("awb", &o.awb.as_deref())?;
-                out.serialize_field("paid", &o.paid.0)?;
-                out.serialize_field("payment_status", payment_status)?;
-                out.serialize_field("placed_at", &Text(&o.placed_at))?;
-                out.serialize_field("refunded", &o.refunded.0)?;
-                out.serialize_field("remaining", &o.remaining.0)?;
-                out.serialize_field("status", status)?;
-                out.serialize_field("total", &o.totals.total.0)?;
-                out.end()
-            }
-        }
-
-        let orders = sorted_orders(self.0);
-        let mut labels = Labels::default();
-        let mut out = s.serialize_map(Some(orders.len()))?;
-        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        for o in orders {
-            let key = o.order_id.0.hyphenated().encode_lower(&mut id);
-            let (payment_status, status) = labels.of(o);
-            out.serialize_entry(key, &Order(o, payment_status, status))?;
-        }
-        out.end()
-    }
-}
-
-/// A value written as its text (`Display`), with no string made for it.
-struct Text<'a, T>(&'a T);
-
-impl<T: std::fmt::Display> Serialize for Text<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self.0)
-    }
-}
-
-/// The labels of order statuses, each worked out once.
+/// The labels of order statuses, each worked out once, by the status's
+/// number: as they are (for a map of [`OrderReport`]s) or as JSON strings
+/// (for the report written by hand, `report_json`).
 #[derive(Default)]
-struct Labels {
-    statuses: HashMap<OrderStatus, String>,
-    payment_statuses: HashMap<PaymentStatus, String>,
+pub(crate) struct Labels {
+    quoted: bool,
+    statuses: Vec<Option<String>>,
+    payment_statuses: Vec<Option<String>>,
 }
 
 impl Labels {
+    /// Labels as JSON strings, quotes included.
+    pub(crate) fn quoted() -> Labels {
+        Labels {
+            quoted: true,
+            ..Labels::default()
+        }
+    }
+
     /// The order's payment status and status.
-    fn of(&mut self, o: &OrderSummary) -> (&str, &str) {
-        let payment_status = self
-            .payment_statuses
-            .entry(o.payment_status)
-            .or_insert_with(|| label(&o.payment_status));
-        let status = self
-            .statuses
-            .entry(o.status)
-            .or_insert_with(|| label(&o.status));
+    pub(crate) fn of(&mut self, o: &OrderSummary) -> (&str, &str) {
+        let quoted = self.quoted;
+        let payment_status = cached(
+            &mut self.payment_statuses,
+            o.payment_status as usize,
+            &o.payment_status,
+            quoted,
+        );
+        let status = cached(&mut self.statuses, o.status as usize, &o.status, quoted);
         (payment_status, status)
     }
+}
+
+/// The label of `value`, number `at` in `cache`, worked out if missing.
+fn cached<'c>(
+    cache: &'c mut Vec<Option<String>>,
+    at: usize,
+    value: &impl Serialize,
+    quoted: bool,
+) -> &'c str {
+    if cache.len() <= at {
+        cache.resize(at + 1, None);
+    }
+    cache[at].get_or_insert_with(|| {
+        let text = label(value);
+        if quoted {
+            serde_json::to_string(&text).expect("a text is JSON")
+        } else {
+            text
+        }
+    })
 }
 
 /// Every month with sales, over the whole history.

@@ -320,38 +320,3 @@ fn it_reads_while_a_writer_appends() {
     let (code, v) = replay_json(&["--data", &d, "verify"]);
     assert_eq!((code, v["events"].as_u64().unwrap()), (0, last));
 }
-
-/// What `rebuild` prints (the orders written straight from the
-/// projections) is what a report read back or compared holds (the orders
-/// in a map), byte for byte: on a year of fixture trade in 3 shops, with
-/// every order status, payments, refunds and AWBs.
-#[tokio::test]
-async fn the_report_written_from_the_projections_is_the_report_of_them() {
-    let config = kedai_fixtures::FixtureConfig {
-        shops: 3,
-        orders_per_shop: 200,
-        days: 60,
-        ..Default::default()
-    };
-    let store = kedai_fixtures::generate_in_memory(&config).await.unwrap();
-    let p = rebuild(&*store, Projections::new(), None, |_| {})
-        .await
-        .unwrap();
-    let whole = Report::from_projections(&p, None);
-    let orders = whole.shops.values().flat_map(|s| s.orders.values());
-    assert!(
-        orders.clone().any(|o| o.awb.is_some()),
-        "some orders shipped"
-    );
-    assert!(orders.clone().any(|o| o.refunded > 0), "some refunded");
-    let streamed = Report::streamed(&p, None);
-    assert_eq!(streamed.to_json(), whole.to_json());
-    let mut written = Vec::new();
-    streamed.write_json(&mut written, 2).unwrap();
-    assert_eq!(String::from_utf8(written).unwrap(), whole.to_json());
-    let one = p.shops.keys().nth(1).copied();
-    assert_eq!(
-        Report::streamed(&p, one).to_json(),
-        Report::from_projections(&p, one).to_json()
-    );
-}
