@@ -1060,14 +1060,20 @@ fn verify_indexed_segments(
     std::thread::scope(|scope| {
         for _ in 0..workers.min(files.len()) {
             scope.spawn(|| {
+                // Each segment is read into the memory of the one before.
+                let mut buffer = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((path, index)) = files.get(i).map(|f| (&f.1, &indexes[i])) else {
                         return;
                     };
                     let Some(index) = index else { continue };
-                    let checked = SegmentData::read(path)
-                        .and_then(|data| segment::verify_against_index(&data, index));
+                    let checked = SegmentData::read_into(path, std::mem::take(&mut buffer))
+                        .and_then(|data| {
+                            segment::verify_against_index(&data, index)?;
+                            buffer = data.bytes;
+                            Ok(())
+                        });
                     if let Err(e) = checked {
                         errors
                             .lock()

@@ -33,7 +33,15 @@ pub struct SegmentData {
 impl SegmentData {
     /// Reads a segment file and checks its header.
     pub fn read(path: &Path) -> Result<SegmentData, StoreError> {
-        let mut bytes = Vec::new();
+        SegmentData::read_into(path, Vec::new())
+    }
+
+    /// [`read`](SegmentData::read) into `bytes`, whose contents are
+    /// dropped and whose memory is reused: a walk over many segments that
+    /// reads each into fresh memory spends as much time in the kernel,
+    /// mapping and zeroing the pages, as reading them.
+    pub fn read_into(path: &Path, mut bytes: Vec<u8>) -> Result<SegmentData, StoreError> {
+        bytes.clear();
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| StoreError::io(format!("reading segment {}", path.display()), e))?;
@@ -569,6 +577,34 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_segment_read_into_the_memory_of_a_longer_one_holds_only_its_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |first: Position, fill: u8, len: usize| {
+            let header = SegmentHeader {
+                first_position: first,
+                prev_hash: [fill; HASH_LEN],
+            };
+            let mut bytes = header.encode().to_vec();
+            bytes.resize(SEGMENT_HEADER_LEN + len, fill);
+            let path = dir.path().join(format::segment_file_name(first));
+            std::fs::write(&path, &bytes).unwrap();
+            (path, bytes)
+        };
+        let (long, long_bytes) = file(1, 0xaa, 10_000);
+        let (short, short_bytes) = file(500, 0xbb, 10);
+        let first = SegmentData::read_into(&long, Vec::new()).unwrap();
+        assert_eq!(first.bytes, long_bytes);
+        let second = SegmentData::read_into(&short, first.bytes).unwrap();
+        assert_eq!(second.bytes, short_bytes);
+        assert_eq!(second.header.first_position, 500);
+        assert_eq!(second.header.prev_hash, [0xbb; HASH_LEN]);
+        assert_eq!(second.path, short);
+        // A file that is not a segment is refused, whatever the buffer held.
+        std::fs::write(&short, b"not a segment").unwrap();
+        assert!(SegmentData::read_into(&short, second.bytes).is_err());
     }
 
     #[test]
