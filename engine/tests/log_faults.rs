@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kedai_engine::store::conformance::read_everything;
+use kedai_engine::store::import::Verbatim;
 use kedai_engine::store::log::format::{self, Frame, SEGMENT_HEADER_LEN};
 use kedai_engine::store::log::verify::verify;
 use kedai_engine::store::log::{FaultInjector, LogOptions, LogStore, WriteFault};
@@ -183,7 +184,19 @@ async fn a_torn_tail_is_cut_at_every_byte_of_the_last_record() {
 
             let reader = LogStore::open_read_only(copy.path()).unwrap();
             assert_eq!(reader.last_position().await.unwrap(), 4, "cut {cut}");
-            drop(reader);
+            // Read in order, the tail is taken without following the
+            // chain, yet it ends at the same record, hash and time.
+            let in_order = LogStore::open_in_order(copy.path()).unwrap();
+            assert_eq!(
+                in_order.chain_end().await.unwrap(),
+                reader.chain_end().await.unwrap(),
+                "cut {cut}"
+            );
+            assert_eq!(
+                read_everything(&in_order).await,
+                read_everything(&reader).await
+            );
+            drop((reader, in_order));
             assert_eq!(
                 fs::read(&target).unwrap(),
                 bytes,
@@ -391,6 +404,9 @@ async fn a_log_opened_in_order_reads_everything_and_refuses_streams() {
         read_everything(&in_order).await,
         read_everything(&reader).await
     );
+    let end = in_order.chain_end().await.unwrap();
+    assert_eq!(end, reader.chain_end().await.unwrap());
+    assert_eq!(end.last_position, 30);
     for refused in [
         in_order
             .read_stream(&stream("stock-0"), 1, 10)

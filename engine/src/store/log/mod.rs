@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use self::format::{Frame, GENESIS_HASH, Hash, SEGMENT_HEADER_LEN, SegmentHeader};
-use self::segment::{ScanChecks, SegmentData, SegmentIndex};
+use self::segment::{ScanChecks, ScanEnd, SegmentData, SegmentIndex};
 use super::import::{ChainEnd, IMPORT_RECORDS_MAX, RecordPage, Verbatim};
 use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId, Timestamp};
@@ -367,6 +367,9 @@ impl LogStore {
     /// an open's time and memory on a big log, and without reading the
     /// sealed segments' indexes until a read reaches each segment (so a
     /// damaged sealed segment is reported by the read, not by the open).
+    /// The tail segment is scanned for where its records end, by their
+    /// checksums, without following the hash chain (`verify` does) or
+    /// decoding its envelopes (a rebuild does, as it reads them).
     /// Reading a stream is refused.
     pub fn open_in_order(dir: impl AsRef<Path>) -> Result<LogStore, StoreError> {
         LogStore::open_reader(dir.as_ref(), Mode::InOrder)
@@ -1177,6 +1180,27 @@ fn load_indexed(
     Ok(())
 }
 
+/// Takes the end of a scanned segment as the log's end so far; returns
+/// where its torn bytes, if any, end.
+fn finish_scanned(loaded: &mut Loaded, data: &SegmentData, end: &ScanEnd) -> u64 {
+    loaded.last_position = end.next_position - 1;
+    loaded.last_hash = end.last_hash;
+    loaded.active_len = end.data_end as u64;
+    loaded.active_file_len = data.bytes.len() as u64;
+    // Torn bytes run from the end of the last whole record to the last
+    // non-zero byte (what follows is preallocated space).
+    let garbage_end = data
+        .bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1)
+        .max(end.data_end) as u64;
+    if end.torn {
+        loaded.torn_bytes = garbage_end - end.data_end as u64;
+    }
+    garbage_end
+}
+
 fn load_scanned(
     loaded: &mut Loaded,
     dir: &Path,
@@ -1188,9 +1212,40 @@ fn load_scanned(
     let checks = ScanChecks {
         first_position: loaded.last_position + 1,
         prev_hash: loaded.last_hash,
-        verify_chain: true,
+        // Read in order, the chain is not followed (`verify` does), as in
+        // the sealed segments opened lazily.
+        verify_chain: mode != Mode::InOrder,
         is_last,
     };
+    if mode == Mode::InOrder {
+        // Only where each record ends is needed, and when the last was
+        // recorded; the envelopes are decoded as they are read.
+        let mut ends = Vec::new();
+        let mut last: Option<(usize, &[u8])> = None;
+        let end = segment::scan(&data, checks, |r| {
+            ends.push(r.end as u32);
+            last = Some((r.offset, r.raw));
+            Ok(())
+        })?;
+        if let Some((offset, raw)) = last {
+            let envelope = format::decode_envelope(raw).map_err(|reason| StoreError::Corrupt {
+                segment: path.to_owned(),
+                offset: offset as u64,
+                position: Some(end.next_position - 1),
+                reason,
+            })?;
+            loaded.last_recorded_at = Timestamp(envelope.recorded_at);
+        }
+        finish_scanned(loaded, &data, &end);
+        let file = open_segment_file(path, mode)?;
+        loaded.segments.push(Arc::new(Segment::new(
+            checks.first_position,
+            path.to_owned(),
+            file,
+            ends,
+        )));
+        return Ok(());
+    }
     let streams = &loaded.streams;
     let ids = &mut loaded.ids;
     let (index, end) = SegmentIndex::build_with(&data, checks, |r| {
@@ -1223,23 +1278,8 @@ fn load_scanned(
     if end.records > 0 {
         loaded.last_recorded_at = Timestamp(index.last_recorded_at);
     }
-    loaded.last_position = end.next_position - 1;
-    loaded.last_hash = end.last_hash;
-    loaded.active_len = end.data_end as u64;
-    let file_len = data.bytes.len() as u64;
-    // Torn bytes run from the end of the last whole record to the last
-    // non-zero byte (what follows is preallocated space).
-    let garbage_end = data
-        .bytes
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i + 1);
-    let garbage_end = garbage_end.max(end.data_end) as u64;
+    let garbage_end = finish_scanned(loaded, &data, &end);
     drop(data);
-    if end.torn {
-        loaded.torn_bytes = garbage_end - end.data_end as u64;
-    }
-    loaded.active_file_len = file_len;
     let file = open_segment_file(path, mode)?;
     if mode == Mode::Writer {
         let io_err = |e| StoreError::io(format!("repairing {}", path.display()), e);
@@ -1260,7 +1300,7 @@ fn load_scanned(
         } else {
             // A sealed segment is cut to its records before its index is
             // written (the index's length check relies on it).
-            if file_len > end.data_end as u64 {
+            if loaded.active_file_len > end.data_end as u64 {
                 file.set_len(end.data_end as u64)
                     .and_then(|()| file.sync_all())
                     .map_err(io_err)?;
