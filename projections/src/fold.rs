@@ -585,7 +585,7 @@ impl Decoder {
         if self.owner(shop) != self.index {
             return Ok(true);
         }
-        let envelope = format::decode_envelope(body).map_err(bad)?;
+        let envelope = format::decode_event_head(body).map_err(bad)?;
         let recorded_at = Timestamp(envelope.recorded_at);
         if self.until.is_some_and(|t| recorded_at > t) {
             return Ok(false);
