@@ -9,10 +9,12 @@
 //!
 //! An interner is a cache, not state: two projections with different
 //! interners but the same values are equal, and serialised values carry
-//! the text itself (a snapshot loads back into fresh `Arc`s that
-//! [`Interner::str`] and [`Interner::party`] share again).
+//! the text itself. A snapshot is read with an interner of its own
+//! ([`loading`]), so equal values are shared as they are read, and each
+//! shop's interner takes them over when its indexes are rebuilt.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
@@ -22,7 +24,10 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
+use kedai_engine::domain::catalog::CustomerCategory;
+use kedai_engine::domain::ids::CustomerId;
 use kedai_engine::domain::order::CustomerSnapshot;
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::orders::LineItem;
@@ -93,9 +98,155 @@ impl Serialize for Text {
 }
 
 impl<'de> Deserialize<'de> for Text {
+    /// Read as a string; while projections are being loaded
+    /// ([`loading`]), as the shared copy of it, made only if it is new.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
-        String::deserialize(deserializer).map(Text::from)
+        struct Visit;
+        impl Visitor<'_> for Visit {
+            type Value = Text;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text, E> {
+                Ok(with_loading(|i| match i {
+                    Some(i) => i.str(s),
+                    None => Text::from(s),
+                }))
+            }
+
+            fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<Text, E> {
+                let s = std::str::from_utf8(b)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Bytes(b), &self))?;
+                self.visit_str(s)
+            }
+        }
+        deserializer.deserialize_str(Visit)
     }
+}
+
+thread_local! {
+    /// The values shared so far by the load in progress on this thread,
+    /// if one is ([`loading`]).
+    static LOADING: RefCell<Option<Interner>> = const { RefCell::new(None) };
+}
+
+/// Runs `load`, which reads projections, with every text, customer and
+/// line item shared as it is read: equal values are made once, instead of
+/// once per record and then replaced by a shared copy (a snapshot holds a
+/// customer's whole record in every one of their orders, and reading them
+/// all before sharing them took twice the memory and most of the load's
+/// time). The shops' own interners take the shared values over when their
+/// indexes are rebuilt.
+pub(crate) fn loading<T>(load: impl FnOnce() -> T) -> T {
+    /// Puts back what was there before, however `load` ends.
+    struct Restore(Option<Interner>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            LOADING.with(|l| *l.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(LOADING.with(|l| l.replace(Some(Interner::default()))));
+    load()
+}
+
+/// Calls `f` with the interner of the load in progress, if any.
+fn with_loading<R>(f: impl FnOnce(Option<&mut Interner>) -> R) -> R {
+    LOADING.with(|l| f(l.borrow_mut().as_mut()))
+}
+
+/// A customer snapshot as serialised, its texts borrowed where the reader
+/// allows it: read to be shared ([`deserialize_party`]).
+#[derive(Deserialize)]
+#[serde(rename = "CustomerSnapshot")]
+struct PartyFields<'a> {
+    customer_id: CustomerId,
+    #[serde(borrow)]
+    name: Str<'a>,
+    #[serde(borrow)]
+    phone: Option<Str<'a>>,
+    category: CustomerCategory,
+    #[serde(borrow)]
+    address: Option<Str<'a>>,
+    #[serde(borrow)]
+    district: Option<Str<'a>>,
+    #[serde(borrow)]
+    city: Option<Str<'a>>,
+    #[serde(borrow)]
+    province: Option<Str<'a>>,
+    #[serde(borrow)]
+    postal_code: Option<Str<'a>>,
+}
+
+/// A string read borrowed where the reader allows it, owned otherwise.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Str<'a>, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Visit<'a> {
+            type Value = Str<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(s.to_owned())))
+            }
+
+            fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<Str<'a>, E> {
+                let s = std::str::from_utf8(b)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Bytes(b), &self))?;
+                self.visit_str(s)
+            }
+        }
+        deserializer.deserialize_str(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Reads a customer snapshot as [`CustomerSnapshot`] serialises; while
+/// projections are being loaded ([`loading`]), as the shared copy,
+/// made only if it is new.
+pub fn deserialize_party<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Party, D::Error> {
+    fn text<'s>(s: &'s Option<Str<'_>>) -> Option<&'s str> {
+        s.as_ref().map(|s| &*s.0)
+    }
+    let p = PartyFields::deserialize(deserializer)?;
+    let borrowed = PartyRef {
+        customer_id: p.customer_id,
+        name: &p.name.0,
+        phone: text(&p.phone),
+        category: p.category,
+        address: text(&p.address),
+        district: text(&p.district),
+        city: text(&p.city),
+        province: text(&p.province),
+        postal_code: text(&p.postal_code),
+    };
+    Ok(with_loading(|i| match i {
+        Some(i) => i.party(&borrowed),
+        None => Arc::new(borrowed.to_snapshot()),
+    }))
+}
+
+/// What a line sold; while projections are being loaded ([`loading`]),
+/// the shared copy, made only if it is new.
+pub(crate) fn loaded_item(sku: Text, product_name: Text, category: Option<Text>) -> Arc<LineItem> {
+    with_loading(|i| match i {
+        Some(i) => i.item(&sku, &product_name, category.as_deref()),
+        None => Arc::new(LineItem {
+            sku,
+            product_name,
+            category,
+        }),
+    })
 }
 
 impl Text {
@@ -188,14 +339,30 @@ impl Interner {
         *item = self.item(&item.sku, &item.product_name, item.category.as_deref());
     }
 
-    /// Replaces `t` by the shared copy of its text (after loading).
+    /// Replaces `t` by the shared copy of its text, which is `t` itself
+    /// if the text is new (after loading).
     pub fn share(&mut self, t: &mut Text) {
-        *t = self.str(t);
+        match self.strs.get(&**t) {
+            Some(shared) => *t = shared.clone(),
+            None => {
+                self.strs.insert(t.clone());
+            }
+        }
     }
 
-    /// Replaces `p` by the shared copy of its value (after loading).
+    /// Replaces `p` by the shared copy of its value, which is `p` itself
+    /// if the value is new (after loading).
     pub fn share_party(&mut self, p: &mut Party) {
-        *p = self.party(&PartyRef::from(&**p));
+        let hasher = &self.hasher;
+        let key = PartyRef::from(&**p);
+        let hash = hasher.hash_one(key);
+        let entry = self.parties.entry(
+            hash,
+            |shared| PartyRef::from(&**shared) == key,
+            |shared| hasher.hash_one(PartyRef::from(&**shared)),
+        );
+        let shared = Arc::clone(entry.or_insert_with(|| Arc::clone(p)).get());
+        *p = shared;
     }
 }
 

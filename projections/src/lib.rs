@@ -350,7 +350,7 @@ impl Projections {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Projections, rmp_serde::decode::Error> {
-        let mut p: Projections = rmp_serde::from_slice(bytes)?;
+        let mut p: Projections = intern::loading(|| rmp_serde::from_slice(bytes))?;
         for shop in p.shops.values_mut() {
             shop.orders.rebuild_indexes();
             shop.inbox.rebuild_indexes();

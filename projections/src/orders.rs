@@ -86,14 +86,11 @@ impl From<LineSummary> for LineFields {
 }
 
 impl From<LineFields> for LineSummary {
-    /// Not yet shared: [`OrdersView::rebuild_indexes`] shares it.
+    /// Shared as it is read while projections are loaded; the shop's
+    /// interner takes it over in [`OrdersView::rebuild_indexes`].
     fn from(l: LineFields) -> LineSummary {
         LineSummary {
-            item: Arc::new(LineItem {
-                sku: l.sku,
-                product_name: l.product_name,
-                category: l.category,
-            }),
+            item: crate::intern::loaded_item(l.sku, l.product_name, l.category),
             quantity: l.quantity,
             unit_price: l.unit_price,
             unit_cost: l.unit_cost,
@@ -134,7 +131,9 @@ pub struct OrderSummary {
     pub service: Text,
     /// Unique to the order, so not shared: a box is one allocation.
     pub awb: Option<Box<str>>,
+    #[serde(deserialize_with = "crate::intern::deserialize_party")]
     pub sender: Party,
+    #[serde(deserialize_with = "crate::intern::deserialize_party")]
     pub receiver: Party,
     /// Fixed once placed: a boxed slice, no spare capacity.
     pub lines: Box<[LineSummary]>,

@@ -384,6 +384,65 @@ mod tests {
         }
     }
 
+    /// Read back while loading, equal customers, texts and line items are
+    /// one allocation each as soon as they are read, whether the reader
+    /// lends the texts (a slice) or not (a stream); the shop's interner
+    /// takes them over, so orders placed later share them too.
+    #[test]
+    fn a_loaded_view_shares_equal_values_as_they_are_read() {
+        use std::sync::Arc;
+
+        use kedai_engine::{Actor, Role};
+
+        use crate::At;
+        use crate::intern::{Text, loading};
+        use crate::orders::{OrderSummary, OrdersView};
+
+        let actor = Actor::new(Role::Staff, "ayu");
+        let place = |view: &mut OrdersView, n: u64| {
+            let mut e = order();
+            e.order_id = OrderId(Uuid::from_u128(u128::from(n)));
+            let at = At {
+                position: n,
+                version: 1,
+                recorded_at: Timestamp(1_760_000_000_000_000),
+                actor: &actor,
+            };
+            view.place(at, &PlacedRef::from(&e));
+        };
+        let mut view = OrdersView::default();
+        for n in 1..=3 {
+            place(&mut view, n);
+        }
+        let shared = |view: &OrdersView| {
+            let o: Vec<&OrderSummary> = view.all().iter().collect();
+            let (first, last) = (o[0], o[o.len() - 1]);
+            [
+                Arc::ptr_eq(&first.sender, &last.sender),
+                Arc::ptr_eq(&first.receiver, &last.receiver),
+                Text::ptr_eq(&first.courier, &last.courier),
+                Arc::ptr_eq(&first.lines[1].item, &last.lines[1].item),
+            ]
+        };
+        assert_eq!(shared(&view), [true; 4]);
+        let bytes = rmp_serde::to_vec(&view).unwrap();
+
+        let plain: OrdersView = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(plain, view);
+        assert_eq!(shared(&plain), [false; 4], "not loading: nothing shared");
+
+        let lent: OrdersView = loading(|| rmp_serde::from_slice(&bytes)).unwrap();
+        let streamed: OrdersView = loading(|| rmp_serde::from_read(&bytes[..])).unwrap();
+        for mut loaded in [lent, streamed] {
+            assert_eq!(shared(&loaded), [true; 4]);
+            loaded.rebuild_indexes();
+            assert_eq!(loaded, view);
+            assert_eq!(shared(&loaded), [true; 4]);
+            place(&mut loaded, 4);
+            assert_eq!(shared(&loaded), [true; 4], "an order placed after loading");
+        }
+    }
+
     #[test]
     fn the_payload_reads_as_the_owned_event_does() {
         let e = order();
