@@ -275,44 +275,22 @@ pub fn decode_envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
 /// The envelope in `bytes` if it is the 12-element array this build
 /// writes, with nothing after it; `None` otherwise.
 fn read_envelope(mut bytes: &[u8]) -> Option<Envelope<'_>> {
-    use rmp::decode::{read_array_len, read_bin_len, read_int, read_str_from_slice};
+    use rmp::decode::{read_array_len, read_int};
 
-    fn uuid(rd: &mut &[u8]) -> Option<Uuid> {
-        let (id, rest) = rd.strip_prefix(&[0xc4, 16])?.split_first_chunk::<16>()?;
-        *rd = rest;
-        Some(Uuid::from_bytes(*id))
-    }
-    fn text<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
-        let (text, rest) = read_str_from_slice(*rd).ok()?;
-        *rd = rest;
-        Some(text)
-    }
     let rd = &mut bytes;
     if read_array_len(rd).ok()? != 12 {
         return None;
     }
-    let shop = uuid(rd)?;
-    let stream = text(rd)?;
+    let shop = field_uuid(rd)?;
+    let stream = field_text(rd)?;
     let version = read_int(rd).ok()?;
-    let event_id = uuid(rd)?;
+    let event_id = field_uuid(rd)?;
     let recorded_at = read_int(rd).ok()?;
     let role = read_int(rd).ok()?;
-    let actor = text(rd)?;
-    let correlation_id = uuid(rd)?;
-    let causation_id = match rd.strip_prefix(&[0xc0]) {
-        Some(rest) => {
-            *rd = rest;
-            None
-        }
-        None => Some(uuid(rd)?),
-    };
-    let event_type = text(rd)?;
-    let schema_version = read_int(rd).ok()?;
-    let len = read_bin_len(rd).ok()? as usize;
-    let payload = rd.get(..len)?;
-    if rd.len() != len {
-        return None;
-    }
+    let actor = field_text(rd)?;
+    let correlation_id = field_uuid(rd)?;
+    let causation_id = field_causation(rd)?;
+    let (event_type, schema_version, payload) = field_event(rd)?;
     Some(Envelope {
         shop,
         stream,
@@ -327,6 +305,43 @@ fn read_envelope(mut bytes: &[u8]) -> Option<Envelope<'_>> {
         schema_version,
         payload,
     })
+}
+
+/// An id of the envelope: 16 bytes of bin 8.
+fn field_uuid(rd: &mut &[u8]) -> Option<Uuid> {
+    let (id, rest) = rd.strip_prefix(&[0xc4, 16])?.split_first_chunk::<16>()?;
+    *rd = rest;
+    Some(Uuid::from_bytes(*id))
+}
+
+fn field_text<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
+    let (text, rest) = rmp::decode::read_str_from_slice(*rd).ok()?;
+    *rd = rest;
+    Some(text)
+}
+
+/// The causation id: nil or an id.
+fn field_causation(rd: &mut &[u8]) -> Option<Option<Uuid>> {
+    match rd.strip_prefix(&[0xc0]) {
+        Some(rest) => {
+            *rd = rest;
+            Some(None)
+        }
+        None => field_uuid(rd).map(Some),
+    }
+}
+
+/// The envelope's last three fields: the event's type, its schema's
+/// version and its payload, with nothing after them.
+fn field_event<'a>(rd: &mut &'a [u8]) -> Option<(&'a str, u16, &'a [u8])> {
+    let event_type = field_text(rd)?;
+    let schema_version = rmp::decode::read_int(rd).ok()?;
+    let len = rmp::decode::read_bin_len(rd).ok()? as usize;
+    let payload = rd.get(..len)?;
+    if rd.len() != len {
+        return None;
+    }
+    Some((event_type, schema_version, payload))
 }
 
 /// What a fold reads of an envelope: the event, when and by whom, without
@@ -369,42 +384,24 @@ pub fn decode_event_head(body: &[u8]) -> Result<EventHead<'_>, String> {
 }
 
 fn read_event_head(mut bytes: &[u8]) -> Option<EventHead<'_>> {
-    use rmp::decode::{read_array_len, read_bin_len, read_int, read_str_from_slice};
+    use rmp::decode::{read_array_len, read_int};
 
-    /// Passes over an id: 16 bytes of bin 8.
-    fn skip_uuid(rd: &mut &[u8]) -> Option<()> {
-        *rd = rd.strip_prefix(&[0xc4, 16])?.get(16..)?;
-        Some(())
-    }
-    fn text<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
-        let (text, rest) = read_str_from_slice(*rd).ok()?;
-        *rd = rest;
-        Some(text)
-    }
     let rd = &mut bytes;
     if read_array_len(rd).ok()? != 12 {
         return None;
     }
-    skip_uuid(rd)?;
+    field_uuid(rd)?;
+    // The stream name, passed over unchecked.
     let len = rmp::decode::read_str_len(rd).ok()? as usize;
     *rd = rd.get(len..)?;
     let version = read_int(rd).ok()?;
-    skip_uuid(rd)?;
+    field_uuid(rd)?;
     let recorded_at = read_int(rd).ok()?;
     let role = read_int(rd).ok()?;
-    let actor = text(rd)?;
-    skip_uuid(rd)?;
-    match rd.strip_prefix(&[0xc0]) {
-        Some(rest) => *rd = rest,
-        None => skip_uuid(rd)?,
-    }
-    let event_type = text(rd)?;
-    let schema_version = read_int(rd).ok()?;
-    let len = read_bin_len(rd).ok()? as usize;
-    let payload = rd.get(..len)?;
-    if rd.len() != len {
-        return None;
-    }
+    let actor = field_text(rd)?;
+    field_uuid(rd)?;
+    field_causation(rd)?;
+    let (event_type, schema_version, payload) = field_event(rd)?;
     Some(EventHead {
         version,
         recorded_at,
