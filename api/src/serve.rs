@@ -187,6 +187,13 @@ pub async fn start(data: &Path, store: &StoreChoice) -> anyhow::Result<Running> 
 async fn open(data: &Path, store: &StoreChoice, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
+    // The projections' snapshot is read while the store opens: the two
+    // share nothing, and each takes about as long.
+    let snapshot_path = data.join("projections.snapshot");
+    let snapshot = {
+        let path = snapshot_path.clone();
+        tokio::task::spawn_blocking(move || load_snapshot(&path))
+    };
     let (records, sole_writer): (Arc<dyn Verbatim>, bool) = match store {
         StoreChoice::Log | StoreChoice::LogWith(_) => {
             let options = match store {
@@ -215,9 +222,9 @@ async fn open(data: &Path, store: &StoreChoice, clock: Arc<dyn Clock>) -> anyhow
             ..EngineOptions::default()
         },
     ));
-    let snapshot_path = data.join("projections.snapshot");
     let head = store.last_position().await?;
-    let initial = match load_snapshot(&snapshot_path) {
+    let snapshot = snapshot.await.context("reading the projection snapshot")?;
+    let initial = match snapshot {
         Ok(Some(p)) if p.position <= head => {
             tracing::info!(
                 position = p.position,

@@ -52,6 +52,7 @@ pub mod shop;
 pub mod stock;
 pub mod webhooks;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use kedai_engine::domain::DomainEvent;
@@ -343,20 +344,157 @@ impl Projections {
         self.shops.values().map(|v| v.inbox.outbox_len()).sum()
     }
 
-    /// The projections as MessagePack (a snapshot's payload): the same
-    /// state always gives the same bytes.
+    /// The projections as MessagePack (a snapshot's payload), each shop's
+    /// views as bytes of their own, so that [`Projections::from_bytes`]
+    /// can read the shops on several threads. The same state always gives
+    /// the same bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).expect("projections always encode")
+        let encode = |v: &ShopView| rmp_serde::to_vec(v).expect("projections always encode");
+        let stored = Stored {
+            position: self.position,
+            shops: self
+                .shops
+                .iter()
+                .map(|(id, v)| (*id, serde_bytes::ByteBuf::from(encode(v))))
+                .collect(),
+            keys: Cow::Borrowed(&self.keys),
+            skipped: self.skipped,
+        };
+        rmp_serde::to_vec(&stored).expect("projections always encode")
     }
 
+    /// Reads what [`Projections::to_bytes`] wrote: the shops on every
+    /// core (shops share nothing), each with its values shared as they
+    /// are read (see [`intern::loading`]), then its indexes rebuilt.
     pub fn from_bytes(bytes: &[u8]) -> Result<Projections, rmp_serde::decode::Error> {
-        let mut p: Projections = intern::loading(|| rmp_serde::from_slice(bytes))?;
-        for shop in p.shops.values_mut() {
-            shop.orders.rebuild_indexes();
-            shop.inbox.rebuild_indexes();
-            shop.checkouts.rebuild_indexes();
-            shop.analytics.share_texts();
+        let stored: Stored<'_, &serde_bytes::Bytes> = rmp_serde::from_slice(bytes)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let views = load_shops(&stored.shops, threads)?;
+        Ok(Projections {
+            position: stored.position,
+            shops: stored.shops.iter().map(|(id, _)| *id).zip(views).collect(),
+            keys: stored.keys.into_owned(),
+            skipped: stored.skipped,
+        })
+    }
+}
+
+/// The byte form of [`Projections`] (see [`Projections::to_bytes`]): each
+/// shop's views as bytes `B`.
+#[derive(Serialize, Deserialize)]
+struct Stored<'a, B> {
+    position: Position,
+    shops: Vec<(ShopId, B)>,
+    keys: Cow<'a, BTreeMap<String, KeyEntry>>,
+    skipped: u64,
+}
+
+/// Reads the shops' views on up to `threads` threads, in order.
+fn load_shops(
+    shops: &[(ShopId, &serde_bytes::Bytes)],
+    threads: usize,
+) -> Result<Vec<ShopView>, rmp_serde::decode::Error> {
+    fn load(bytes: &[u8]) -> Result<ShopView, rmp_serde::decode::Error> {
+        let mut shop: ShopView = intern::loading(|| rmp_serde::from_slice(bytes))?;
+        shop.orders.rebuild_indexes();
+        shop.inbox.rebuild_indexes();
+        shop.checkouts.rebuild_indexes();
+        shop.analytics.share_texts();
+        Ok(shop)
+    }
+    let threads = threads.clamp(1, shops.len().max(1));
+    if threads == 1 {
+        return shops.iter().map(|(_, bytes)| load(bytes)).collect();
+    }
+    // Biggest first, each to the next free thread.
+    let mut order: Vec<usize> = (0..shops.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(shops[i].1.len()));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut loaded: Vec<(usize, Result<ShopView, rmp_serde::decode::Error>)> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = order.get(n) else {
+                                return done;
+                            };
+                            done.push((i, load(shops[i].1)));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a loading thread does not panic"))
+                .collect()
+        });
+    loaded.sort_by_key(|(i, _)| *i);
+    loaded.into_iter().map(|(_, shop)| shop).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use kedai_engine::EventStore;
+    use kedai_fixtures::{FixtureConfig, generate_in_memory};
+
+    use super::*;
+
+    /// The projections of a generated log of 5 shops.
+    fn five_shops() -> Projections {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let config = FixtureConfig {
+                shops: 5,
+                orders_per_shop: 40,
+                days: 10,
+                ..FixtureConfig::default()
+            };
+            let store = generate_in_memory(&config).await.unwrap();
+            let mut p = Projections::new();
+            loop {
+                let events = store.read_all(p.position, 10_000).await.unwrap();
+                if events.is_empty() {
+                    return p;
+                }
+                for e in &events {
+                    p.apply(e).unwrap();
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn the_byte_form_reads_back_the_same_on_any_number_of_threads() {
+        let p = five_shops();
+        assert_eq!(p.shops.len(), 5);
+        let bytes = p.to_bytes();
+        let stored: Stored<'_, &serde_bytes::Bytes> = rmp_serde::from_slice(&bytes).unwrap();
+        for threads in 1..=6 {
+            let views = load_shops(&stored.shops, threads).unwrap();
+            let back = Projections {
+                position: stored.position,
+                shops: stored.shops.iter().map(|(id, _)| *id).zip(views).collect(),
+                keys: stored.keys.clone().into_owned(),
+                skipped: stored.skipped,
+            };
+            assert!(back == p, "{threads} threads");
+            assert!(back.to_bytes() == bytes, "{threads} threads");
         }
-        Ok(p)
+        assert!(Projections::from_bytes(&bytes).unwrap() == p);
+
+        // A shop's bytes damaged: an error, whichever thread reads them.
+        let mut damaged = stored.shops.clone();
+        damaged[3].1 = serde_bytes::Bytes::new(&[0xc1]);
+        for threads in 1..=6 {
+            assert!(load_shops(&damaged, threads).is_err(), "{threads} threads");
+        }
+        // The form before shops had bytes of their own is refused.
+        assert!(Projections::from_bytes(&rmp_serde::to_vec(&p).unwrap()).is_err());
     }
 }

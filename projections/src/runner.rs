@@ -24,8 +24,9 @@ const SNAPSHOT_MAGIC: [u8; 8] = *b"KEDAISNP";
 /// 2: checkouts, message delivery and the outbox. 3: conversations keep
 /// only their last message (messages are read from the log). 4: the
 /// ledger keeps a mark per entry (entries are read from the log). 5: the
-/// stock history keeps a mark per line (lines are read from the log).
-const SNAPSHOT_VERSION: u16 = 5;
+/// stock history keeps a mark per line (lines are read from the log). 6:
+/// each shop's views are bytes of their own (read on several threads).
+const SNAPSHOT_VERSION: u16 = 6;
 
 /// Why the runner stopped.
 #[derive(Debug, thiserror::Error)]
