@@ -345,18 +345,19 @@ impl Projections {
     }
 
     /// The projections as MessagePack (a snapshot's payload), each shop's
-    /// views as bytes of their own, so that [`Projections::from_bytes`]
-    /// can read the shops on several threads. The same state always gives
-    /// the same bytes.
+    /// views as bytes of their own, written on every core, so that
+    /// [`Projections::from_bytes`] can read the shops on several threads
+    /// too. The same state always gives the same bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let encode = |v: &ShopView| rmp_serde::to_vec(v).expect("projections always encode");
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shops: Vec<(&ShopId, &ShopView)> = self.shops.iter().collect();
+        let encode = |&(id, v): &(&ShopId, &ShopView)| {
+            let bytes = rmp_serde::to_vec(v).expect("projections always encode");
+            (*id, serde_bytes::ByteBuf::from(bytes))
+        };
         let stored = Stored {
             position: self.position,
-            shops: self
-                .shops
-                .iter()
-                .map(|(id, v)| (*id, serde_bytes::ByteBuf::from(encode(v))))
-                .collect(),
+            shops: on_threads(&shops, |(_, v)| v.orders.len(), threads, encode),
             keys: Cow::Borrowed(&self.keys),
             skipped: self.skipped,
         };
@@ -402,37 +403,54 @@ fn load_shops(
         shop.analytics.share_texts();
         Ok(shop)
     }
-    let threads = threads.clamp(1, shops.len().max(1));
+    on_threads(
+        shops,
+        |(_, bytes)| bytes.len(),
+        threads,
+        |(_, bytes)| load(bytes),
+    )
+    .into_iter()
+    .collect()
+}
+
+/// `f` of each item, in the items' order, worked out on up to `threads`
+/// threads: the heaviest items (by `weight`) first, each to the next free
+/// thread. Shops share nothing, so each can be written or read on its own.
+fn on_threads<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.clamp(1, items.len().max(1));
     if threads == 1 {
-        return shops.iter().map(|(_, bytes)| load(bytes)).collect();
+        return items.iter().map(f).collect();
     }
-    // Biggest first, each to the next free thread.
-    let mut order: Vec<usize> = (0..shops.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(shops[i].1.len()));
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(&items[i])));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut loaded: Vec<(usize, Result<ShopView, rmp_serde::decode::Error>)> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(&i) = order.get(n) else {
-                                return done;
-                            };
-                            done.push((i, load(shops[i].1)));
-                        }
-                    })
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(n) else {
+                            return done;
+                        };
+                        done.push((i, f(&items[i])));
+                    }
                 })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().expect("a loading thread does not panic"))
-                .collect()
-        });
-    loaded.sort_by_key(|(i, _)| *i);
-    loaded.into_iter().map(|(_, shop)| shop).collect()
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a worker thread does not panic"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]
@@ -467,6 +485,20 @@ mod tests {
                 }
             }
         })
+    }
+
+    #[test]
+    fn work_on_threads_comes_back_in_the_items_order() {
+        let items: Vec<usize> = (0..50).map(|i| (i * 37) % 11).collect();
+        let expected: Vec<usize> = items.iter().map(|w| w * 1000).collect();
+        for threads in 0..=6 {
+            assert_eq!(
+                on_threads(&items, |w| *w, threads, |w| w * 1000),
+                expected,
+                "{threads} threads"
+            );
+        }
+        assert!(on_threads(&[] as &[usize], |w| *w, 4, |w| *w).is_empty());
     }
 
     #[test]
