@@ -36,6 +36,63 @@ use crate::event::Timestamp;
 /// Nesting deeper than this is left to serde (which has its own limit).
 const SKIP_DEPTH_MAX: usize = 32;
 
+/// A MessagePack string at the start of `bytes` (any of its four forms),
+/// and what follows it; `None` if there is none or it is not UTF-8. As
+/// `rmp::decode::read_str_from_slice`, but short enough to be inlined
+/// where a payload's texts are read.
+#[inline]
+pub fn read_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (&marker, rest) = bytes.split_first()?;
+    let (len, rest) = match marker {
+        0xa0..=0xbf => (usize::from(marker & 0x1f), rest),
+        0xd9 => {
+            let (&n, rest) = rest.split_first()?;
+            (usize::from(n), rest)
+        }
+        0xda => {
+            let (n, rest) = rest.split_first_chunk::<2>()?;
+            (usize::from(u16::from_be_bytes(*n)), rest)
+        }
+        0xdb => {
+            let (n, rest) = rest.split_first_chunk::<4>()?;
+            (u32::from_be_bytes(*n) as usize, rest)
+        }
+        _ => return None,
+    };
+    let (text, rest) = rest.split_at_checked(len)?;
+    Some((std::str::from_utf8(text).ok()?, rest))
+}
+
+/// A MessagePack integer at the start of `*bytes` that fits an `i64`, as
+/// serde reads one into an `i64` (any of its ten forms); `None` for
+/// anything else. As `rmp::decode::read_int::<i64, _>`, but inlined.
+#[inline]
+pub fn read_i64(bytes: &mut &[u8]) -> Option<i64> {
+    let (&marker, rest) = bytes.split_first()?;
+    fn be<const N: usize>(rest: &[u8]) -> Option<([u8; N], &[u8])> {
+        let (n, rest) = rest.split_first_chunk::<N>()?;
+        Some((*n, rest))
+    }
+    let (value, rest) = match marker {
+        0x00..=0x7f => (i64::from(marker), rest),
+        0xe0..=0xff => (i64::from(marker as i8), rest),
+        0xcc => be::<1>(rest).map(|(n, r)| (i64::from(n[0]), r))?,
+        0xcd => be::<2>(rest).map(|(n, r)| (i64::from(u16::from_be_bytes(n)), r))?,
+        0xce => be::<4>(rest).map(|(n, r)| (i64::from(u32::from_be_bytes(n)), r))?,
+        0xcf => {
+            let (n, r) = be::<8>(rest)?;
+            (i64::try_from(u64::from_be_bytes(n)).ok()?, r)
+        }
+        0xd0 => be::<1>(rest).map(|(n, r)| (i64::from(n[0] as i8), r))?,
+        0xd1 => be::<2>(rest).map(|(n, r)| (i64::from(i16::from_be_bytes(n)), r))?,
+        0xd2 => be::<4>(rest).map(|(n, r)| (i64::from(i32::from_be_bytes(n)), r))?,
+        0xd3 => be::<8>(rest).map(|(n, r)| (i64::from_be_bytes(n), r))?,
+        _ => return None,
+    };
+    *bytes = rest;
+    Some(value)
+}
+
 /// What is left of a payload being read. Every method consumes what it
 /// reads and answers `None` where the bytes are not what it expects (the
 /// reader is then left somewhere in the middle: give up and ask serde).
@@ -102,7 +159,7 @@ impl<'a> FieldReader<'a> {
     }
 
     pub fn text(&mut self) -> Option<&'a str> {
-        let (text, rest) = rmp::decode::read_str_from_slice(self.0).ok()?;
+        let (text, rest) = read_str(self.0)?;
         self.0 = rest;
         Some(text)
     }
@@ -128,7 +185,7 @@ impl<'a> FieldReader<'a> {
 
     /// An integer (as serde reads an `i64`).
     pub fn int(&mut self) -> Option<i64> {
-        rmp::decode::read_int(&mut self.0).ok()
+        read_i64(&mut self.0)
     }
 
     /// Basis points (as serde reads a `u32`).
@@ -377,6 +434,71 @@ mod tests {
 
     fn order(n: u128) -> OrderId {
         OrderId(Uuid::from_u128(n))
+    }
+
+    /// Bytes that start with a MessagePack value of every integer and
+    /// string form (and some that are neither), then a tail.
+    fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let int = prop_oneof![
+            any::<i64>().prop_map(|v| {
+                let mut b = Vec::new();
+                rmp::encode::write_sint(&mut b, v).unwrap();
+                b
+            }),
+            any::<u64>().prop_map(|v| {
+                let mut b = Vec::new();
+                rmp::encode::write_uint(&mut b, v).unwrap();
+                b
+            }),
+            (any::<u8>(), any::<i64>()).prop_map(|(m, v)| {
+                // A marker of any form followed by a value's bytes.
+                let mut b = vec![m];
+                b.extend_from_slice(&v.to_be_bytes());
+                b
+            }),
+        ];
+        let text = prop_oneof![
+            "\\PC{0,40}".prop_map(|t| {
+                let mut b = Vec::new();
+                rmp::encode::write_str(&mut b, &t).unwrap();
+                b
+            }),
+            (
+                0xa0u8..=0xdb,
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(m, rest)| {
+                    let mut b = vec![m];
+                    b.extend(rest);
+                    b
+                }),
+        ];
+        (
+            prop_oneof![int, text],
+            proptest::collection::vec(any::<u8>(), 0..4),
+        )
+            .prop_map(|(mut v, tail)| {
+                v.extend(tail);
+                v
+            })
+    }
+
+    proptest! {
+        /// The inlined readers of integers and strings answer as rmp's do,
+        /// on values of every form and on bytes that are not values.
+        #[test]
+        fn integers_and_strings_are_read_as_rmp_reads_them(bytes in value_bytes()) {
+            let mut mine = &bytes[..];
+            let mut theirs = &bytes[..];
+            let read = read_i64(&mut mine);
+            let expected = rmp::decode::read_int::<i64, _>(&mut theirs).ok();
+            prop_assert_eq!(read, expected);
+            if read.is_some() {
+                prop_assert_eq!(mine, theirs, "what is left");
+            }
+            let expected = rmp::decode::read_str_from_slice(&bytes[..]).ok();
+            prop_assert_eq!(read_str(&bytes), expected);
+        }
     }
 
     fn posting(account: Account, amount: i64) -> Posting {

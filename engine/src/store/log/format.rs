@@ -315,7 +315,7 @@ fn field_uuid(rd: &mut &[u8]) -> Option<Uuid> {
 }
 
 fn field_text<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
-    let (text, rest) = rmp::decode::read_str_from_slice(*rd).ok()?;
+    let (text, rest) = crate::domain::fields::read_str(rd)?;
     *rd = rest;
     Some(text)
 }
@@ -396,7 +396,7 @@ fn read_event_head(mut bytes: &[u8]) -> Option<EventHead<'_>> {
     *rd = rd.get(len..)?;
     let version = read_int(rd).ok()?;
     field_uuid(rd)?;
-    let recorded_at = read_int(rd).ok()?;
+    let recorded_at = crate::domain::fields::read_i64(rd)?;
     let role = read_int(rd).ok()?;
     let actor = field_text(rd)?;
     field_uuid(rd)?;
