@@ -167,15 +167,62 @@ fn describe(
     }
 }
 
+/// An item's key (SKU, warehouse) as its parts, so that the maps keyed by
+/// `(Sku, WarehouseId)` can be searched with a borrowed SKU: a stock event
+/// then makes no copy of its SKU unless the item is new. Ordered as the
+/// owned key is (a SKU orders as its text).
+trait ItemKey {
+    fn parts(&self) -> (&str, WarehouseId);
+}
+
+impl ItemKey for (Sku, WarehouseId) {
+    fn parts(&self) -> (&str, WarehouseId) {
+        (self.0.as_str(), self.1)
+    }
+}
+
+impl ItemKey for (&Sku, WarehouseId) {
+    fn parts(&self) -> (&str, WarehouseId) {
+        (self.0.as_str(), self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn ItemKey + 'a> for (Sku, WarehouseId) {
+    fn borrow(&self) -> &(dyn ItemKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn ItemKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn ItemKey + '_ {}
+
+impl PartialOrd for dyn ItemKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn ItemKey + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
 impl StockView {
     pub fn apply(&mut self, at: At<'_>, event: &DomainEvent) {
         let Some((sku, warehouse, d_on_hand, d_reserved, is_line)) = effect(event) else {
             return;
         };
-        let key = (sku.clone(), warehouse);
-        let level = match self.levels.get_mut(&key) {
+        let borrowed = (sku, warehouse);
+        let key: &dyn ItemKey = &borrowed;
+        let level = match self.levels.get_mut(key) {
             Some(level) => level,
-            None => self.levels.entry(key.clone()).or_default(),
+            None => self.levels.entry((sku.clone(), warehouse)).or_default(),
         };
         level.on_hand += d_on_hand;
         level.reserved += d_reserved;
@@ -186,10 +233,10 @@ impl StockView {
                 date: at.recorded_at,
                 last: level.on_hand,
             };
-            match self.history.get_mut(&key) {
+            match self.history.get_mut(key) {
                 Some(marks) => marks.push(mark),
                 None => {
-                    self.history.insert(key, vec![mark]);
+                    self.history.insert((sku.clone(), warehouse), vec![mark]);
                 }
             }
         }
@@ -422,6 +469,22 @@ mod tests {
     use super::*;
 
     proptest! {
+        /// An item's key searched by its borrowed parts orders as the
+        /// owned key does, so a map finds exactly the owned key's entry.
+        #[test]
+        fn a_borrowed_item_key_orders_as_the_owned_one(
+            a in "[A-Za-z0-9._-]{1,6}", b in "[A-Za-z0-9._-]{1,6}",
+            wa in 0u128..3, wb in 0u128..3,
+        ) {
+            let key = |s: &str, w: u128| (Sku::parse(s).unwrap(), WarehouseId(uuid::Uuid::from_u128(w)));
+            let (ka, kb) = (key(&a, wa), key(&b, wb));
+            let (da, db): (&dyn ItemKey, &dyn ItemKey) = (&ka, &kb);
+            prop_assert_eq!(da.cmp(db), ka.cmp(&kb));
+            let borrowed = (&kb.0, kb.1);
+            let map: BTreeMap<(Sku, WarehouseId), u8> = [(ka.clone(), 1), (kb.clone(), 2)].into();
+            prop_assert_eq!(map.get(&borrowed as &dyn ItemKey), Some(&2));
+        }
+
         /// A page is the whole history's marks after `after`, cut at
         /// `limit`: whatever the warehouses, moments and cursor.
         #[test]
