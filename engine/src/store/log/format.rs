@@ -285,7 +285,7 @@ fn read_envelope(mut bytes: &[u8]) -> Option<Envelope<'_>> {
     let stream = field_text(rd)?;
     let version = read_int(rd).ok()?;
     let event_id = field_uuid(rd)?;
-    let recorded_at = read_int(rd).ok()?;
+    let recorded_at = crate::domain::fields::read_i64(rd)?;
     let role = read_int(rd).ok()?;
     let actor = field_text(rd)?;
     let correlation_id = field_uuid(rd)?;

@@ -43,7 +43,16 @@ impl SegmentData {
     pub fn read_into(path: &Path, mut bytes: Vec<u8>) -> Result<SegmentData, StoreError> {
         bytes.clear();
         File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .and_then(|mut f| {
+                // A buffer too small is replaced, not grown: growing would
+                // copy its old (cleared) capacity. A little room is left,
+                // as sealed segments differ a little in length.
+                let len = f.metadata()?.len() as usize;
+                if bytes.capacity() < len {
+                    bytes = Vec::with_capacity(len + len / 16);
+                }
+                f.read_to_end(&mut bytes)
+            })
             .map_err(|e| StoreError::io(format!("reading segment {}", path.display()), e))?;
         let header = SegmentHeader::decode(&bytes).map_err(|reason| StoreError::Corrupt {
             segment: path.to_owned(),
