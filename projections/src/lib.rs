@@ -547,7 +547,7 @@ fn on_threads<T: Sync, R: Send>(
 
 #[cfg(test)]
 mod tests {
-    use kedai_engine::EventStore;
+    use kedai_engine::store::conformance::read_everything;
     use kedai_fixtures::{FixtureConfig, generate_in_memory};
 
     use super::*;
@@ -566,14 +566,7 @@ mod tests {
                 ..FixtureConfig::default()
             };
             let store = generate_in_memory(&config).await.unwrap();
-            let mut events = Vec::new();
-            loop {
-                let page = store.read_all(events.len() as u64, 10_000).await.unwrap();
-                if page.is_empty() {
-                    return events;
-                }
-                events.extend(page);
-            }
+            read_everything(&*store).await
         })
     }
 

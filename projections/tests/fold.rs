@@ -6,9 +6,10 @@
 use std::sync::OnceLock;
 
 use kedai_engine::domain::DomainEvent;
+use kedai_engine::store::conformance::read_everything;
 use kedai_engine::store::import::RecordPage;
 use kedai_engine::store::log::format::{self, Envelope, GENESIS_HASH};
-use kedai_engine::{EventStore, Position, RecordedEvent, Timestamp};
+use kedai_engine::{Position, RecordedEvent, Timestamp};
 use kedai_fixtures::{FixtureConfig, generate_in_memory};
 use kedai_projections::Projections;
 use kedai_projections::fold::{FoldError, ParallelFold};
@@ -49,12 +50,7 @@ fn generated(config: FixtureConfig) -> Vec<RecordedEvent> {
         .unwrap();
     runtime.block_on(async {
         let store = generate_in_memory(&config).await.unwrap();
-        let last = store.last_position().await.unwrap();
-        let mut events = Vec::new();
-        while (events.len() as u64) < last {
-            events.extend(store.read_all(events.len() as u64, 10_000).await.unwrap());
-        }
-        events
+        read_everything(&*store).await
     })
 }
 
