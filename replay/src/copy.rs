@@ -9,6 +9,13 @@
 //! created if it is missing). Anything else is refused before anything is
 //! written.
 //!
+//! With `resume`, the destination may instead hold a copy of the source's
+//! first records (a copy that stopped part way, or an earlier copy of a
+//! log that has grown since): its last record must be the source's at
+//! the same position, byte for byte (their hashes are compared, and each
+//! hash covers the whole chain before it), and the copy continues after
+//! it. A destination that holds anything else is refused, unchanged.
+//!
 //! Records are read in pages ahead of the writer and imported in large
 //! batches through the backends' verbatim import
 //! ([`kedai_engine::store::import`]): one write and one fsync per batch
@@ -27,9 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kedai_engine::store::import::{IMPORT_BYTES_MAX, IMPORT_RECORDS_MAX, Verbatim};
+use kedai_engine::store::import::{ChainEnd, IMPORT_BYTES_MAX, IMPORT_RECORDS_MAX, Verbatim};
 use kedai_engine::store::log::LogStore;
-use kedai_engine::store::log::format::Hash;
+use kedai_engine::store::log::format::{self, Hash};
 use kedai_engine::store::log::verify::VerifyProgress;
 use kedai_engine::store::postgres::{PgOptions, PgStore};
 use kedai_engine::{Position, StoreError};
@@ -75,6 +82,11 @@ pub struct Copied {
     pub from: String,
     /// Where the copy is: the log directory or the database.
     pub to: Source,
+    /// The last position the destination held before this copy (0 unless
+    /// it resumed one).
+    pub resumed_from: Position,
+    /// Events copied by this run (positions `resumed_from + 1` to
+    /// `last_position`).
     pub events: u64,
     pub batches: u64,
     pub bytes: u64,
@@ -93,7 +105,9 @@ impl Copied {
     pub fn passed(&self) -> bool {
         match &self.verdict {
             Verdict::Intact(r) => {
-                r.events == self.events
+                // Positions run from 1 without gaps: as many events as
+                // the last position.
+                r.events == self.last_position
                     && r.last_position == self.last_position
                     && r.last_hash == self.source_hash
             }
@@ -110,21 +124,33 @@ pub enum CopyProgress {
     Verifying(VerifyProgress),
 }
 
-/// Copies the ledger at `from` into `to` (see the module docs).
+/// Copies the ledger at `from` into `to`; with `resume`, `to` may hold
+/// the source's first records, and the copy continues after them (see
+/// the module docs).
 pub async fn copy(
     from: &Place,
     to: &Place,
+    resume: bool,
     progress: impl FnMut(CopyProgress) + Send + 'static,
 ) -> Result<Copied, ReplayError> {
     let progress = Arc::new(std::sync::Mutex::new(progress));
     let report = move |p| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
     let (source, from_text) = open_source(from).await?;
     let start = source.chain_end().await?;
-    let (destination, to_source) = open_destination(to).await?;
+    // What the destination holds is checked before it is opened for
+    // writing (which may tidy a log's files), so that a refusal changes
+    // nothing; and again once this copy is its only writer.
+    if resume && let Some(held) = held_read_only(to).await? {
+        check_prefix(&*source, held, start.last_position).await?;
+    }
+    let (destination, to_source) = open_destination(to, resume).await?;
+    let held = destination.chain_end().await?;
+    check_prefix(&*source, held, start.last_position).await?;
+    let held = held.last_position;
     let began = Instant::now();
     let (events, batches, bytes) = {
         let report = report.clone();
-        transfer(source, &*destination, start.last_position, move |done| {
+        transfer(source, &*destination, held, start.last_position, move |done| {
             report(CopyProgress::Copying {
                 done,
                 total: start.last_position,
@@ -133,7 +159,7 @@ pub async fn copy(
         .await
         .map_err(|e| {
             ReplayError::Invalid(format!(
-                "{e}; the destination ({}) holds the part copied before this: delete it before copying again",
+                "{e}; the destination ({}) holds the part copied before this: run the same copy with --resume to continue it, or delete it",
                 to_source.describe()
             ))
         })?
@@ -156,6 +182,7 @@ pub async fn copy(
     Ok(Copied {
         from: from_text,
         to: to_source,
+        resumed_from: held,
         events,
         batches,
         bytes,
@@ -168,10 +195,26 @@ pub async fn copy(
 
 /// The outcome as text.
 pub fn render_text(c: &Copied, rate: Rate) -> String {
+    let resumed = if c.resumed_from > 0 {
+        format!(
+            "; it held positions 1 to {} already",
+            thousands(c.resumed_from)
+        )
+    } else {
+        String::new()
+    };
+    let range = if c.events > 0 {
+        format!(
+            "positions {} to {}, ",
+            thousands(c.resumed_from + 1),
+            thousands(c.last_position)
+        )
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "copied {} events (positions 1 to {}, {} bytes of records, {} batches) from the {} to the {}: {rate}\n",
+        "copied {} events ({range}{} bytes of records, {} batches) from the {} to the {}{resumed}: {rate}\n",
         thousands(c.events),
-        thousands(c.last_position),
         thousands(c.bytes),
         thousands(c.batches),
         c.from,
@@ -223,6 +266,7 @@ pub fn render_json(c: &Copied, rate: Rate) -> Value {
     };
     json!({
         "copied": c.events,
+        "resumed_from": c.resumed_from,
         "last_position": c.last_position,
         "bytes": c.bytes,
         "batches": c.batches,
@@ -253,12 +297,19 @@ fn options() -> PgOptions {
 }
 
 /// Opens the destination for writing, after checking that it holds no
-/// events; refuses, writing nothing, when it does.
-async fn open_destination(to: &Place) -> Result<(Arc<dyn Verbatim>, Source), ReplayError> {
+/// events; refuses, writing nothing, when it does. With `resume`, a
+/// directory may hold a log (`DIR/log`) and a database events: the
+/// caller checks that they are the source's first records.
+async fn open_destination(
+    to: &Place,
+    resume: bool,
+) -> Result<(Arc<dyn Verbatim>, Source), ReplayError> {
     match to {
         Place::Dir(dir) => {
-            refuse_non_empty_dir(dir)?;
             let log = dir.join(LOG_DIR_NAME);
+            if !(resume && log.is_dir()) {
+                refuse_non_empty_dir(dir, resume)?;
+            }
             let path = log.clone();
             let store = tokio::task::spawn_blocking(move || LogStore::open(path))
                 .await
@@ -269,11 +320,13 @@ async fn open_destination(to: &Place) -> Result<(Arc<dyn Verbatim>, Source), Rep
             // Checked read-only first, so that a refused database is not
             // even migrated; a database without kedai's schema has no
             // events (the writer creates the schema).
-            if let Ok(reader) = PgStore::connect_read_only(url, options()).await {
+            if !resume && let Ok(reader) = PgStore::connect_read_only(url, options()).await {
                 refuse_events(reader.chain_end().await?.last_position)?;
             }
             let store = PgStore::connect(url, options()).await?;
-            refuse_events(store.chain_end().await?.last_position)?;
+            if !resume {
+                refuse_events(store.chain_end().await?.last_position)?;
+            }
             let source = Source::Postgres { url: url.clone() };
             Ok((Arc::new(store), source))
         }
@@ -283,14 +336,15 @@ async fn open_destination(to: &Place) -> Result<(Arc<dyn Verbatim>, Source), Rep
 fn refuse_events(last_position: Position) -> Result<(), ReplayError> {
     if last_position > 0 {
         return Err(ReplayError::Invalid(format!(
-            "the destination PostgreSQL database already holds events (positions 1 to {last_position}): copy only into a database without events"
+            "the destination PostgreSQL database already holds events (positions 1 to {last_position}): copy only into a database without events, or add --resume to continue a copy of the same ledger"
         )));
     }
     Ok(())
 }
 
-/// A destination directory must not exist, or be empty.
-fn refuse_non_empty_dir(dir: &Path) -> Result<(), ReplayError> {
+/// A destination directory must not exist, or be empty (`resume`: or
+/// hold a log, which the caller has looked for).
+fn refuse_non_empty_dir(dir: &Path, resume: bool) -> Result<(), ReplayError> {
     match fs::read_dir(dir) {
         Ok(mut entries) => match entries.next() {
             None => Ok(()),
@@ -298,8 +352,13 @@ fn refuse_non_empty_dir(dir: &Path) -> Result<(), ReplayError> {
                 let name = entry
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .unwrap_or_default();
+                let hint = if resume {
+                    format!("there is no kedai log ({LOG_DIR_NAME}/) in it to resume")
+                } else {
+                    "copy only into a new or empty directory, or add --resume to continue a copy of the same ledger".to_owned()
+                };
                 Err(ReplayError::Invalid(format!(
-                    "the destination {} is not empty (it holds {name:?}): copy only into a new or empty directory",
+                    "the destination {} is not empty (it holds {name:?}): {hint}",
                     dir.display()
                 )))
             }
@@ -316,17 +375,86 @@ fn refuse_non_empty_dir(dir: &Path) -> Result<(), ReplayError> {
     }
 }
 
-/// Copies positions `1..=until` from `source` into `destination`; returns
-/// the events, batches and bytes copied.
+/// Where a destination to resume ends, read without writing: `None` when
+/// it holds no ledger yet.
+async fn held_read_only(to: &Place) -> Result<Option<ChainEnd>, ReplayError> {
+    let reader = match to {
+        Place::Dir(dir) => {
+            let log = dir.join(LOG_DIR_NAME);
+            if !log.is_dir() {
+                return Ok(None);
+            }
+            Source::Log { dir: log }.open_in_order().await?
+        }
+        Place::Postgres(url) => match PgStore::connect_read_only(url, options()).await {
+            Ok(reader) => Arc::new(reader),
+            // No schema yet (or no server: opening it to write says so).
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(Some(reader.chain_end().await?))
+}
+
+/// Checks that the records the destination holds (`held`: none is fine)
+/// are the source's first ones: its last record is the source's at the
+/// same position (the hash of a record covers the chain before it), and
+/// the source has at least as many. Refuses, naming the position, when
+/// not.
+async fn check_prefix(
+    source: &dyn Verbatim,
+    held: ChainEnd,
+    source_end: Position,
+) -> Result<(), ReplayError> {
+    if held.last_position == 0 {
+        return Ok(());
+    }
+    let not_a_copy = |why: String| {
+        ReplayError::Invalid(format!(
+            "the destination holds events (positions 1 to {}) that are not a copy of the source's: {why}; nothing was copied",
+            held.last_position
+        ))
+    };
+    if held.last_position > source_end {
+        return Err(not_a_copy(format!(
+            "the source ends at position {source_end}"
+        )));
+    }
+    let theirs = source
+        .read_records(held.last_position - 1, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            not_a_copy(format!(
+                "the source has no record at position {}",
+                held.last_position
+            ))
+        })?;
+    let theirs = format::hash_body(&theirs);
+    if theirs != held.last_hash {
+        return Err(not_a_copy(format!(
+            "the record at position {} differs (hash {} in the destination, {} in the source)",
+            held.last_position,
+            hash_to_hex(&held.last_hash),
+            hash_to_hex(&theirs)
+        )));
+    }
+    Ok(())
+}
+
+/// Copies positions `after + 1..=until` from `source` into `destination`
+/// (which holds positions 1 to `after`); returns the events, batches and
+/// bytes copied.
 async fn transfer(
     source: Arc<dyn Verbatim>,
     destination: &dyn Verbatim,
+    after: Position,
     until: Position,
     mut progress: impl FnMut(u64),
 ) -> Result<(u64, u64, u64), ReplayError> {
     let (tx, mut rx) = mpsc::channel(BATCHES_AHEAD);
-    let reader = tokio::spawn(read_batches(source, until, tx));
-    let (mut events, mut batches, mut bytes) = (0, 0, 0);
+    let reader = tokio::spawn(read_batches(source, after, until, tx));
+    let (mut events, mut batches, mut bytes) = (after, 0, 0);
     while let Some(batch) = rx.recv().await {
         let batch = batch?;
         let n = batch.len() as u64;
@@ -353,16 +481,20 @@ async fn transfer(
             "the source ended at position {events}, before its end {until} when the copy started"
         )));
     }
-    Ok((events, batches, bytes))
+    Ok((events - after, batches, bytes))
 }
 
 type Batch = Result<Vec<Vec<u8>>, StoreError>;
 
-/// Reads records `1..=until` and sends them in batches of at most
-/// [`IMPORT_RECORDS_MAX`] records and [`IMPORT_BYTES_MAX`] bytes (a larger
-/// single record alone).
-async fn read_batches(source: Arc<dyn Verbatim>, until: Position, tx: mpsc::Sender<Batch>) {
-    let mut after = 0;
+/// Reads records `after + 1..=until` and sends them in batches of at
+/// most [`IMPORT_RECORDS_MAX`] records and [`IMPORT_BYTES_MAX`] bytes (a
+/// larger single record alone).
+async fn read_batches(
+    source: Arc<dyn Verbatim>,
+    mut after: Position,
+    until: Position,
+    tx: mpsc::Sender<Batch>,
+) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut batch_bytes = 0;
     while after < until {
@@ -417,15 +549,21 @@ mod tests {
     #[test]
     fn only_a_new_or_empty_directory_is_a_destination() {
         let root = tempfile::tempdir().unwrap();
-        assert!(refuse_non_empty_dir(&root.path().join("new")).is_ok());
-        assert!(refuse_non_empty_dir(root.path()).is_ok());
+        assert!(refuse_non_empty_dir(&root.path().join("new"), false).is_ok());
+        assert!(refuse_non_empty_dir(root.path(), false).is_ok());
         fs::write(root.path().join("notes.txt"), b"x").unwrap();
-        let err = refuse_non_empty_dir(root.path()).unwrap_err().to_string();
+        let err = refuse_non_empty_dir(root.path(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("not empty") && err.contains("notes.txt"),
+            err.contains("not empty") && err.contains("notes.txt") && err.contains("--resume"),
             "{err}"
         );
-        let err = refuse_non_empty_dir(&root.path().join("notes.txt"))
+        let err = refuse_non_empty_dir(root.path(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no kedai log"), "{err}");
+        let err = refuse_non_empty_dir(&root.path().join("notes.txt"), false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a directory"), "{err}");

@@ -127,10 +127,17 @@ enum Command {
         shop: Option<uuid::Uuid>,
     },
     /// Copies the whole ledger, record by record and byte for byte, into a
-    /// new log directory or a PostgreSQL database without events, then
+    /// new log directory or a PostgreSQL database without events (or,
+    /// with --resume, after the source's first records there), then
     /// verifies the copy: its head hash must be the source's. The source
     /// is read-only; the destination is the only thing written.
     Copy {
+        /// Continue a copy into a destination that holds the source's
+        /// first records (a copy that stopped, or an earlier copy of a log
+        /// that has grown): what it holds is checked against the source
+        /// and the rest is copied after it.
+        #[arg(long)]
+        resume: bool,
         /// The ledger: kedai's data directory (or its log directory), or a
         /// postgres:// URL.
         #[arg(long, value_name = "DIR|URL")]
@@ -190,13 +197,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Diff { a, b, shop } = &cli.command {
         return run_diff(a, b, *shop, cli.json);
     }
-    if let Command::Copy { from, to } = &cli.command {
+    if let Command::Copy { from, to, resume } = &cli.command {
         if cli.data.is_some() || cli.database_url.is_some() {
             anyhow::bail!(
                 "copy takes its two ledgers as --from and --to, not --data or --database-url"
             );
         }
-        return runtime.block_on(run_copy(&Place::parse(from), &Place::parse(to), cli.json));
+        return runtime.block_on(run_copy(
+            &Place::parse(from),
+            &Place::parse(to),
+            *resume,
+            cli.json,
+        ));
     }
     let source = Source::from_args(cli.data.as_deref(), cli.database_url.as_deref())?;
     runtime.block_on(async {
@@ -460,11 +472,11 @@ async fn run_export(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_copy(from: &Place, to: &Place, json: bool) -> anyhow::Result<ExitCode> {
+async fn run_copy(from: &Place, to: &Place, resume: bool, json: bool) -> anyhow::Result<ExitCode> {
     let copying = Arc::new(Progress::new("copy", 0, Unit::Events));
     let verifying = Arc::new(Progress::new("verify", 0, Unit::Bytes));
     let (c, v) = (Arc::clone(&copying), Arc::clone(&verifying));
-    let copied = copy::copy(from, to, move |p| match p {
+    let copied = copy::copy(from, to, resume, move |p| match p {
         CopyProgress::Copying { done, total } => {
             c.set_total(total);
             c.set(done);

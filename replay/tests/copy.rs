@@ -4,7 +4,8 @@
 //! there into a new log directory. `verify` passes on both copies with the
 //! source's head hash, and every record body is the source's, byte for
 //! byte, as read from the segment files and the table themselves. Copying
-//! into a destination that holds anything is refused and changes nothing.
+//! into a destination that holds anything is refused and changes nothing,
+//! unless it is resumed (`--resume`) and holds the source's first records.
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use common::*;
 use kedai_engine::command::{Engine, EngineOptions};
+use kedai_engine::store::import::Verbatim;
 use kedai_engine::store::log::format::{Frame, SEGMENT_HEADER_LEN, read_frame};
 use kedai_engine::store::log::{LogOptions, LogStore};
 use kedai_engine::store::postgres::throwaway::test_database;
@@ -215,6 +217,129 @@ async fn an_empty_ledger_copies_to_an_empty_ledger() {
     }
     let v = verify_json(&["--data", back.to_str().unwrap(), "verify"]);
     assert_eq!(v["events"], 0);
+}
+
+/// A data directory whose log holds `bodies` (the first records of
+/// another log, as a copy that stopped part way leaves them).
+async fn partial_copy(bodies: &[Vec<u8>]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path().join("log")).unwrap();
+    store.import(bodies.to_vec()).await.unwrap();
+    drop(store);
+    dir
+}
+
+/// `--resume` continues a copy that stopped part way, into a directory
+/// and into PostgreSQL, and brings it to the source's end byte for byte;
+/// run again, it copies nothing. A destination that holds anything but
+/// the source's first records (another ledger, or more than the source)
+/// is refused and left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_stopped_is_resumed_and_only_from_its_own_source() {
+    let (data, last) = fixture_data_dir().await;
+    let data_dir = data.path().to_str().unwrap();
+    let bodies = log_bodies(&data.path().join("log"));
+    let head = verify_json(&["--data", data_dir, "verify"])["head_hash"].clone();
+    let held = 100;
+
+    // Into a directory.
+    let partial = partial_copy(&bodies[..held]).await;
+    let to = partial.path().to_str().unwrap();
+    let before = dir_state(partial.path());
+    let out = replay(&["copy", "--from", data_dir, "--to", to]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("is not empty") && stderr(&out).contains("--resume"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(dir_state(partial.path()), before);
+    let (code, v) = replay_json(&["copy", "--resume", "--from", data_dir, "--to", to]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (&v["resumed_from"], &v["copied"], &v["last_position"]),
+        (&held.into(), &(last - held as u64).into(), &last.into()),
+        "{v}"
+    );
+    assert_eq!(
+        (&v["passed"], &v["destination"]["head_hash"]),
+        (&true.into(), &head)
+    );
+    assert!(log_bodies(&partial.path().join("log")) == bodies);
+    let out = replay(&["copy", "--resume", "--from", data_dir, "--to", to]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("copied 0 events (0 bytes of records, 0 batches)")
+            && text.contains(&format!(
+                "it held positions 1 to {} already",
+                thousands(last)
+            ))
+            && text.contains("copy verified: intact"),
+        "{text}"
+    );
+
+    // Another ledger's records, or more than the source holds: refused.
+    let (_other, other_log, other_last) = traded_log(30).await;
+    let other_dir = other_log.to_str().unwrap();
+    assert!(
+        other_last > held as u64 && other_last < last,
+        "{other_last} events"
+    );
+    let before = dir_state(partial.path());
+    let out = replay(&["copy", "--resume", "--from", other_dir, "--to", to]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("the source ends at position {other_last}")),
+        "{}",
+        stderr(&out)
+    );
+    let stopped = partial_copy(&bodies[..held]).await;
+    let stopped_dir = stopped.path().to_str().unwrap();
+    let out = replay(&["copy", "--resume", "--from", other_dir, "--to", stopped_dir]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("the record at position {held} differs")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(dir_state(partial.path()), before);
+    assert!(log_bodies(&stopped.path().join("log")) == bodies[..held]);
+    let out = replay(&[
+        "copy",
+        "--resume",
+        "--from",
+        data_dir,
+        "--to",
+        data.path().join("log").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("no kedai log"), "{}", stderr(&out));
+
+    // Into PostgreSQL.
+    let db = test_database().await.expect("a test database");
+    let url = db.url.as_str();
+    let (code, v) = replay_json(&["copy", "--from", stopped_dir, "--to", url]);
+    assert_eq!((code, &v["copied"]), (0, &held.into()), "{v}");
+    let out = replay(&["copy", "--from", data_dir, "--to", url]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    let before = table_state(url).await;
+    let out = replay(&["copy", "--resume", "--from", other_dir, "--to", url]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("differs"), "{}", stderr(&out));
+    assert_eq!(table_state(url).await, before);
+    let (code, v) = replay_json(&["copy", "--resume", "--from", data_dir, "--to", url]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (&v["resumed_from"], &v["copied"], &v["passed"]),
+        (&held.into(), &(last - held as u64).into(), &true.into()),
+        "{v}"
+    );
+    assert!(
+        table_bodies(url).await == bodies,
+        "the table's bodies are the log's"
+    );
 }
 
 /// `1234567` as `1,234,567`.
