@@ -84,7 +84,7 @@ use tokio::task::AbortHandle;
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
-use super::import::{ChainEnd, IMPORT_RECORDS_MAX, Verbatim};
+use super::import::{ChainEnd, IMPORT_RECORDS_MAX, RecordPage, Verbatim};
 use super::{AppendOutcome, AppendRequest, AppendTicket, EventStore, READ_EVENTS_MAX, StoreError};
 use crate::event::{Position, RecordedEvent, StreamId};
 
@@ -398,6 +398,27 @@ impl Verbatim for PgStore {
         }
         let client = self.shared.client().await?;
         rows::read_bodies(&client, after, max.min(IMPORT_RECORDS_MAX)).await
+    }
+
+    /// As [`read_records`](Verbatim::read_records), each body copied from
+    /// its row straight into the page.
+    async fn read_page(
+        &self,
+        after: Position,
+        max: usize,
+        spare: RecordPage,
+    ) -> Result<RecordPage, StoreError> {
+        let mut page = spare.reset(after + 1);
+        if max == 0 {
+            return Ok(page);
+        }
+        let client = self.shared.client().await?;
+        rows::read_rows(&client, after, max.min(IMPORT_RECORDS_MAX), |checked| {
+            page.push(checked.body);
+            Ok(())
+        })
+        .await?;
+        Ok(page)
     }
 
     async fn chain_end(&self) -> Result<ChainEnd, StoreError> {

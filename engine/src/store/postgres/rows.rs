@@ -175,7 +175,7 @@ pub(super) async fn read_head(client: &Client) -> Result<Head, StoreError> {
 /// Reads the rows with position `> after`, at most `max`, in order, and
 /// hands each one that passes its checks to `visit`; a hole in the
 /// positions is corruption.
-async fn read_rows(
+pub(super) async fn read_rows(
     client: &deadpool_postgres::Object,
     after: Position,
     max: usize,
