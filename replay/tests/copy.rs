@@ -340,6 +340,20 @@ async fn a_copy_that_stopped_is_resumed_and_only_from_its_own_source() {
         table_bodies(url).await == bodies,
         "the table's bodies are the log's"
     );
+
+    // Resuming into a destination that holds nothing yet (a database
+    // without kedai's schema, a directory that does not exist) copies all.
+    let fresh = test_database().await.expect("a test database");
+    let new_root = tempfile::tempdir().unwrap();
+    let new_dir = new_root.path().join("kedai");
+    for to in [fresh.url.as_str(), new_dir.to_str().unwrap()] {
+        let (code, v) = replay_json(&["copy", "--resume", "--from", stopped_dir, "--to", to]);
+        assert_eq!(
+            (code, &v["resumed_from"], &v["copied"], &v["passed"]),
+            (0, &0.into(), &held.into(), &true.into()),
+            "{v}"
+        );
+    }
 }
 
 /// `1234567` as `1,234,567`.
