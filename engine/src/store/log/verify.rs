@@ -3,7 +3,9 @@
 //! the last. This is what `kedai-replay verify` runs; it trusts nothing the
 //! writer keeps beside the records (sidecar indexes are not read).
 //!
-//! Segments are checked in parallel, on all cores: each segment's records
+//! One thread reads the segment files in order (one sequential read, as
+//! the disk serves best) and the segments are checked in parallel, on all
+//! cores: each segment's records
 //! are checked against the segment's own header (its first position and
 //! the hash it links to), then, in segment order, each header is checked to
 //! follow the segment before it (the next position, the previous segment's
@@ -13,6 +15,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -127,36 +130,58 @@ pub fn verify_with_threads(
         report.unfinished_tail_bytes += l.len;
     }
     let listed = &listed;
-    // Workers take segments in order; once a segment has failed, those
-    // after it need not be checked (the earliest failure is the answer).
-    let next = AtomicUsize::new(0);
+    // One thread reads the segments in order, as one sequential read of
+    // the files (the disk's best case); the workers check them. Once a
+    // segment has failed, those after it need not be read or checked (the
+    // earliest failure is the answer).
     let first_bad = AtomicUsize::new(usize::MAX);
     let (tx, rx) = mpsc::channel::<(usize, Result<SegmentCheck, StoreError>)>();
+    let (to_check, reads) = mpsc::sync_channel::<(usize, Result<SegmentData, StoreError>)>(1);
+    let reads = Mutex::new(reads);
+    // Buffers checked, for the reader to read the next segments into (a
+    // fresh buffer costs the kernel's zeroing of new memory).
+    let (give_back, returned) = mpsc::channel::<Vec<u8>>();
     let workers = threads.max(1).min(listed.len());
     std::thread::scope(|scope| {
+        let first_bad = &first_bad;
+        scope.spawn(move || {
+            for (i, l) in listed.iter().enumerate() {
+                if i > first_bad.load(Ordering::Relaxed) {
+                    return;
+                }
+                // The next segment, read ahead while this one is read.
+                if let Some(ahead) = listed.get(i + 1) {
+                    read_ahead(&ahead.path);
+                }
+                let buffer = returned.try_recv().unwrap_or_default();
+                if to_check.send((i, read_segment(l, buffer))).is_err() {
+                    return;
+                }
+            }
+        });
         for _ in 0..workers {
-            let tx = tx.clone();
-            let (next, first_bad) = (&next, &first_bad);
+            let (tx, give_back, reads) = (tx.clone(), give_back.clone(), &reads);
             scope.spawn(move || {
-                // Each segment is read into the memory of the one before.
-                let mut buffer = Vec::new();
+                // Every read is taken, even once there is no need to
+                // check it, so that the reader never waits in vain.
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= listed.len() || i > first_bad.load(Ordering::Relaxed) {
+                    let next = reads.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((i, read)) = next else {
                         return;
+                    };
+                    if i > first_bad.load(Ordering::Relaxed) {
+                        continue;
                     }
-                    // The segment a worker takes next, read ahead while
-                    // this one is checked.
-                    if let Some(ahead) = listed.get(i + workers) {
-                        read_ahead(&ahead.path);
-                    }
-                    let checked = check_segment(&listed[i], find_hash, &mut buffer);
+                    let checked = read.and_then(|data| {
+                        let (checked, buffer) = check_segment(&listed[i], find_hash, data);
+                        let _ = give_back.send(buffer);
+                        checked
+                    });
                     if checked.is_err() {
                         first_bad.fetch_min(i, Ordering::Relaxed);
                     }
-                    if tx.send((i, checked)).is_err() {
-                        return;
-                    }
+                    // The caller stops listening after a failure.
+                    let _ = tx.send((i, checked));
                 }
             });
         }
@@ -199,23 +224,17 @@ pub fn verify_with_threads(
 }
 
 /// Asks the kernel to start reading `path` into its cache without waiting
-/// for it, so that reading a segment from disk overlaps checking the one
-/// before it. Only a hint: nothing fails if it is not taken.
+/// for it, so that the disk reads the next segment while this one is
+/// copied out of the cache. Only a hint: nothing fails if it is not taken.
 fn read_ahead(path: &Path) {
     if let Ok(file) = fs::File::open(path) {
         let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
     }
 }
 
-/// Checks one segment against its own header: checksums, positions from
-/// the header's first position on, and the chain from the header's
-/// prev_hash on.
-fn check_segment(
-    l: &Listed,
-    find_hash: Option<Hash>,
-    buffer: &mut Vec<u8>,
-) -> Result<SegmentCheck, StoreError> {
-    let data = SegmentData::read_into(&l.path, std::mem::take(buffer)).map_err(|e| match e {
+/// Reads a segment into `buffer`'s memory.
+fn read_segment(l: &Listed, buffer: Vec<u8>) -> Result<SegmentData, StoreError> {
+    SegmentData::read_into(&l.path, buffer).map_err(|e| match e {
         StoreError::Corrupt {
             segment,
             offset,
@@ -228,7 +247,17 @@ fn check_segment(
             reason,
         },
         other => other,
-    })?;
+    })
+}
+
+/// Checks one segment against its own header: checksums, positions from
+/// the header's first position on, and the chain from the header's
+/// prev_hash on. Gives back the segment's memory.
+fn check_segment(
+    l: &Listed,
+    find_hash: Option<Hash>,
+    data: SegmentData,
+) -> (Result<SegmentCheck, StoreError>, Vec<u8>) {
     let checks = ScanChecks {
         first_position: l.first,
         prev_hash: data.header.prev_hash,
@@ -236,12 +265,16 @@ fn check_segment(
         is_last: l.is_last,
     };
     let mut found_hash_at = None;
-    let end = segment::scan(&data, checks, |r| {
+    let scanned = segment::scan(&data, checks, |r| {
         if find_hash == Some(r.prev_hash) && found_hash_at.is_none() {
             found_hash_at = Some(r.position - 1);
         }
         Ok(())
-    })?;
+    });
+    let end = match scanned {
+        Ok(end) => end,
+        Err(e) => return (Err(e), data.bytes),
+    };
     let torn_bytes = if end.torn {
         // The unfinished write runs to the last non-zero byte; what
         // follows is preallocated space.
@@ -255,15 +288,15 @@ fn check_segment(
     } else {
         0
     };
-    *buffer = data.bytes;
-    Ok(SegmentCheck {
+    let checked = SegmentCheck {
         prev_hash: data.header.prev_hash,
         records: end.records as u64,
         data_end: end.data_end as u64,
         last_hash: end.last_hash,
         torn_bytes,
         found_hash_at,
-    })
+    };
+    (Ok(checked), data.bytes)
 }
 
 /// Checks that a segment follows the ones before it (its first position,
