@@ -305,14 +305,19 @@ impl Interner {
     /// The shared copy of a customer snapshot (made from the borrowed
     /// one only if it is new).
     pub fn party(&mut self, p: &PartyRef<'_>) -> Party {
+        self.party_or(p, || Arc::new(p.to_snapshot()))
+    }
+
+    /// The shared copy of the customer snapshot `key`, `new()` if there
+    /// is none yet.
+    fn party_or(&mut self, key: &PartyRef<'_>, new: impl FnOnce() -> Party) -> Party {
         let hasher = &self.hasher;
-        let hash = hasher.hash_one(p);
         let entry = self.parties.entry(
-            hash,
-            |shared| PartyRef::from(&**shared) == *p,
+            hasher.hash_one(key),
+            |shared| PartyRef::from(&**shared) == *key,
             |shared| hasher.hash_one(PartyRef::from(&**shared)),
         );
-        Arc::clone(entry.or_insert_with(|| Arc::new(p.to_snapshot())).get())
+        Arc::clone(entry.or_insert_with(new).get())
     }
 
     /// The shared copy of what a line sold.
@@ -353,16 +358,7 @@ impl Interner {
     /// Replaces `p` by the shared copy of its value, which is `p` itself
     /// if the value is new (after loading).
     pub fn share_party(&mut self, p: &mut Party) {
-        let hasher = &self.hasher;
-        let key = PartyRef::from(&**p);
-        let hash = hasher.hash_one(key);
-        let entry = self.parties.entry(
-            hash,
-            |shared| PartyRef::from(&**shared) == key,
-            |shared| hasher.hash_one(PartyRef::from(&**shared)),
-        );
-        let shared = Arc::clone(entry.or_insert_with(|| Arc::clone(p)).get());
-        *p = shared;
+        *p = self.party_or(&PartyRef::from(&**p), || Arc::clone(p));
     }
 }
 
