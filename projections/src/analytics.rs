@@ -31,6 +31,7 @@ use kedai_engine::domain::order::{Channel, OrderStatus};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::At;
+use crate::idmap::IdMap;
 use crate::intern::{Interner, Text};
 use crate::orders::{OrderChange, OrderSummary};
 use crate::shop::{ShopMeta, month_of};
@@ -206,7 +207,7 @@ struct ConversationClock {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Analytics {
     pub days: BTreeMap<NaiveDate, Day>,
-    conversations: BTreeMap<uuid::Uuid, ConversationClock>,
+    conversations: IdMap<ConversationClock>,
     expenses: BTreeMap<uuid::Uuid, (NaiveDate, Money)>,
     /// Shares the texts of cities and "-" (a cache, not state).
     #[serde(skip)]

@@ -5,7 +5,7 @@
 //! the next one to fall due is found at once.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
@@ -15,6 +15,7 @@ use kedai_engine::domain::money::{Currency, Money};
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::idmap::IdMap;
 use crate::intern::{Interner, Text};
 
 /// Most checkouts one page holds.
@@ -55,9 +56,9 @@ pub struct CheckoutCounts {
 /// A shop's checkouts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Checkouts {
-    /// Boxed: a map's node holds eleven slots, often half empty, so a
-    /// slot is better a pointer than the whole checkout.
-    all: BTreeMap<uuid::Uuid, Box<CheckoutView>>,
+    /// Boxed: a hash map's slots are up to half empty, so a slot is
+    /// better a pointer than the whole checkout.
+    all: IdMap<Box<CheckoutView>>,
     /// Newest first.
     #[serde(skip)]
     recent: BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>,

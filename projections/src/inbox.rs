@@ -21,6 +21,7 @@ use kedai_engine::{Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::At;
+use crate::idmap::IdMap;
 use crate::intern::{Interner, Text};
 
 /// Most conversations or messages one page holds.
@@ -129,9 +130,9 @@ pub struct TemplateView {
 /// A shop's conversations and templates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inbox {
-    /// Boxed: a map's node holds eleven slots, often half empty, so a
-    /// slot is better a pointer than the whole conversation.
-    conversations: BTreeMap<uuid::Uuid, Box<ConversationView>>,
+    /// Boxed: a hash map's slots are up to half empty, so a slot is
+    /// better a pointer than the whole conversation.
+    conversations: IdMap<Box<ConversationView>>,
     templates: BTreeMap<uuid::Uuid, TemplateView>,
     /// Queued messages no sender has finished with, oldest first (by the
     /// position they were queued at).
@@ -362,7 +363,7 @@ impl Inbox {
         self.templates.get(&id).filter(|t| !t.deleted)
     }
 
-    /// Every conversation, by id.
+    /// Every conversation, in no particular order.
     pub fn conversations(&self) -> impl Iterator<Item = &ConversationView> {
         self.conversations.values().map(|c| &**c)
     }

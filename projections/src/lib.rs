@@ -30,6 +30,7 @@
 //! - [`checkouts`]: checkouts by status, counts, and the open ones by last
 //!   activity (what the abandonment scheduler reads).
 //! - [`intern`]: repeated values (couriers, names, customers) kept once.
+//! - [`idmap`]: maps by uuid hashed for the fold, written in id order.
 //! - [`placed`]: an order placed, read without copying its texts.
 //! - [`webhooks`]: webhook subscriptions (no secrets) and delivery counts.
 //! - [`runner`]: follows the store, applies events, waits for positions,
@@ -43,6 +44,7 @@ pub mod bits;
 pub mod checkouts;
 pub mod chunks;
 pub mod fold;
+pub mod idmap;
 pub mod inbox;
 pub mod intern;
 pub mod orders;

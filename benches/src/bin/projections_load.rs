@@ -441,7 +441,12 @@ fn queries(
     })?;
     let conversations: Vec<Vec<uuid::Uuid>> = shops
         .iter()
-        .map(|v| v.inbox.conversations().map(|c| c.conversation_id).collect())
+        .map(|v| {
+            let mut ids: Vec<uuid::Uuid> =
+                v.inbox.conversations().map(|c| c.conversation_id).collect();
+            ids.sort_unstable();
+            ids
+        })
         .collect();
     if conversations.iter().all(Vec::is_empty) {
         println!("| a conversation's first 50 messages | (no conversations) | | | | |");

@@ -19,8 +19,8 @@
 //! inserted bytes.
 //!
 //! [`read_event`] covers the hot types: stock reservations and their
-//! release or shipment, order status changes, payments, cancellations and
-//! ledger transactions. The projections read orders placed with the same
+//! release or shipment, order status changes, payments, cancellations,
+//! ledger transactions, and chat messages without an attachment. The projections read orders placed with the same
 //! reader, borrowing their texts (`kedai_projections::placed`).
 
 use serde::Deserialize;
@@ -361,9 +361,37 @@ pub fn read_event(event_type: &str, payload: &[u8]) -> Option<DomainEvent> {
                 occurred_at: rd.field("occurred_at")?.timestamp()?,
             })
         }
+        "MessageReceived" => {
+            rd.map(5)?;
+            DomainEvent::MessageReceived(MessageReceived {
+                conversation_id: rd.field("conversation_id")?.uuid()?,
+                message_id: rd.field("message_id")?.uuid()?,
+                text: rd.field("text")?.text()?.to_owned(),
+                attachment: no_attachment(rd.field("attachment")?)?,
+                sent_at: rd.field("sent_at")?.timestamp()?,
+            })
+        }
+        "MessageSent" => {
+            rd.map(7)?;
+            DomainEvent::MessageSent(MessageSent {
+                conversation_id: rd.field("conversation_id")?.uuid()?,
+                message_id: rd.field("message_id")?.uuid()?,
+                staff_id: rd.field("staff_id")?.text()?.to_owned(),
+                text: rd.field("text")?.text()?.to_owned(),
+                attachment: no_attachment(rd.field("attachment")?)?,
+                template_id: rd.field("template_id")?.opt_uuid()?,
+                sent_at: rd.field("sent_at")?.timestamp()?,
+            })
+        }
         _ => return None,
     };
     rd.is_done().then_some(event)
+}
+
+/// A message's attachment when it has none; a message with one is left to
+/// serde (few have one).
+fn no_attachment(rd: &mut FieldReader<'_>) -> Option<Option<super::chat::Attachment>> {
+    rd.nil().then_some(None)
 }
 
 /// The fields every stock move of an order has.
@@ -428,6 +456,7 @@ mod tests {
     use proptest::test_runner::TestCaseError;
 
     use super::*;
+    use crate::domain::chat::Attachment;
     use crate::domain::ids::Sku;
     use crate::domain::order::PaymentMethod;
     use crate::domain::wallet::{Account, EntryKind};
@@ -611,6 +640,34 @@ mod tests {
                 occurred_at: Timestamp(0),
             }
             .into(),
+            MessageReceived {
+                conversation_id: Uuid::from_u128(11),
+                message_id: Uuid::from_u128(12),
+                text: "kak, ukuran M masih ada? 🙏".into(),
+                attachment: None,
+                sent_at: Timestamp(1_760_000_000_000_002),
+            }
+            .into(),
+            MessageSent {
+                conversation_id: Uuid::from_u128(11),
+                message_id: Uuid::from_u128(13),
+                staff_id: "cs.rina".into(),
+                text: "Masih ada kak, silakan diorder".into(),
+                attachment: None,
+                template_id: None,
+                sent_at: Timestamp(1_760_000_000_000_003),
+            }
+            .into(),
+            MessageSent {
+                conversation_id: Uuid::from_u128(11),
+                message_id: Uuid::from_u128(14),
+                staff_id: String::new(),
+                text: String::new(),
+                attachment: None,
+                template_id: Some(Uuid::from_u128(15)),
+                sent_at: Timestamp(i64::MIN),
+            }
+            .into(),
         ]
     }
 
@@ -619,7 +676,7 @@ mod tests {
         let events = events();
         let mut types: Vec<_> = events.iter().map(DomainEvent::event_type).collect();
         types.dedup();
-        assert_eq!(types.len(), 11, "every type read_event reads");
+        assert_eq!(types.len(), 13, "every type read_event reads");
         for e in events {
             let payload = e.encode();
             assert_eq!(read_event(e.event_type(), &payload), Some(e.clone()));
@@ -654,6 +711,22 @@ mod tests {
         assert_eq!(
             DomainEvent::decode("OrderShipped", &newer),
             Ok(Some(shipped.into()))
+        );
+        // A message with an attachment: serde reads it.
+        let with_image = MessageReceived {
+            conversation_id: Uuid::from_u128(1),
+            message_id: Uuid::from_u128(2),
+            text: String::new(),
+            attachment: Some(Attachment::Image {
+                url: "https://example.com/kaos.jpg".into(),
+            }),
+            sent_at: Timestamp(3),
+        };
+        let payload = DomainEvent::from(with_image.clone()).encode();
+        assert_eq!(read_event("MessageReceived", &payload), None);
+        assert_eq!(
+            DomainEvent::decode("MessageReceived", &payload),
+            Ok(Some(with_image.into()))
         );
     }
 
