@@ -549,13 +549,26 @@ fn matches(o: &OrderSummary, q: &OrderQuery, text: Option<&str>) -> bool {
             .is_none_or(|c| o.sender.customer_id == c || o.receiver.customer_id == c)
         && q.awb.as_deref().is_none_or(|a| o.awb.as_deref() == Some(a))
         && text.is_none_or(|t| {
-            let hit = |s: &str| s.to_lowercase().contains(t);
+            let hit = |s: &str| contains_lowercased(s, t);
             hit(&o.receiver.name)
                 || hit(&o.sender.name)
                 || o.receiver.phone.as_deref().is_some_and(hit)
                 || o.sender.phone.as_deref().is_some_and(hit)
                 || o.lines.iter().any(|l| hit(&l.item.sku))
         })
+}
+
+/// Whether `haystack`, lowercased, contains `needle` (lowercased
+/// already). Names, phones and SKUs are nearly always ASCII: then it is
+/// found without making a lowercased copy (a text search reads five or
+/// more of them for every order of the shop, and the copies were most of
+/// its cost). Anything else is lowercased as `str::to_lowercase` does.
+fn contains_lowercased(haystack: &str, needle: &str) -> bool {
+    if haystack.is_ascii() && needle.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+        return n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    haystack.to_lowercase().contains(needle)
 }
 
 fn placed(interner: &mut Interner, at: At<'_>, e: &PlacedRef<'_>) -> OrderSummary {
@@ -679,6 +692,42 @@ mod tests {
 
     fn id(n: u128) -> OrderId {
         OrderId(uuid::Uuid::from_u128(n))
+    }
+
+    proptest::proptest! {
+        /// The search's matcher finds what lowercasing both texts finds,
+        /// in ASCII and in any other text.
+        #[test]
+        fn a_text_is_found_as_lowercasing_it_finds_it(
+            haystack in proptest::prop_oneof![
+                "[a-zA-Z0-9 .+_-]{0,30}",
+                "(\\PC|[aAkKiI ])*",
+            ],
+            start in 0usize..40,
+            len in 0usize..6,
+            other in "\\PC{0,4}",
+        ) {
+            let chars: Vec<char> = haystack.chars().collect();
+            let start = start.min(chars.len());
+            let cut: String = chars[start..(start + len).min(chars.len())].iter().collect();
+            for needle in [cut.to_lowercase(), other.to_lowercase()] {
+                proptest::prop_assert_eq!(
+                    contains_lowercased(&haystack, &needle),
+                    haystack.to_lowercase().contains(&needle),
+                    "{:?} in {:?}", needle, haystack
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ascii_search_ignores_case() {
+        assert!(contains_lowercased("Siti NURHALIZA", "nurh"));
+        assert!(contains_lowercased("KAOS-M.merah_1", "m.merah"));
+        assert!(!contains_lowercased("Siti", "sitti"));
+        assert!(contains_lowercased("", ""));
+        // A Kelvin sign lowercases to an ASCII k.
+        assert!(contains_lowercased("\u{212a}aos", "kaos"));
     }
 
     /// The sets by status are indexed by a status's number: every status
