@@ -143,7 +143,7 @@ fn cost_by_type(events: &[RecordedEvent]) {
     }
     let all = started.elapsed().as_secs_f64();
     let mut rows: Vec<_> = by_type.into_iter().collect();
-    rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+    rows.sort_by_key(|(_, (_, spent))| std::cmp::Reverse(*spent));
     println!(
         "\n| event type (one-thread fold, timed alone) | events | share of the time | ns per event |"
     );
