@@ -320,6 +320,17 @@ impl Interner {
         Arc::clone(entry.or_insert_with(new).get())
     }
 
+    /// Every customer snapshot held (each once; in no particular order).
+    pub fn parties(&self) -> impl Iterator<Item = &Party> {
+        self.parties.iter()
+    }
+
+    /// Everything lines sold that is held (each once; in no particular
+    /// order).
+    pub fn items(&self) -> impl Iterator<Item = &Arc<LineItem>> {
+        self.items.iter()
+    }
+
     /// The shared copy of what a line sold.
     pub fn item(&mut self, sku: &str, product_name: &str, category: Option<&str>) -> Arc<LineItem> {
         let key = (sku, product_name, category);

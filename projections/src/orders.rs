@@ -369,9 +369,54 @@ impl OrdersView {
         &self.orders
     }
 
+    /// The orders a text search (lowercased) can find, in placement
+    /// order, found through the shop's customers rather than by reading
+    /// every order: the interner holds each customer snapshot of the
+    /// shop's orders once, so the texts read are the distinct names and
+    /// phones, and a customer's orders are indexed. Some may not match
+    /// (another snapshot of the same customer): the list checks each.
+    ///
+    /// `None` when reading the orders is better: a SKU contains the text
+    /// (orders are not indexed by SKU), or the customers found have more
+    /// than an eighth of the orders (a scan, newest first, fills the page
+    /// before it has read many).
+    fn found_by_text(&self, text: &str) -> Option<Vec<u32>> {
+        if self
+            .interner
+            .items()
+            .any(|item| contains_lowercased(&item.sku, text))
+        {
+            return None;
+        }
+        let mut customers: Vec<CustomerId> = self
+            .interner
+            .parties()
+            .filter(|p| {
+                contains_lowercased(&p.name, text)
+                    || p.phone
+                        .as_deref()
+                        .is_some_and(|phone| contains_lowercased(phone, text))
+            })
+            .map(|p| p.customer_id)
+            .collect();
+        customers.sort_unstable();
+        customers.dedup();
+        let mut found = Vec::new();
+        for c in customers {
+            found.extend(self.by_customer.get(&c).into_iter().flatten());
+            if found.len() > self.orders.len() / 8 {
+                return None;
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Some(found)
+    }
+
     /// A page of the list.
     pub fn list(&self, q: &OrderQuery) -> OrderPage<'_> {
         let limit = q.limit.clamp(1, PAGE_MAX);
+        let text = q.text.as_ref().map(|t| t.to_lowercase());
         let candidates: Box<dyn DoubleEndedIterator<Item = u32> + '_> = if let Some(awb) = &q.awb {
             Box::new(
                 self.by_awb
@@ -380,6 +425,8 @@ impl OrdersView {
             )
         } else if let Some(c) = q.customer_id {
             Box::new(self.by_customer.get(&c).into_iter().flatten().copied())
+        } else if let Some(found) = text.as_deref().and_then(|t| self.found_by_text(t)) {
+            Box::new(found.into_iter())
         } else if let Some(s) = q.status {
             Box::new(self.by_status[s as usize].iter())
         } else {
@@ -389,7 +436,6 @@ impl OrdersView {
             Sort::Newest => Box::new(candidates.rev()),
             Sort::Oldest => Box::new(candidates),
         };
-        let text = q.text.as_ref().map(|t| t.to_lowercase());
         let mut page: Vec<&OrderSummary> = Vec::with_capacity(limit + 1);
         for i in ordered {
             let o = &self.orders[i as usize];
@@ -785,6 +831,134 @@ mod tests {
         };
         let actor = Actor::new(Role::Staff, "x");
         v.place(at(n as Position, &actor), &PlacedRef::from(&placed));
+    }
+
+    /// A customer snapshot for the search test: customer `c`, in its
+    /// `variant`-th form (a name or phone changed since).
+    fn customer(c: u8, variant: u8) -> CustomerSnapshot {
+        const NAMES: [&str; 6] = [
+            "Siti Aminah",
+            "SITI",
+            "Budi Santoso",
+            "Ayu",
+            "Kelvin \u{212a}",
+            "Dewi Ayu",
+        ];
+        CustomerSnapshot {
+            customer_id: CustomerId(uuid::Uuid::from_u128(u128::from(c) + 100)),
+            name: format!("{} {}", NAMES[usize::from(c) % NAMES.len()], variant),
+            phone: (!c.is_multiple_of(3)).then(|| format!("0812{c:02}{variant}")),
+            category: CustomerCategory::Customer,
+            address: None,
+            district: None,
+            city: None,
+            province: None,
+            postal_code: None,
+        }
+    }
+
+    fn line(sku: &str) -> kedai_engine::domain::order::PlacedLine {
+        use kedai_engine::domain::catalog::ProductKind;
+        use kedai_engine::domain::ids::{ProductId, Sku};
+        kedai_engine::domain::order::PlacedLine {
+            sku: Sku::parse(sku).unwrap(),
+            product_id: ProductId(uuid::Uuid::from_u128(7)),
+            product_name: "Kaos".into(),
+            category: None,
+            variation: String::new(),
+            kind: ProductKind::Stocked,
+            quantity: 1,
+            unit_price: Money(10_000),
+            unit_cost: Money(5_000),
+            discount: None,
+            discount_amount: Money::ZERO,
+            line_total: Money(10_000),
+            weight_grams: 200,
+            allocations: Vec::new(),
+        }
+    }
+
+    proptest::proptest! {
+        /// A text search finds what reading every order finds (names and
+        /// phones of both parties, SKUs; case ignored), page after page,
+        /// in both orders, live and after a snapshot load: also when it
+        /// goes through the shop's customers instead of the orders.
+        #[test]
+        fn a_text_search_finds_what_reading_every_order_finds(
+            orders in proptest::collection::vec((0u8..40, 0u8..2, 0usize..4, proptest::bool::ANY), 1..160),
+            needles in proptest::collection::vec("(siti|ayu|budi|santoso|0812|08120|k|kel|ka|kaos-m|kaos|m.merah|x|[a-z0-9]{1,3})", 1..6),
+            limit in 1usize..12,
+        ) {
+            const SKUS: [&str; 4] = ["KAOS-M.merah_1", "KAOS-L", "celana-30", "TOPI"];
+            let shop = customer(255, 0);
+            let mut v = OrdersView::default();
+            let actor = Actor::new(Role::Staff, "x");
+            for (n, (c, variant, sku, shop_sends)) in orders.iter().enumerate() {
+                let receiver = customer(*c, *variant);
+                let placed = OrderPlaced {
+                    order_id: id(n as u128 + 1),
+                    channel: Channel::App,
+                    order_source: None,
+                    sender: if *shop_sends { shop.clone() } else { receiver.clone() },
+                    receiver,
+                    lines: vec![line(SKUS[*sku])],
+                    shipping: Shipping {
+                        courier: "JNE".into(),
+                        service: "REG".into(),
+                        cost: Money::ZERO,
+                    },
+                    cod: false,
+                    costs: Vec::new(),
+                    totals: Totals::default(),
+                    note: None,
+                    placed_at: Timestamp(1_760_000_000_000_000),
+                };
+                v.place(at(n as Position + 1, &actor), &PlacedRef::from(&placed));
+            }
+            let mut loaded: OrdersView = rmp_serde::from_slice(&rmp_serde::to_vec(&v).unwrap()).unwrap();
+            loaded.rebuild_indexes();
+            for needle in needles.iter().flat_map(|n| [n.clone(), n.to_uppercase()]) {
+                let t = needle.to_lowercase();
+                let hit = |s: &str| s.to_lowercase().contains(&t);
+                let mut expected: Vec<OrderId> = v
+                    .all()
+                    .iter()
+                    .filter(|o| {
+                        [&o.sender, &o.receiver].iter().any(|p| {
+                            hit(&p.name) || p.phone.as_deref().is_some_and(hit)
+                        }) || o.lines.iter().any(|l| hit(&l.item.sku))
+                    })
+                    .map(|o| o.order_id)
+                    .collect();
+                for sort in [Sort::Oldest, Sort::Newest] {
+                    if sort == Sort::Newest {
+                        expected.reverse();
+                    }
+                    for view in [&v, &loaded] {
+                        let mut q = OrderQuery {
+                            text: Some(needle.clone()),
+                            sort,
+                            limit,
+                            ..OrderQuery::default()
+                        };
+                        let mut found = Vec::new();
+                        loop {
+                            let page = view.list(&q);
+                            proptest::prop_assert!(page.orders.len() <= limit);
+                            found.extend(page.orders.iter().map(|o| o.order_id));
+                            match page.next {
+                                Some(next) => q.after = Some(next),
+                                None => break,
+                            }
+                        }
+                        proptest::prop_assert_eq!(&found, &expected, "{:?} {:?}", needle, sort);
+                    }
+                    if sort == Sort::Newest {
+                        expected.reverse();
+                    }
+                }
+            }
+        }
     }
 
     fn ship(v: &mut OrdersView, n: u128, awb: &str) {

@@ -544,5 +544,22 @@ fn queries(
             page.orders.into_iter().cloned().collect::<Vec<_>>()
         },
     )?;
+    measure(
+        "text search in orders (a SKU), page of 50",
+        slow,
+        &mut rng,
+        |rng| {
+            let shop = pick_shop(rng);
+            let all = shop.orders.all();
+            let lines = &all[rng.random_range(0..all.len())].lines;
+            let sku = lines[rng.random_range(0..lines.len())].item.sku.to_string();
+            let page = shop.orders.list(&OrderQuery {
+                text: Some(sku),
+                limit: 50,
+                ..OrderQuery::default()
+            });
+            page.orders.into_iter().cloned().collect::<Vec<_>>()
+        },
+    )?;
     Ok(())
 }
