@@ -204,7 +204,10 @@ pub struct OrdersView {
     /// Orders by AWB: the latest shipped with each.
     #[serde(skip)]
     by_awb: Lookup,
-    /// Shares repeated values among orders (rebuilt after loading).
+    /// Shares repeated values among orders (rebuilt after loading). It
+    /// holds every customer snapshot and line item of the shop's orders,
+    /// and nothing is ever taken out: a text search reads the distinct
+    /// ones from it ([`OrdersView::found_by_text`]).
     #[serde(skip)]
     interner: Interner,
 }
