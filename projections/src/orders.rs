@@ -814,13 +814,24 @@ mod tests {
             province: None,
             postal_code: None,
         };
+        place_by(v, n, customer.clone(), customer, Vec::new());
+    }
+
+    /// Places order `n` (at position `n`) from `sender` to `receiver`.
+    fn place_by(
+        v: &mut OrdersView,
+        n: u128,
+        sender: CustomerSnapshot,
+        receiver: CustomerSnapshot,
+        lines: Vec<kedai_engine::domain::order::PlacedLine>,
+    ) {
         let placed = OrderPlaced {
             order_id: id(n),
             channel: Channel::App,
             order_source: None,
-            sender: customer.clone(),
-            receiver: customer,
-            lines: Vec::new(),
+            sender,
+            receiver,
+            lines,
             shipping: Shipping {
                 courier: "JNE".into(),
                 service: "REG".into(),
@@ -895,28 +906,10 @@ mod tests {
             const SKUS: [&str; 4] = ["KAOS-M.merah_1", "KAOS-L", "celana-30", "TOPI"];
             let shop = customer(255, 0);
             let mut v = OrdersView::default();
-            let actor = Actor::new(Role::Staff, "x");
             for (n, (c, variant, sku, shop_sends)) in orders.iter().enumerate() {
                 let receiver = customer(*c, *variant);
-                let placed = OrderPlaced {
-                    order_id: id(n as u128 + 1),
-                    channel: Channel::App,
-                    order_source: None,
-                    sender: if *shop_sends { shop.clone() } else { receiver.clone() },
-                    receiver,
-                    lines: vec![line(SKUS[*sku])],
-                    shipping: Shipping {
-                        courier: "JNE".into(),
-                        service: "REG".into(),
-                        cost: Money::ZERO,
-                    },
-                    cod: false,
-                    costs: Vec::new(),
-                    totals: Totals::default(),
-                    note: None,
-                    placed_at: Timestamp(1_760_000_000_000_000),
-                };
-                v.place(at(n as Position + 1, &actor), &PlacedRef::from(&placed));
+                let sender = if *shop_sends { shop.clone() } else { receiver.clone() };
+                place_by(&mut v, n as u128 + 1, sender, receiver, vec![line(SKUS[*sku])]);
             }
             let mut loaded: OrdersView = rmp_serde::from_slice(&rmp_serde::to_vec(&v).unwrap()).unwrap();
             loaded.rebuild_indexes();
