@@ -200,7 +200,10 @@ pub struct OrdersView {
     #[serde(skip)]
     by_status: [OrderSet; OrderStatus::ALL.len()],
     #[serde(skip)]
-    by_customer: HashMap<CustomerId, Vec<u32>>,
+    by_customer: HashMap<CustomerId, Vec<u32>, RandomState>,
+    /// Orders by the SKU of a line (each order once under a SKU).
+    #[serde(skip)]
+    by_sku: HashMap<Text, Vec<u32>, RandomState>,
     /// Orders by AWB: the latest shipped with each.
     #[serde(skip)]
     by_awb: Lookup,
@@ -224,6 +227,7 @@ impl OrdersView {
         self.index.clear();
         self.by_status = Default::default();
         self.by_customer.clear();
+        self.by_sku.clear();
         self.by_awb.clear();
         let mut orders = std::mem::take(&mut self.orders);
         for o in orders.iter_mut() {
@@ -260,6 +264,12 @@ impl OrdersView {
         self.by_customer.entry(sender).or_default().push(i);
         if receiver != sender {
             self.by_customer.entry(receiver).or_default().push(i);
+        }
+        for l in &o.lines {
+            let orders = self.by_sku.entry(l.item.sku.clone()).or_default();
+            if orders.last() != Some(&i) {
+                orders.push(i);
+            }
         }
         if let Some(awb) = &o.awb {
             self.by_awb.add(&**awb, i);
@@ -373,23 +383,32 @@ impl OrdersView {
     }
 
     /// The orders a text search (lowercased) can find, in placement
-    /// order, found through the shop's customers rather than by reading
-    /// every order: the interner holds each customer snapshot of the
-    /// shop's orders once, so the texts read are the distinct names and
-    /// phones, and a customer's orders are indexed. Some may not match
-    /// (another snapshot of the same customer): the list checks each.
+    /// order, found through the shop's distinct customers and SKUs rather
+    /// than by reading every order: the interner holds each customer
+    /// snapshot and line item of the shop's orders once, so the texts read
+    /// are the distinct names, phones and SKUs, and the orders of a
+    /// customer and of a SKU are indexed. Some may not match (another
+    /// snapshot of the same customer): the list checks each.
     ///
-    /// `None` when reading the orders is better: a SKU contains the text
-    /// (orders are not indexed by SKU), or the customers found have more
+    /// `None` when reading the orders is better: what is found is more
     /// than an eighth of the orders (a scan, newest first, fills the page
     /// before it has read many).
     fn found_by_text(&self, text: &str) -> Option<Vec<u32>> {
-        if self
+        let most = self.orders.len() / 8;
+        let mut found = Vec::new();
+        let mut skus: Vec<&Text> = self
             .interner
             .items()
-            .any(|item| contains_lowercased(&item.sku, text))
-        {
-            return None;
+            .map(|item| &item.sku)
+            .filter(|sku| contains_lowercased(sku, text))
+            .collect();
+        skus.sort_unstable();
+        skus.dedup();
+        for sku in skus {
+            found.extend(self.by_sku.get(sku).into_iter().flatten());
+            if found.len() > most {
+                return None;
+            }
         }
         let mut customers: Vec<CustomerId> = self
             .interner
@@ -404,10 +423,9 @@ impl OrdersView {
             .collect();
         customers.sort_unstable();
         customers.dedup();
-        let mut found = Vec::new();
         for c in customers {
             found.extend(self.by_customer.get(&c).into_iter().flatten());
-            if found.len() > self.orders.len() / 8 {
+            if found.len() > most {
                 return None;
             }
         }
@@ -899,11 +917,14 @@ mod tests {
         /// goes through the shop's customers instead of the orders.
         #[test]
         fn a_text_search_finds_what_reading_every_order_finds(
-            orders in proptest::collection::vec((0u8..40, 0u8..2, 0usize..4, proptest::bool::ANY), 1..160),
+            orders in proptest::collection::vec((0u8..40, 0u8..2, 0usize..12, proptest::bool::ANY), 1..160),
             needles in proptest::collection::vec("(siti|ayu|budi|santoso|0812|08120|k|kel|ka|kaos-m|kaos|m.merah|x|[a-z0-9]{1,3})", 1..6),
             limit in 1usize..12,
         ) {
-            const SKUS: [&str; 4] = ["KAOS-M.merah_1", "KAOS-L", "celana-30", "TOPI"];
+            const SKUS: [&str; 12] = [
+                "KAOS-M.merah_1", "KAOS-L", "kaos-xl", "CELANA-30", "celana-32", "TOPI",
+                "TOPI-2", "Jilbab_Ayu", "SITI-01", "0812-case", "gamis.k", "K",
+            ];
             let shop = customer(255, 0);
             let mut v = OrdersView::default();
             for (n, (c, variant, sku, shop_sends)) in orders.iter().enumerate() {
