@@ -825,12 +825,7 @@ mod tests {
             customer_id: CustomerId(uuid::Uuid::from_u128(1)),
             name: "Siti".into(),
             phone: None,
-            category: CustomerCategory::Customer,
-            address: None,
-            district: None,
-            city: None,
-            province: None,
-            postal_code: None,
+            ..customer(0, 0)
         };
         place_by(v, n, customer.clone(), customer, Vec::new());
     }
