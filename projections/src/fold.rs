@@ -485,7 +485,7 @@ impl Decoder {
 
     /// Decodes and applies on this thread.
     fn run_alone(mut self, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
-        let mut projections = Projections::new();
+        let mut projections = Projections::bulk();
         for page in pages {
             let decode: Decode<'_, Event<'_>> =
                 |position, event_type, payload, _| crate::decode(position, event_type, payload);
@@ -510,7 +510,7 @@ impl Decoder {
         let applier = std::thread::Builder::new()
             .name(format!("kedai-apply-{index}"))
             .spawn(move || {
-                let mut projections = Projections::new();
+                let mut projections = Projections::bulk();
                 for (page, batch) in batches {
                     for d in &batch {
                         if let Err(e) = d.apply(&mut projections, &page) {
@@ -525,7 +525,7 @@ impl Decoder {
             .expect("a fold thread starts");
         // This thread applies the views the applier does not (see
         // `Views`), and sends on only the events those read.
-        let mut rest = Projections::new();
+        let mut rest = Projections::bulk();
         for page in pages {
             let mut batch = returned.try_recv().unwrap_or_default();
             batch.clear();
@@ -552,7 +552,8 @@ impl Decoder {
         self.finish(Projections::join_views(projections, rest))
     }
 
-    fn finish(self, projections: Projections) -> Share {
+    fn finish(self, mut projections: Projections) -> Share {
+        projections.end_bulk();
         Share {
             projections,
             stopped_at: self.stopped_at,

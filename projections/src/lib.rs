@@ -173,6 +173,17 @@ impl ShopView {
         }
     }
 
+    /// A new shop's views; in a rebuild (`bulk`), with the indexes only
+    /// queries read left for [`Projections::end_bulk`].
+    fn folded(bulk: bool) -> ShopView {
+        let mut view = ShopView::default();
+        if bulk {
+            view.inbox.defer_recent();
+            view.checkouts.defer_indexes();
+        }
+        view
+    }
+
     /// An order placed: only the orders and analytics look at it.
     fn placed(&mut self, at: At<'_>, e: &placed::PlacedRef<'_>, views: Views) {
         if views == Views::Rest {
@@ -270,6 +281,9 @@ pub struct Projections {
     pub keys: BTreeMap<String, KeyEntry>,
     /// Events skipped because their type is unknown to this build.
     pub skipped: u64,
+    /// Set while a rebuild folds: indexes only queries read are made once
+    /// at its end ([`Projections::end_bulk`]).
+    pub(crate) bulk: bool,
 }
 
 /// An event that claims a known type but does not decode: the log is
@@ -285,6 +299,25 @@ pub struct ApplyError {
 impl Projections {
     pub fn new() -> Self {
         Projections::default()
+    }
+
+    /// Empty projections for a rebuild: see [`Projections::end_bulk`].
+    pub(crate) fn bulk() -> Self {
+        Projections {
+            bulk: true,
+            ..Projections::default()
+        }
+    }
+
+    /// Makes the indexes a rebuild left (the newest-first orders of the
+    /// inbox and of the checkouts, and the open checkouts), as folding
+    /// event by event would have kept them.
+    pub(crate) fn end_bulk(&mut self) {
+        self.bulk = false;
+        for view in self.shops.values_mut() {
+            view.inbox.end_deferral();
+            view.checkouts.end_deferral();
+        }
     }
 
     /// Applies the next event of the log (its position must follow the
@@ -351,11 +384,13 @@ impl Projections {
                     k.revoked = true;
                 }
             }
-            _ => self
-                .shops
-                .entry(shop)
-                .or_default()
-                .apply(at, decoded, views),
+            _ => {
+                let bulk = self.bulk;
+                self.shops
+                    .entry(shop)
+                    .or_insert_with(|| ShopView::folded(bulk))
+                    .apply(at, decoded, views)
+            }
         }
     }
 
@@ -470,6 +505,7 @@ impl Projections {
             shops: stored.shops.iter().map(|(id, _)| *id).zip(views).collect(),
             keys: stored.keys.into_owned(),
             skipped: stored.skipped,
+            bulk: false,
         })
     }
 }
@@ -664,6 +700,7 @@ mod tests {
                 shops: stored.shops.iter().map(|(id, _)| *id).zip(views).collect(),
                 keys: stored.keys.clone().into_owned(),
                 skipped: stored.skipped,
+                bulk: false,
             };
             assert!(back == p, "{threads} threads");
             assert!(back.to_bytes() == bytes, "{threads} threads");

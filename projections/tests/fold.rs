@@ -13,6 +13,7 @@ use kedai_engine::{Position, RecordedEvent, Timestamp};
 use kedai_fixtures::{FixtureConfig, generate_in_memory};
 use kedai_projections::Projections;
 use kedai_projections::fold::{FoldError, ParallelFold};
+use kedai_projections::inbox::InboxQuery;
 use kedai_projections::placed::PlacedRef;
 use proptest::prelude::*;
 
@@ -117,6 +118,55 @@ fn the_log_has_several_shops_interleaved() {
     assert!(log().len() > 5_000, "{} events", log().len());
 }
 
+/// Every shop's conversations, newest activity first, as the inbox lists
+/// them page by page: an index the byte form leaves out, which a rebuild
+/// makes once at its end.
+fn newest_first(p: &Projections) -> Vec<Vec<(Timestamp, uuid::Uuid)>> {
+    p.shops
+        .values()
+        .map(|v| {
+            let mut all = Vec::new();
+            let mut q = InboxQuery {
+                limit: 7,
+                ..InboxQuery::default()
+            };
+            loop {
+                let page = v.inbox.list(&q);
+                all.extend(
+                    page.conversations
+                        .iter()
+                        .map(|c| (c.last_activity, c.conversation_id)),
+                );
+                match page.next {
+                    Some(next) => q.after = Some(next),
+                    None => break all,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Every shop's checkouts newest first, and the open ones due first: the
+/// checkouts' indexes, which a rebuild also makes once at its end.
+fn checkout_orders(p: &Projections) -> Vec<(Vec<uuid::Uuid>, Vec<uuid::Uuid>)> {
+    let far = Timestamp(i64::MAX / 2);
+    p.shops
+        .values()
+        .map(|v| {
+            let (mut newest, mut after) = (Vec::new(), None);
+            loop {
+                let (page, next) = v.checkouts.list(None, after, 7);
+                newest.extend(page.iter().map(|c| c.checkout_id));
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            (newest, v.checkouts.due(60, far, usize::MAX))
+        })
+        .collect()
+}
+
 #[test]
 fn every_number_of_threads_folds_the_same_bytes() {
     let many: std::collections::BTreeSet<_> =
@@ -133,6 +183,16 @@ fn every_number_of_threads_folds_the_same_bytes() {
                 folded.projections.to_bytes() == expected.to_bytes(),
                 "{threads} threads fold other projections ({} events)",
                 events.len()
+            );
+            assert_eq!(
+                newest_first(&folded.projections),
+                newest_first(&expected),
+                "{threads} threads list the conversations otherwise"
+            );
+            assert_eq!(
+                checkout_orders(&folded.projections),
+                checkout_orders(&expected),
+                "{threads} threads list the checkouts otherwise"
             );
         }
     }
