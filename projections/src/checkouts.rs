@@ -65,10 +65,6 @@ pub struct Checkouts {
     /// Open checkouts, least recently active first.
     #[serde(skip)]
     open: BTreeSet<(Timestamp, uuid::Uuid)>,
-    /// Set during a rebuild: `recent` and `open` are made once at its
-    /// end ([`Checkouts::end_deferral`]) instead of kept up to date.
-    #[serde(skip)]
-    deferred: bool,
     /// Shares the domains (a cache, not state).
     #[serde(skip)]
     interner: Interner,
@@ -83,14 +79,6 @@ impl PartialEq for Checkouts {
 impl Checkouts {
     /// Rebuilds the indexes (not serialised) after loading.
     pub fn rebuild_indexes(&mut self) {
-        self.make_orders();
-        for c in self.all.values_mut() {
-            self.interner.share(&mut c.domain);
-        }
-    }
-
-    /// The newest-first and the open orders, made from the checkouts.
-    fn make_orders(&mut self) {
         self.recent = self
             .all
             .values()
@@ -102,21 +90,8 @@ impl Checkouts {
             .filter(|c| c.status == CheckoutStatus::Open)
             .map(|c| (c.last_activity, c.checkout_id))
             .collect();
-        self.deferred = false;
-    }
-
-    /// Leaves `recent` and `open` to [`Checkouts::end_deferral`] (a
-    /// rebuild calls both; nothing may read them between).
-    pub(crate) fn defer_indexes(&mut self) {
-        self.recent.clear();
-        self.open.clear();
-        self.deferred = true;
-    }
-
-    /// Makes what [`Checkouts::defer_indexes`] left.
-    pub(crate) fn end_deferral(&mut self) {
-        if self.deferred {
-            self.make_orders();
+        for c in self.all.values_mut() {
+            self.interner.share(&mut c.domain);
         }
     }
 
@@ -138,10 +113,8 @@ impl Checkouts {
                     abandoned_at: None,
                     order_id: None,
                 };
-                if !self.deferred {
-                    self.recent.insert((Reverse(e.created_at), e.checkout_id));
-                    self.open.insert((e.created_at, e.checkout_id));
-                }
+                self.recent.insert((Reverse(e.created_at), e.checkout_id));
+                self.open.insert((e.created_at, e.checkout_id));
                 self.all.insert(e.checkout_id, Box::new(view));
             }
             DomainEvent::CheckoutUpdated(e) => {
@@ -154,8 +127,7 @@ impl Checkouts {
                 c.customer_name = full_name(&e.content.customer);
                 c.customer_phone = e.content.customer.phone.as_str().into();
                 c.last_activity = e.updated_at;
-                // (Deferred, the sets are empty: removing finds nothing.)
-                if c.status == CheckoutStatus::Open && !self.deferred {
+                if c.status == CheckoutStatus::Open {
                     self.open.insert((c.last_activity, c.checkout_id));
                 }
             }

@@ -179,7 +179,6 @@ impl ShopView {
         let mut view = ShopView::default();
         if bulk {
             view.inbox.defer_recent();
-            view.checkouts.defer_indexes();
         }
         view
     }
@@ -309,14 +308,12 @@ impl Projections {
         }
     }
 
-    /// Makes the indexes a rebuild left (the newest-first orders of the
-    /// inbox and of the checkouts, and the open checkouts), as folding
-    /// event by event would have kept them.
+    /// Makes the index a rebuild left (the inbox's newest-first order),
+    /// as folding event by event would have kept it.
     pub(crate) fn end_bulk(&mut self) {
         self.bulk = false;
         for view in self.shops.values_mut() {
             view.inbox.end_deferral();
-            view.checkouts.end_deferral();
         }
     }
 

@@ -147,7 +147,7 @@ fn newest_first(p: &Projections) -> Vec<Vec<(Timestamp, uuid::Uuid)>> {
 }
 
 /// Every shop's checkouts newest first, and the open ones due first: the
-/// checkouts' indexes, which a rebuild also makes once at its end.
+/// checkouts' indexes, which the byte form also leaves out.
 fn checkout_orders(p: &Projections) -> Vec<(Vec<uuid::Uuid>, Vec<uuid::Uuid>)> {
     let far = Timestamp(i64::MAX / 2);
     p.shops
