@@ -26,7 +26,10 @@ use serde::de::IgnoredAny;
 
 /// What the projections read of an order placed. Fields of the event
 /// they do not use, and the engine requires, are required here too and
-/// skipped unread.
+/// skipped unread. The fields are in the event's order: a payload is read
+/// by position (see `kedai_engine::domain::fields`), and serde then takes
+/// the fields in the order they are declared here; an optional field of
+/// the event is optional here too (`note`, a line's `discount`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PlacedRef<'a> {
     pub order_id: OrderId,
@@ -42,9 +45,11 @@ pub struct PlacedRef<'a> {
     #[serde(borrow)]
     pub shipping: ShippingRef<'a>,
     pub cod: bool,
-    pub totals: Totals,
-    pub placed_at: Timestamp,
     costs: IgnoredAny,
+    pub totals: Totals,
+    #[serde(default)]
+    note: IgnoredAny,
+    pub placed_at: Timestamp,
 }
 
 /// An order's sender or receiver, as [`CustomerSnapshot`] but borrowed.
@@ -69,21 +74,24 @@ pub struct PartyRef<'a> {
     pub postal_code: Option<&'a str>,
 }
 
-/// What the projections read of an order line.
+/// What the projections read of an order line (its fields in the
+/// event's order, as [`PlacedRef`]'s).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LineRef<'a> {
     pub sku: &'a str,
+    product_id: IgnoredAny,
     pub product_name: &'a str,
     #[serde(borrow)]
     pub category: Option<&'a str>,
+    variation: IgnoredAny,
+    kind: IgnoredAny,
     pub quantity: i64,
     pub unit_price: Money,
     pub unit_cost: Money,
-    pub line_total: Money,
-    product_id: IgnoredAny,
-    variation: IgnoredAny,
-    kind: IgnoredAny,
+    #[serde(default)]
+    discount: IgnoredAny,
     discount_amount: IgnoredAny,
+    pub line_total: Money,
     weight_grams: IgnoredAny,
     allocations: IgnoredAny,
 }
@@ -149,8 +157,7 @@ fn read(payload: &[u8]) -> Option<PlacedRef<'_>> {
         total: rd.field("total")?.money()?,
         cost_of_goods: rd.field("cost_of_goods")?.money()?,
     };
-    // The note is optional for serde too; it is read only to skip it.
-    rd.field("note")?.skip()?;
+    let note = rd.field("note")?.skip()?;
     let placed_at = Timestamp(rd.field("placed_at")?.int()?);
     if !rd.is_done() {
         return None;
@@ -167,6 +174,7 @@ fn read(payload: &[u8]) -> Option<PlacedRef<'_>> {
         totals,
         placed_at,
         costs,
+        note,
     })
 }
 
@@ -204,7 +212,7 @@ impl<'a> OrderFields<'a> for FieldReader<'a> {
         let quantity = self.field("quantity")?.int()?;
         let unit_price = self.field("unit_price")?.money()?;
         let unit_cost = self.field("unit_cost")?.money()?;
-        self.field("discount")?.skip()?;
+        let discount = self.field("discount")?.skip()?;
         let discount_amount = self.field("discount_amount")?.skip()?;
         let line_total = self.field("line_total")?.money()?;
         let weight_grams = self.field("weight_grams")?.skip()?;
@@ -220,6 +228,7 @@ impl<'a> OrderFields<'a> for FieldReader<'a> {
             product_id,
             variation,
             kind,
+            discount,
             discount_amount,
             weight_grams,
             allocations,
@@ -245,6 +254,7 @@ impl<'a> From<&'a OrderPlaced> for PlacedRef<'a> {
             totals: e.totals,
             placed_at: e.placed_at,
             costs: IgnoredAny,
+            note: IgnoredAny,
         }
     }
 }
@@ -295,6 +305,7 @@ impl<'a> From<&'a PlacedLine> for LineRef<'a> {
             product_id: IgnoredAny,
             variation: IgnoredAny,
             kind: IgnoredAny,
+            discount: IgnoredAny,
             discount_amount: IgnoredAny,
             weight_grams: IgnoredAny,
             allocations: IgnoredAny,
@@ -443,19 +454,44 @@ mod tests {
         }
     }
 
+    /// The payload as this build writes it (positional), and as builds
+    /// before positional payloads wrote it (with field names).
+    fn encodings(e: &OrderPlaced) -> [Vec<u8>; 2] {
+        let positional = kedai_engine::domain::DomainEvent::from(e.clone()).encode();
+        assert_eq!(positional, rmp_serde::to_vec(e).unwrap());
+        [positional, rmp_serde::to_vec_named(e).unwrap()]
+    }
+
     #[test]
     fn the_payload_reads_as_the_owned_event_does() {
         let e = order();
-        let payload = rmp_serde::to_vec_named(&e).unwrap();
-        let decoded = PlacedRef::decode(&payload).unwrap();
-        assert_eq!(decoded, PlacedRef::from(&e));
-        assert_eq!(read(&payload), Some(decoded.clone()), "read field by field");
-        let by_serde: PlacedRef = rmp_serde::from_slice(&payload).unwrap();
-        assert_eq!(by_serde, decoded);
-        let read = decoded;
-        assert_eq!(read.sender.to_snapshot(), e.sender);
-        assert_eq!(read.receiver.to_snapshot(), e.receiver);
-        assert_eq!(read.lines[1].category, None);
+        for payload in encodings(&e) {
+            let decoded = PlacedRef::decode(&payload).unwrap();
+            assert_eq!(decoded, PlacedRef::from(&e));
+            assert_eq!(read(&payload), Some(decoded.clone()), "read field by field");
+            let by_serde: PlacedRef = rmp_serde::from_slice(&payload).unwrap();
+            assert_eq!(by_serde, decoded);
+            let read = decoded;
+            assert_eq!(read.sender.to_snapshot(), e.sender);
+            assert_eq!(read.receiver.to_snapshot(), e.receiver);
+            assert_eq!(read.lines[1].category, None);
+        }
+    }
+
+    #[test]
+    fn a_positional_payload_short_of_a_field_is_rejected() {
+        let [mut payload, _] = encodings(&order());
+        // Twelve fields, the last the time (an unsigned 64-bit integer):
+        // say eleven, and cut the time off.
+        assert_eq!(payload[0], 0x9c);
+        payload[0] = 0x9b;
+        assert_eq!(payload[payload.len() - 9], 0xcf);
+        payload.truncate(payload.len() - 9);
+        let owned = kedai_engine::domain::DomainEvent::decode("OrderPlaced", &payload);
+        assert!(owned.is_err(), "the engine rejects it");
+        assert_eq!(read(&payload), None);
+        let err = PlacedRef::decode(&payload).unwrap_err().to_string();
+        assert!(err.contains("12 elements"), "{err}");
     }
 
     #[test]
@@ -472,7 +508,7 @@ mod tests {
     }
 
     /// The payloads the field-by-field reader is tried on: orders with
-    /// every optional text and with none.
+    /// every optional text and with none, each in both encodings.
     fn payloads() -> Vec<Vec<u8>> {
         let mut bare = order();
         bare.order_source = None;
@@ -480,10 +516,7 @@ mod tests {
         bare.lines = vec![line("X", None)];
         bare.costs.clear();
         bare.note = None;
-        [order(), bare]
-            .iter()
-            .map(|e| rmp_serde::to_vec_named(e).unwrap())
-            .collect()
+        [order(), bare].iter().flat_map(encodings).collect()
     }
 
     /// Where the field-by-field reader answers, serde gives the same.
@@ -498,7 +531,7 @@ mod tests {
     proptest! {
         #[test]
         fn a_damaged_payload_is_read_as_serde_reads_it_or_left_to_serde(
-            which in 0usize..2,
+            which in 0usize..4,
             at in any::<prop::sample::Index>(),
             byte in any::<u8>(),
             how in 0u8..3,
@@ -518,7 +551,24 @@ mod tests {
     fn every_byte_changed_to_every_value_is_read_as_serde_reads_it_or_left_to_serde() {
         for payload in payloads() {
             for i in 0..payload.len() {
-                for byte in [0x00, 0x7f, 0x80, 0xa0, 0xc0, 0xc2, 0xc4, 0xd9, 0xdc, 0xff] {
+                // Fixed values, and one more or less than the byte (a
+                // struct's or a text's length changed by one).
+                for byte in [
+                    0x00,
+                    0x7f,
+                    0x80,
+                    0x90,
+                    0xa0,
+                    0xc0,
+                    0xc2,
+                    0xc4,
+                    0xd9,
+                    0xdc,
+                    0xde,
+                    0xff,
+                    payload[i].wrapping_add(1),
+                    payload[i].wrapping_sub(1),
+                ] {
                     let mut changed = payload.clone();
                     changed[i] = byte;
                     agrees(&changed).unwrap();

@@ -198,6 +198,41 @@ fn every_number_of_threads_folds_the_same_bytes() {
     }
 }
 
+/// A log written before payloads were positional holds them with their
+/// field names: it folds to the same projections, on any number of threads.
+#[test]
+fn a_log_with_named_payloads_folds_as_the_positional_one() {
+    let positional = log();
+    let named: Vec<RecordedEvent> = positional
+        .iter()
+        .map(|e| {
+            let event = DomainEvent::decode(&e.event_type, &e.payload)
+                .unwrap()
+                .expect("a type this build knows");
+            RecordedEvent {
+                payload: rmp_serde::to_vec_named(&event).unwrap(),
+                ..e.clone()
+            }
+        })
+        .collect();
+    let bytes = |events: &[RecordedEvent]| events.iter().map(|e| e.payload.len()).sum::<usize>();
+    assert!(
+        bytes(&named) > bytes(positional) * 3 / 2,
+        "{} bytes of payloads with names, {} positional",
+        bytes(&named),
+        bytes(positional)
+    );
+    let expected = sequential(positional).to_bytes();
+    assert!(sequential(&named).to_bytes() == expected, "event by event");
+    for threads in 1..=3 {
+        let folded = parallel(&named, threads, 1_000, None).unwrap();
+        assert!(
+            folded.projections.to_bytes() == expected,
+            "{threads} threads"
+        );
+    }
+}
+
 /// The fold reads orders placed with their texts borrowed; decoding on
 /// one thread and applying on another sends them owned (`one_shop_log`
 /// on 2 threads, above). Both readings agree on every order of the log.

@@ -1,7 +1,8 @@
 //! Events as JSON: the envelope's fields and the payload decoded with the
 //! domain's own types ([`DomainEvent::decode`]), so times read as RFC 3339
 //! and ids as UUIDs. A payload of a type this build does not know is shown
-//! as hex (with a best-effort reading of its MessagePack, if it has one);
+//! as hex (with a best-effort reading of its MessagePack, if it has one:
+//! a payload written by a newer build is an array, without field names);
 //! one that claims a known type but does not decode is shown as hex with
 //! the reason.
 
@@ -35,7 +36,11 @@ macro_rules! domain_event_json {
         #[allow(unreachable_patterns)]
         match $event {
             $(DomainEvent::$name(e) => serde_json::to_value(e),)*
-            other => Ok(messagepack_json(&other.encode()).unwrap_or(Value::Null)),
+            // With field names, so the generic reading shows them.
+            other => Ok(rmp_serde::to_vec_named(other)
+                .ok()
+                .and_then(|bytes| messagepack_json(&bytes))
+                .unwrap_or(Value::Null)),
         }
     };
 }

@@ -2,10 +2,18 @@
 //!
 //! Each event is a struct; [`DomainEvent`] is the closed set of them. In the
 //! log an event is its type name (`OrderPlaced`) in the envelope and its
-//! struct as a MessagePack map (field names kept, so fields can be added
-//! later with defaults) in the payload. Readers skip types they do not know
-//! ([`DomainEvent::decode`] answers `None`), so old readers survive new
-//! events.
+//! struct in the payload as a MessagePack array of its fields, in
+//! declaration order (ADR 0004). Logs written before that hold maps with
+//! the field names as keys, and are read as well. Readers skip types they
+//! do not know ([`DomainEvent::decode`] answers `None`), so old readers
+//! survive new events.
+//!
+//! How an event's struct may change: a field is added at the end only,
+//! with `#[serde(default)]`, so payloads written before it still decode;
+//! no field is removed, reordered or changes type. A build cannot read a
+//! payload with fields it does not have: it fails with an error (a test
+//! below shows it never misreads one), so every node that reads the log
+//! must run a build that knows a new field before any node writes it.
 
 use std::collections::BTreeMap;
 
@@ -52,10 +60,11 @@ macro_rules! domain_events {
                 }
             }
 
-            /// The payload bytes (a MessagePack map).
+            /// The payload bytes (a MessagePack array of the struct's
+            /// fields, in declaration order).
             pub fn encode(&self) -> Vec<u8> {
                 match self {
-                    $(DomainEvent::$name(e) => rmp_serde::to_vec_named(e),)*
+                    $(DomainEvent::$name(e) => rmp_serde::to_vec(e),)*
                 }
                 .expect("domain events always encode")
             }
@@ -885,6 +894,34 @@ impl DomainEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule for changing an event (see the module's notes): a field
+    /// added at the end with a default reads the payloads written before.
+    #[test]
+    fn a_field_added_at_the_end_with_a_default_reads_payloads_written_before_it() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Later {
+            order_id: OrderId,
+            awb: String,
+            #[serde(default)]
+            courier: Option<String>,
+        }
+        let before = DomainEvent::from(OrderShipped {
+            order_id: OrderId(uuid::Uuid::from_u128(1)),
+            awb: "JNE1".into(),
+        })
+        .encode();
+        assert_eq!(before[0], 0x92, "an array of two fields");
+        let later: Later = rmp_serde::from_slice(&before).unwrap();
+        assert_eq!(
+            later,
+            Later {
+                order_id: OrderId(uuid::Uuid::from_u128(1)),
+                awb: "JNE1".into(),
+                courier: None,
+            }
+        );
+    }
 
     /// Every decoded event is moved several times on its way to the
     /// projections, so a variant that grows past the biggest common one

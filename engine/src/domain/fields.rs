@@ -2,16 +2,20 @@
 //! decoded without serde when they have exactly the shape this build
 //! writes.
 //!
-//! A payload is a MessagePack map with the struct's field names as keys,
-//! in declaration order ([`DomainEvent::encode`]). Serde reads such a map
-//! by checking each key as UTF-8 text and matching it against every field
-//! name; [`FieldReader`] instead expects the keys in order and compares
-//! them as bytes, which about halves the cost of decoding a small event
-//! (in a rebuild's profile, 14% of a fold thread went to 7%). A rebuild
-//! decodes millions of them.
+//! A payload is the event's struct as a MessagePack array of its fields in
+//! declaration order ([`DomainEvent::encode`]; nested structs likewise).
+//! Logs written before payloads were positional hold maps instead, with
+//! the field names as keys in the same order; both are read here, the
+//! form told by the payload's first byte ([`FieldReader::new`]). Serde
+//! reads a map by checking each key as UTF-8 text and matching it against
+//! every field name; [`FieldReader`] instead expects the keys in order and
+//! compares them as bytes, which about halves the cost of decoding a small
+//! event (in a rebuild's profile, 14% of a fold thread went to 7%), and in
+//! an array there are no keys to read at all. A rebuild decodes millions
+//! of payloads.
 //!
 //! The rule that keeps this safe: the reader answers only for a payload of
-//! exactly the expected shape (every field, in order, keys as short
+//! exactly the expected shape (every field, in order, keys if any as short
 //! strings, ids as 16 bytes, nothing after), and where it answers, it
 //! answers as serde does. Anything else (an older or newer shape, damage)
 //! gets `None`, and serde, which has the last word, decodes it or names
@@ -29,8 +33,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use uuid::Uuid;
 
-use super::events::*;
 use super::checkout::{CheckoutContent, CheckoutCustomer, CheckoutItem, ShippingAddress};
+use super::events::*;
 use super::ids::{CustomerId, OrderId, PaymentId, WarehouseId};
 use super::money::{BasisPoints, Money};
 use super::wallet::{CodFigures, LedgerTransaction, Posting};
@@ -100,41 +104,64 @@ pub fn read_i64(bytes: &mut &[u8]) -> Option<i64> {
 /// reads and answers `None` where the bytes are not what it expects (the
 /// reader is then left somewhere in the middle: give up and ask serde).
 #[derive(Debug)]
-pub struct FieldReader<'a>(&'a [u8]);
+pub struct FieldReader<'a> {
+    rest: &'a [u8],
+    /// Whether the payload's structs are maps with their field names
+    /// (as builds before positional payloads wrote them), not arrays.
+    named: bool,
+}
 
 impl<'a> FieldReader<'a> {
+    /// A reader of `payload`, whose first byte tells its form: a map (a
+    /// payload with field names) or anything else (positional).
     #[inline]
     pub fn new(payload: &'a [u8]) -> FieldReader<'a> {
-        FieldReader(payload)
+        let named = matches!(payload.first(), Some(0x80..=0x8f | 0xde | 0xdf));
+        FieldReader {
+            rest: payload,
+            named,
+        }
     }
 
     /// Whether every byte was read.
     #[inline]
     pub fn is_done(&self) -> bool {
-        self.0.is_empty()
+        self.rest.is_empty()
     }
 
     #[inline]
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (taken, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
+        let (taken, rest) = self.rest.split_at_checked(n)?;
+        self.rest = rest;
         Some(taken)
     }
 
-    /// A map of exactly `len` entries.
+    /// A struct of exactly `len` fields: a map of `len` entries in a
+    /// payload with field names, an array of `len` elements otherwise.
     pub fn map(&mut self, len: u32) -> Option<()> {
-        (rmp::decode::read_map_len(&mut self.0).ok()? == len).then_some(())
+        let n = if self.named {
+            rmp::decode::read_map_len(&mut self.rest).ok()?
+        } else {
+            rmp::decode::read_array_len(&mut self.rest).ok()?
+        };
+        (n == len).then_some(())
     }
 
     /// An array's length.
     pub fn array(&mut self) -> Option<u32> {
-        rmp::decode::read_array_len(&mut self.0).ok()
+        rmp::decode::read_array_len(&mut self.rest).ok()
     }
 
-    /// The key `name`, as a short string (what the encoder writes).
+    /// The key `name`, as a short string (what the encoder writes), in a
+    /// payload with field names; nothing in a positional one (the field
+    /// is the next element).
+    #[inline]
     pub fn field(&mut self, name: &str) -> Option<&mut Self> {
+        if !self.named {
+            return Some(self);
+        }
         let name = name.as_bytes();
-        let (&marker, rest) = self.0.split_first()?;
+        let (&marker, rest) = self.rest.split_first()?;
         if usize::from(marker) != 0xa0 + name.len() {
             return None;
         }
@@ -142,15 +169,15 @@ impl<'a> FieldReader<'a> {
         if !same_short(key, name) {
             return None;
         }
-        self.0 = rest;
+        self.rest = rest;
         Some(self)
     }
 
     /// An id, as 16 bytes of bin 8.
     pub fn uuid(&mut self) -> Option<Uuid> {
-        let rest = self.0.strip_prefix(&[0xc4, 16])?;
+        let rest = self.rest.strip_prefix(&[0xc4, 16])?;
         let (id, rest) = rest.split_first_chunk::<16>()?;
-        self.0 = rest;
+        self.rest = rest;
         Some(Uuid::from_bytes(*id))
     }
 
@@ -162,8 +189,8 @@ impl<'a> FieldReader<'a> {
     }
 
     pub fn text(&mut self) -> Option<&'a str> {
-        let (text, rest) = read_str(self.0)?;
-        self.0 = rest;
+        let (text, rest) = read_str(self.rest)?;
+        self.rest = rest;
         Some(text)
     }
 
@@ -177,9 +204,9 @@ impl<'a> FieldReader<'a> {
     /// Reads a nil, if that is what comes next.
     #[inline]
     fn nil(&mut self) -> bool {
-        match self.0.strip_prefix(&[0xc0]) {
+        match self.rest.strip_prefix(&[0xc0]) {
             Some(rest) => {
-                self.0 = rest;
+                self.rest = rest;
                 true
             }
             None => false,
@@ -188,12 +215,12 @@ impl<'a> FieldReader<'a> {
 
     /// An integer (as serde reads an `i64`).
     pub fn int(&mut self) -> Option<i64> {
-        read_i64(&mut self.0)
+        read_i64(&mut self.rest)
     }
 
     /// Basis points (as serde reads a `u32`).
     pub fn basis_points(&mut self) -> Option<BasisPoints> {
-        rmp::decode::read_int(&mut self.0).ok().map(BasisPoints)
+        rmp::decode::read_int(&mut self.rest).ok().map(BasisPoints)
     }
 
     pub fn money(&mut self) -> Option<Money> {
@@ -205,7 +232,7 @@ impl<'a> FieldReader<'a> {
     }
 
     pub fn bool(&mut self) -> Option<bool> {
-        rmp::decode::read_bool(&mut self.0).ok()
+        rmp::decode::read_bool(&mut self.rest).ok()
     }
 
     /// A value written as text, read as serde would from that text: an
@@ -226,7 +253,7 @@ impl<'a> FieldReader<'a> {
         if depth > SKIP_DEPTH_MAX {
             return None;
         }
-        let marker = rmp::decode::read_marker(&mut self.0).ok()?;
+        let marker = rmp::decode::read_marker(&mut self.rest).ok()?;
         let len = |r: &mut Self, bytes: usize| -> Option<usize> {
             let b = r.take(bytes)?;
             Some(b.iter().fold(0usize, |n, &b| n << 8 | usize::from(b)))
@@ -662,8 +689,8 @@ mod tests {
 
     use super::*;
     use crate::domain::chat::{Attachment, ChatChannel};
-    use crate::domain::money::Currency;
     use crate::domain::ids::Sku;
+    use crate::domain::money::Currency;
     use crate::domain::order::PaymentMethod;
     use crate::domain::wallet::{Account, EntryKind};
 
@@ -777,7 +804,11 @@ mod tests {
                 state: "Jawa Timur".into(),
             }),
             shipping: Money(10_000),
-            rate: if full { "FREE SHIPPING COD".into() } else { String::new() },
+            rate: if full {
+                "FREE SHIPPING COD".into()
+            } else {
+                String::new()
+            },
         }
     }
 
@@ -919,13 +950,19 @@ mod tests {
                 quantity: 1,
             }
             .into(),
-            OrderReadyForPickup { order_id: order(17) }.into(),
+            OrderReadyForPickup {
+                order_id: order(17),
+            }
+            .into(),
             OrderReturnStarted {
                 order_id: order(17),
                 reason: "paket rusak".into(),
             }
             .into(),
-            OrderReturnReceived { order_id: order(17) }.into(),
+            OrderReturnReceived {
+                order_id: order(17),
+            }
+            .into(),
             OrderRefunded {
                 order_id: order(17),
                 amount: Money(45_000),
@@ -1023,10 +1060,23 @@ mod tests {
         types.dedup();
         assert_eq!(types.len(), 30, "every type read_event reads");
         for e in events {
-            let payload = e.encode();
-            assert_eq!(read_event(e.event_type(), &payload), Some(e.clone()));
-            assert_eq!(DomainEvent::decode(e.event_type(), &payload), Ok(Some(e)));
+            for payload in encodings(&e) {
+                assert_eq!(read_event(e.event_type(), &payload), Some(e.clone()));
+                assert_eq!(
+                    DomainEvent::decode(e.event_type(), &payload),
+                    Ok(Some(e.clone()))
+                );
+            }
         }
+    }
+
+    /// The payload as this build writes it (positional), and as builds
+    /// before positional payloads wrote it (with field names).
+    fn encodings(e: &DomainEvent) -> [Vec<u8>; 2] {
+        let named = rmp_serde::to_vec_named(e).unwrap();
+        let positional = e.encode();
+        assert!(positional.len() < named.len());
+        [positional, named]
     }
 
     #[test]
@@ -1035,28 +1085,39 @@ mod tests {
             order_id: order(3),
             awb: "JNE1".into(),
         };
-        let payload = DomainEvent::from(shipped.clone()).encode();
-        // Another type's name.
-        assert_eq!(read_event("OrderProcessing", &payload), None);
-        assert_eq!(read_event("OrderReturnStarted", &payload), None);
-        // A field more, as a newer build might write: serde takes it.
+        let [positional, named] = encodings(&shipped.clone().into());
+        // Another type's name. (A positional payload of another type of
+        // the same shape, two fields of the same kinds, is read as serde
+        // reads it: the envelope, not the payload, tells the type.)
+        assert_eq!(read_event("OrderProcessing", &positional), None);
+        assert_eq!(read_event("OrderProcessing", &named), None);
+        assert_eq!(read_event("OrderReturnStarted", &named), None);
+        agrees("OrderReturnStarted", &positional).unwrap();
+        // A field more, as a newer build might write.
         #[derive(serde::Serialize)]
         struct Newer<'a> {
             order_id: OrderId,
             awb: &'a str,
             courier: &'a str,
         }
-        let newer = rmp_serde::to_vec_named(&Newer {
+        let newer = Newer {
             order_id: order(3),
             awb: "JNE1",
             courier: "JNE",
-        })
-        .unwrap();
-        assert_eq!(read_event("OrderShipped", &newer), None);
+        };
+        // With field names, serde passes over the one it does not know.
+        let newer_named = rmp_serde::to_vec_named(&newer).unwrap();
+        assert_eq!(read_event("OrderShipped", &newer_named), None);
         assert_eq!(
-            DomainEvent::decode("OrderShipped", &newer),
+            DomainEvent::decode("OrderShipped", &newer_named),
             Ok(Some(shipped.into()))
         );
+        // Positional, it is an error, not a misreading: a build must know
+        // every field of what it reads (see `events`).
+        let newer_positional = rmp_serde::to_vec(&newer).unwrap();
+        assert_eq!(read_event("OrderShipped", &newer_positional), None);
+        let error = DomainEvent::decode("OrderShipped", &newer_positional).unwrap_err();
+        assert_eq!(error.event_type, "OrderShipped");
         // A message with an attachment: serde reads it.
         let with_image = MessageReceived {
             conversation_id: Uuid::from_u128(1),
@@ -1091,10 +1152,12 @@ mod tests {
             at in any::<prop::sample::Index>(),
             byte in any::<u8>(),
             how in 0u8..3,
+            named_form in any::<bool>(),
         ) {
             let events = events();
             let e = which.get(&events);
-            let mut payload = e.encode();
+            let [positional, named] = encodings(e);
+            let mut payload = if named_form { named } else { positional };
             let i = at.index(payload.len());
             match how {
                 0 => payload[i] = byte,
@@ -1108,14 +1171,32 @@ mod tests {
     #[test]
     fn every_byte_changed_to_every_value_is_read_as_serde_reads_it_or_left_to_serde() {
         for e in events() {
-            let payload = e.encode();
-            for i in 0..payload.len() {
-                for byte in [
-                    0x00, 0x01, 0x7f, 0x80, 0xa0, 0xc0, 0xc2, 0xc4, 0xcc, 0xd9, 0xff,
-                ] {
-                    let mut changed = payload.clone();
-                    changed[i] = byte;
-                    agrees(e.event_type(), &changed).unwrap();
+            for payload in encodings(&e) {
+                for i in 0..payload.len() {
+                    // Fixed values, and one more or less than the byte (a
+                    // struct's or a text's length changed by one).
+                    for byte in [
+                        0x00,
+                        0x01,
+                        0x7f,
+                        0x80,
+                        0x90,
+                        0xa0,
+                        0xc0,
+                        0xc2,
+                        0xc4,
+                        0xcc,
+                        0xd9,
+                        0xdc,
+                        0xde,
+                        0xff,
+                        payload[i].wrapping_add(1),
+                        payload[i].wrapping_sub(1),
+                    ] {
+                        let mut changed = payload.clone();
+                        changed[i] = byte;
+                        agrees(e.event_type(), &changed).unwrap();
+                    }
                 }
             }
         }
