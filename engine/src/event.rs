@@ -24,10 +24,36 @@ pub const EVENT_TYPE_LEN_MAX: usize = 128;
 /// Longest actor id the store accepts, in bytes.
 pub const ACTOR_ID_LEN_MAX: usize = 200;
 
+/// Orders an id (a struct around a [`Uuid`]) by its 16 bytes read as one
+/// big-endian number: the same order as comparing the bytes one by one,
+/// as the derived order does, but without a call to `memcmp` for each
+/// comparison. B-trees keyed by ids compare a lot: a fold finds the shop
+/// of every event, and the analytics a day's customer of every order.
+macro_rules! ordered_as_number {
+    ($name:ident) => {
+        impl Ord for $name {
+            #[inline]
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.0.as_u128().cmp(&other.0.as_u128())
+            }
+        }
+
+        impl PartialOrd for $name {
+            #[inline]
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
+}
+pub(crate) use ordered_as_number;
+
 /// The shop (tenant) that owns a stream. Nothing crosses shops.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ShopId(pub Uuid);
+
+ordered_as_number!(ShopId);
 
 impl ShopId {
     /// A shop id from its 16 bytes.
