@@ -292,6 +292,32 @@ impl<'a> FieldReader<'a> {
     }
 }
 
+/// What a test writes over a payload's byte `byte` to damage it: a marker
+/// of each MessagePack form a payload holds (integers small, negative and
+/// wide, arrays, maps, strings, nil, false, bin), and the byte one more
+/// and one less (a struct's or a text's length changed by one). For the
+/// tests of the field-by-field readers, here and in the projections.
+pub fn damaging_bytes(byte: u8) -> [u8; 16] {
+    [
+        0x00,
+        0x01,
+        0x7f,
+        0x80,
+        0x90,
+        0xa0,
+        0xc0,
+        0xc2,
+        0xc4,
+        0xcc,
+        0xd9,
+        0xdc,
+        0xde,
+        0xff,
+        byte.wrapping_add(1),
+        byte.wrapping_sub(1),
+    ]
+}
+
 /// Whether two byte strings of the same length are equal. Field names
 /// are short: up to 16 bytes are compared as two overlapping words each,
 /// which is several times cheaper than a call to `memcmp` (a third of the
@@ -1173,26 +1199,7 @@ mod tests {
         for e in events() {
             for payload in encodings(&e) {
                 for i in 0..payload.len() {
-                    // Fixed values, and one more or less than the byte (a
-                    // struct's or a text's length changed by one).
-                    for byte in [
-                        0x00,
-                        0x01,
-                        0x7f,
-                        0x80,
-                        0x90,
-                        0xa0,
-                        0xc0,
-                        0xc2,
-                        0xc4,
-                        0xcc,
-                        0xd9,
-                        0xdc,
-                        0xde,
-                        0xff,
-                        payload[i].wrapping_add(1),
-                        payload[i].wrapping_sub(1),
-                    ] {
+                    for byte in damaging_bytes(payload[i]) {
                         let mut changed = payload.clone();
                         changed[i] = byte;
                         agrees(e.event_type(), &changed).unwrap();
