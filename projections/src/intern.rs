@@ -263,12 +263,13 @@ pub type Party = Arc<CustomerSnapshot>;
 #[derive(Debug, Clone, Default)]
 pub struct Interner {
     strs: HashSet<Text, RandomState>,
-    /// Snapshots, found by a borrowed one ([`PartyRef`]): hashed as that.
+    /// Snapshots, found by a borrowed one ([`PartyRef`]), hashed by their
+    /// customer's id.
     parties: HashTable<Party>,
     /// Hashes the borrowed forms of parties and line items.
     hasher: RandomState,
-    /// What lines sold, found by the borrowed texts (hashed as
-    /// [`item_key`] hashes them), so a line of a known item makes nothing.
+    /// What lines sold, found by the borrowed texts (hashed by the SKU,
+    /// compared as [`item_key`]), so a line of a known item makes nothing.
     items: HashTable<Arc<LineItem>>,
 }
 
@@ -310,12 +311,15 @@ impl Interner {
 
     /// The shared copy of the customer snapshot `key`, `new()` if there
     /// is none yet.
+    /// Snapshots are hashed by their customer's id alone (one customer's
+    /// few snapshots share a bucket, told apart by comparing every field):
+    /// hashing every text of a snapshot cost more than finding it.
     fn party_or(&mut self, key: &PartyRef<'_>, new: impl FnOnce() -> Party) -> Party {
         let hasher = &self.hasher;
         let entry = self.parties.entry(
-            hasher.hash_one(key),
+            hasher.hash_one(key.customer_id),
             |shared| PartyRef::from(&**shared) == *key,
-            |shared| hasher.hash_one(PartyRef::from(&**shared)),
+            |shared| hasher.hash_one(shared.customer_id),
         );
         Arc::clone(entry.or_insert_with(new).get())
     }
@@ -332,10 +336,12 @@ impl Interner {
     }
 
     /// The shared copy of what a line sold.
+    /// Items are hashed by their SKU alone, as snapshots by their
+    /// customer (see `party_or`).
     pub fn item(&mut self, sku: &str, product_name: &str, category: Option<&str>) -> Arc<LineItem> {
         let key = (sku, product_name, category);
         let hasher = &self.hasher;
-        let hash = hasher.hash_one(key);
+        let hash = hasher.hash_one(sku);
         if let Some(shared) = self.items.find(hash, |i| item_key(i) == key) {
             return Arc::clone(shared);
         }
@@ -346,7 +352,7 @@ impl Interner {
         });
         let hasher = &self.hasher;
         self.items
-            .insert_unique(hash, Arc::clone(&shared), |i| hasher.hash_one(item_key(i)));
+            .insert_unique(hash, Arc::clone(&shared), |i| hasher.hash_one(&*i.sku));
         shared
     }
 

@@ -53,8 +53,9 @@ pub struct PlacedRef<'a> {
 }
 
 /// An order's sender or receiver, as [`CustomerSnapshot`] but borrowed.
-/// It hashes and compares as the snapshot's fields in order, which is how
-/// [`crate::intern::Interner::party`] finds a shared snapshot.
+/// It compares as the snapshot's fields in order, which is how
+/// [`crate::intern::Interner::party`] tells a shared snapshot among those
+/// of the same customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub struct PartyRef<'a> {
     pub customer_id: CustomerId,
