@@ -6,11 +6,12 @@
 //! from the first event.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+use crc_fast::{CrcAlgorithm, Digest};
 use kedai_engine::event::Position;
 use kedai_engine::store::{EventStore, StoreError, subscribe};
 use tokio::sync::watch;
@@ -169,38 +170,74 @@ impl Runner {
     async fn snapshot(&self, policy: &SnapshotPolicy) {
         // Encoding takes a read lock: readers go on; only this runner (the
         // one writer) waits.
-        let (position, bytes) = {
-            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            (state.position, state.to_bytes())
-        };
-        let path = policy.path.clone();
-        let written =
-            tokio::task::spawn_blocking(move || write_snapshot(&path, position, &bytes)).await;
+        let (path, state) = (policy.path.clone(), Arc::clone(&self.state));
+        let written = tokio::task::spawn_blocking(move || {
+            let state = state.read().unwrap_or_else(|e| e.into_inner());
+            write_snapshot(&path, &state).map(|()| state.position)
+        })
+        .await;
         match written {
-            Ok(Ok(())) => tracing::info!(position, "projection snapshot written"),
+            Ok(Ok(position)) => tracing::info!(position, "projection snapshot written"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not write projection snapshot"),
             Err(e) => tracing::warn!(error = %e, "projection snapshot task failed"),
         }
     }
 }
 
-/// Writes a snapshot atomically: a temporary file, fsync, rename, fsync of
-/// the directory.
-pub fn write_snapshot(path: &Path, position: Position, payload: &[u8]) -> io::Result<()> {
+/// Bytes after the snapshot's header: its payload. The header is the
+/// magic, the version (2 bytes), the position (8), the payload's length
+/// (8) and its CRC32C (4).
+const SNAPSHOT_HEADER_LEN: u64 = 30;
+
+/// Writes a snapshot of `projections` atomically: a temporary file, fsync,
+/// rename, fsync of the directory. The state is encoded straight into the
+/// file (only each shop's own bytes are made in memory first), and the
+/// header's length and checksum are filled in after it.
+pub fn write_snapshot(path: &Path, projections: &Projections) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
+    let mut f = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
     f.write_all(&SNAPSHOT_MAGIC)?;
     f.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
-    f.write_all(&position.to_le_bytes())?;
-    f.write_all(&(payload.len() as u64).to_le_bytes())?;
-    f.write_all(&crc_fast::crc32_iscsi(payload).to_le_bytes())?;
-    f.write_all(payload)?;
+    f.write_all(&projections.position.to_le_bytes())?;
+    f.write_all(&[0; 12])?;
+    let mut payload = Summed {
+        out: f,
+        crc: Digest::new(CrcAlgorithm::Crc32Iscsi),
+        len: 0,
+    };
+    projections.write_bytes(&mut payload)?;
+    let (len, crc) = (payload.len, payload.crc.finalize() as u32);
+    let mut f = payload.out.into_inner().map_err(|e| e.into_error())?;
+    f.seek(SeekFrom::Start(SNAPSHOT_HEADER_LEN - 12))?;
+    f.write_all(&len.to_le_bytes())?;
+    f.write_all(&crc.to_le_bytes())?;
     f.sync_all()?;
+    drop(f);
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// A writer that passes bytes on, counting them and summing their CRC32C.
+struct Summed<W> {
+    out: W,
+    crc: Digest,
+    len: u64,
+}
+
+impl<W: Write> Write for Summed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Why a snapshot could not be used.
@@ -220,7 +257,7 @@ pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> 
         Err(e) => return Err(e.into()),
     };
     let damaged = |why: &str| SnapshotError::Damaged(why.to_owned());
-    if bytes.len() < 30 || bytes[..8] != SNAPSHOT_MAGIC {
+    if bytes.len() < SNAPSHOT_HEADER_LEN as usize || bytes[..8] != SNAPSHOT_MAGIC {
         return Err(damaged("not a kedai projection snapshot"));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);

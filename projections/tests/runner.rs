@@ -87,9 +87,17 @@ async fn a_damaged_snapshot_is_refused_not_trusted() {
     let p = rebuild(&*store, Projections::new(), None, |_| {})
         .await
         .unwrap();
-    write_snapshot(&path, p.position, &p.to_bytes()).unwrap();
+    write_snapshot(&path, &p).unwrap();
     assert_eq!(load_snapshot(&path).unwrap().unwrap(), p);
+    // The state is written straight into the file, the header's length
+    // and checksum after it: the file is the header and the state's bytes.
     let mut bytes = std::fs::read(&path).unwrap();
+    let payload = p.to_bytes();
+    assert_eq!(&bytes[..8], b"KEDAISNP");
+    assert_eq!(bytes[10..18], p.position.to_le_bytes());
+    assert_eq!(bytes[18..26], (payload.len() as u64).to_le_bytes());
+    assert_eq!(bytes[26..30], crc_fast::crc32_iscsi(&payload).to_le_bytes());
+    assert!(bytes[30..] == payload[..], "the payload is the state's bytes");
     let last = bytes.len() - 3;
     bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
