@@ -482,28 +482,35 @@ impl Projections {
     }
 
     /// Writes what [`Projections::to_bytes`] gives to `out`, without
-    /// holding all of it in memory: only the shops' own bytes are made
-    /// first (a snapshot of a 10-million-event log is about 800 MB).
+    /// holding all of it in memory: the shops are encoded as many at a
+    /// time as there are cores, each shop's bytes written and dropped
+    /// before the next shops are encoded (a snapshot of a 10-million-event
+    /// log is about 800 MB).
     pub fn write_bytes(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shops: Vec<(&ShopId, &ShopView)> = self.shops.iter().collect();
         let encode = |&(id, v): &(&ShopId, &ShopView)| {
-            let bytes = rmp_serde::to_vec(v).expect("projections always encode");
-            (*id, serde_bytes::ByteBuf::from(bytes))
+            (
+                *id,
+                rmp_serde::to_vec(v).expect("projections always encode"),
+            )
         };
-        let stored = Stored {
-            position: self.position,
-            shops: on_threads(&shops, |(_, v)| v.orders.len(), threads, encode),
-            keys: Cow::Borrowed(&self.keys),
-            skipped: self.skipped,
+        // `Stored`, field by field: the bytes its derived encoding gives.
+        let marker = |e: rmp::encode::ValueWriteError| match e {
+            rmp::encode::ValueWriteError::InvalidMarkerWrite(e)
+            | rmp::encode::ValueWriteError::InvalidDataWrite(e) => e,
         };
-        rmp_serde::encode::write(out, &stored).map_err(|e| match e {
-            rmp_serde::encode::Error::InvalidValueWrite(
-                rmp::encode::ValueWriteError::InvalidMarkerWrite(e)
-                | rmp::encode::ValueWriteError::InvalidDataWrite(e),
-            ) => e,
-            e => std::io::Error::other(e),
-        })
+        rmp::encode::write_array_len(out, 4).map_err(marker)?;
+        write_value(out, &self.position)?;
+        rmp::encode::write_array_len(out, shops.len() as u32).map_err(marker)?;
+        for window in shops.chunks(threads.max(1)) {
+            let encoded = on_threads(window, |(_, v)| v.orders.len(), threads, encode);
+            for (id, bytes) in encoded {
+                write_value(out, &(id, serde_bytes::Bytes::new(&bytes)))?;
+            }
+        }
+        write_value(out, &self.keys)?;
+        write_value(out, &self.skipped)
     }
 
     /// Reads what [`Projections::to_bytes`] wrote: the shops on every
@@ -521,6 +528,17 @@ impl Projections {
             bulk: false,
         })
     }
+}
+
+/// Writes `value` as MessagePack, as `rmp_serde::to_vec` encodes it.
+fn write_value(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
+    rmp_serde::encode::write(out, value).map_err(|e| match e {
+        rmp_serde::encode::Error::InvalidValueWrite(
+            rmp::encode::ValueWriteError::InvalidMarkerWrite(e)
+            | rmp::encode::ValueWriteError::InvalidDataWrite(e),
+        ) => e,
+        e => std::io::Error::other(e),
+    })
 }
 
 /// The byte form of [`Projections`] (see [`Projections::to_bytes`]): each
@@ -706,6 +724,23 @@ mod tests {
         assert_eq!(p.shops.len(), 5);
         let bytes = p.to_bytes();
         let stored: Stored<'_, &serde_bytes::Bytes> = rmp_serde::from_slice(&bytes).unwrap();
+        // Written shop by shop, the bytes are `Stored`'s derived encoding.
+        let whole = Stored {
+            position: p.position,
+            shops: p
+                .shops
+                .iter()
+                .map(|(id, v)| {
+                    (
+                        *id,
+                        serde_bytes::ByteBuf::from(rmp_serde::to_vec(v).unwrap()),
+                    )
+                })
+                .collect(),
+            keys: Cow::Borrowed(&p.keys),
+            skipped: p.skipped,
+        };
+        assert!(rmp_serde::to_vec(&whole).unwrap() == bytes);
         for threads in 1..=6 {
             let views = load_shops(&stored.shops, threads).unwrap();
             let back = Projections {

@@ -97,7 +97,10 @@ async fn a_damaged_snapshot_is_refused_not_trusted() {
     assert_eq!(bytes[10..18], p.position.to_le_bytes());
     assert_eq!(bytes[18..26], (payload.len() as u64).to_le_bytes());
     assert_eq!(bytes[26..30], crc_fast::crc32_iscsi(&payload).to_le_bytes());
-    assert!(bytes[30..] == payload[..], "the payload is the state's bytes");
+    assert!(
+        bytes[30..] == payload[..],
+        "the payload is the state's bytes"
+    );
     let last = bytes.len() - 3;
     bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
