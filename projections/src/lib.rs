@@ -54,7 +54,6 @@ pub mod shop;
 pub mod stock;
 pub mod webhooks;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use kedai_engine::domain::DomainEvent;
@@ -517,14 +516,69 @@ impl Projections {
     /// core (shops share nothing), each with its values shared as they
     /// are read (see [`intern::loading`]), then its indexes rebuilt.
     pub fn from_bytes(bytes: &[u8]) -> Result<Projections, rmp_serde::decode::Error> {
-        let stored: Stored<'_, &serde_bytes::Bytes> = rmp_serde::from_slice(bytes)?;
+        Projections::read_bytes(&mut &bytes[..])
+    }
+
+    /// Reads what [`Projections::write_bytes`] wrote from `input`, as
+    /// [`Projections::from_bytes`] does, without holding all of it in
+    /// memory: as many shops' bytes at a time as there are cores, each
+    /// dropped once its views are read. `input` should be checked first
+    /// (a snapshot's checksum): a damaged length could ask for a large
+    /// allocation.
+    pub fn read_bytes(
+        input: &mut impl std::io::Read,
+    ) -> Result<Projections, rmp_serde::decode::Error> {
+        use std::io::Read;
+
+        use rmp_serde::decode::Error;
+        let fields = rmp::decode::read_array_len(input)?;
+        if fields != 4 {
+            return Err(Error::LengthMismatch(fields));
+        }
+        let position: Position = rmp_serde::from_read(&mut *input)?;
+        let count = rmp::decode::read_array_len(input)? as usize;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let views = load_shops(&stored.shops, threads)?;
+        let mut shops = BTreeMap::new();
+        let mut window: Vec<(ShopId, Vec<u8>)> = Vec::with_capacity(threads);
+        for read in 1..=count {
+            // A pair of the shop's id and its bytes, read straight into a
+            // vector of their length (serde would read them into a buffer
+            // of its own first, then copy them).
+            let pair = rmp::decode::read_array_len(input)?;
+            if pair != 2 {
+                return Err(Error::LengthMismatch(pair));
+            }
+            let id: ShopId = rmp_serde::from_read(&mut *input)?;
+            let len = rmp::decode::read_bin_len(input)? as usize;
+            let mut bytes = Vec::new();
+            bytes
+                .try_reserve_exact(len)
+                .map_err(|e| Error::Uncategorized(e.to_string()))?;
+            input
+                .take(len as u64)
+                .read_to_end(&mut bytes)
+                .map_err(Error::InvalidDataRead)?;
+            if bytes.len() != len {
+                return Err(Error::InvalidDataRead(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            window.push((id, bytes));
+            if window.len() == threads || read == count {
+                let bytes: Vec<(ShopId, &serde_bytes::Bytes)> = window
+                    .iter()
+                    .map(|(id, b)| (*id, serde_bytes::Bytes::new(b)))
+                    .collect();
+                let views = load_shops(&bytes, threads)?;
+                shops.extend(window.iter().map(|(id, _)| *id).zip(views));
+                window.clear();
+            }
+        }
         Ok(Projections {
-            position: stored.position,
-            shops: stored.shops.iter().map(|(id, _)| *id).zip(views).collect(),
-            keys: stored.keys.into_owned(),
-            skipped: stored.skipped,
+            position,
+            shops,
+            keys: rmp_serde::from_read(&mut *input)?,
+            skipped: rmp_serde::from_read(&mut *input)?,
             bulk: false,
         })
     }
@@ -542,12 +596,16 @@ fn write_value(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io
 }
 
 /// The byte form of [`Projections`] (see [`Projections::to_bytes`]): each
-/// shop's views as bytes `B`.
+/// shop's views as bytes `B`. Written and read field by field
+/// ([`Projections::write_bytes`], [`Projections::read_bytes`]), so that a
+/// snapshot is never whole in memory; the tests check that those give
+/// this struct's derived encoding.
+#[cfg(test)]
 #[derive(Serialize, Deserialize)]
 struct Stored<'a, B> {
     position: Position,
     shops: Vec<(ShopId, B)>,
-    keys: Cow<'a, BTreeMap<String, KeyEntry>>,
+    keys: std::borrow::Cow<'a, BTreeMap<String, KeyEntry>>,
     skipped: u64,
 }
 
@@ -737,7 +795,7 @@ mod tests {
                     )
                 })
                 .collect(),
-            keys: Cow::Borrowed(&p.keys),
+            keys: std::borrow::Cow::Borrowed(&p.keys),
             skipped: p.skipped,
         };
         assert!(rmp_serde::to_vec(&whole).unwrap() == bytes);

@@ -6,7 +6,7 @@
 //! from the first event.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
@@ -250,32 +250,54 @@ pub enum SnapshotError {
 }
 
 /// Loads a snapshot; `Ok(None)` if there is none.
+///
+/// The file is read twice, never whole in memory: once for its checksum,
+/// then (from the page cache) for the state, as many shops at a time as
+/// there are cores (see [`Projections::read_bytes`]).
 pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    let mut file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let damaged = |why: &str| SnapshotError::Damaged(why.to_owned());
-    if bytes.len() < SNAPSHOT_HEADER_LEN as usize || bytes[..8] != SNAPSHOT_MAGIC {
+    let mut header = [0; SNAPSHOT_HEADER_LEN as usize];
+    match file.read_exact(&mut header) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(damaged("not a kedai projection snapshot"));
+        }
+        read => read?,
+    }
+    if header[..8] != SNAPSHOT_MAGIC {
         return Err(damaged("not a kedai projection snapshot"));
     }
-    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    let version = u16::from_le_bytes([header[8], header[9]]);
     if version != SNAPSHOT_VERSION {
         return Err(damaged(&format!(
             "snapshot version {version}, this build reads {SNAPSHOT_VERSION}"
         )));
     }
-    let position = u64::from_le_bytes(bytes[10..18].try_into().expect("8 bytes"));
-    let len = u64::from_le_bytes(bytes[18..26].try_into().expect("8 bytes")) as usize;
-    let crc = u32::from_le_bytes(bytes[26..30].try_into().expect("4 bytes"));
-    let payload = bytes
-        .get(30..30 + len)
-        .ok_or_else(|| damaged("snapshot is truncated"))?;
-    if crc_fast::crc32_iscsi(payload) != crc {
+    let position = u64::from_le_bytes(header[10..18].try_into().expect("8 bytes"));
+    let len = u64::from_le_bytes(header[18..26].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(header[26..30].try_into().expect("4 bytes"));
+    let mut summed = Summed {
+        out: io::sink(),
+        crc: Digest::new(CrcAlgorithm::Crc32Iscsi),
+        len: 0,
+    };
+    io::copy(
+        &mut BufReader::with_capacity(1 << 20, (&mut file).take(len)),
+        &mut summed,
+    )?;
+    if summed.len < len {
+        return Err(damaged("snapshot is truncated"));
+    }
+    if summed.crc.finalize() as u32 != crc {
         return Err(damaged("snapshot checksum mismatch"));
     }
-    let projections = Projections::from_bytes(payload).map_err(|e| damaged(&e.to_string()))?;
+    file.seek(SeekFrom::Start(SNAPSHOT_HEADER_LEN))?;
+    let mut payload = BufReader::with_capacity(1 << 20, file.take(len));
+    let projections = Projections::read_bytes(&mut payload).map_err(|e| damaged(&e.to_string()))?;
     if projections.position != position {
         return Err(damaged(
             "snapshot header and state disagree on the position",

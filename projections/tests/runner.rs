@@ -104,7 +104,15 @@ async fn a_damaged_snapshot_is_refused_not_trusted() {
     let last = bytes.len() - 3;
     bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
-    assert!(load_snapshot(&path).is_err());
+    let refused = |path: &std::path::Path| load_snapshot(path).unwrap_err().to_string();
+    assert!(refused(&path).contains("checksum mismatch"));
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+    assert!(refused(&path).contains("truncated"));
+    std::fs::write(&path, &bytes[..29]).unwrap();
+    assert!(refused(&path).contains("not a kedai projection snapshot"));
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(load_snapshot(&path).unwrap().unwrap(), p);
 }
 
 #[derive(Clone, Debug)]
