@@ -489,10 +489,9 @@ impl Projections {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shops: Vec<(&ShopId, &ShopView)> = self.shops.iter().collect();
         let encode = |&(id, v): &(&ShopId, &ShopView)| {
-            (
-                *id,
-                rmp_serde::to_vec(v).expect("projections always encode"),
-            )
+            let mut bytes = Pieces::default();
+            rmp_serde::encode::write(&mut bytes, v).expect("projections always encode");
+            (*id, bytes)
         };
         // `Stored`, field by field: the bytes its derived encoding gives.
         let marker = |e: rmp::encode::ValueWriteError| match e {
@@ -505,7 +504,18 @@ impl Projections {
         for window in shops.chunks(threads.max(1)) {
             let encoded = on_threads(window, |(_, v)| v.orders.len(), threads, encode);
             for (id, bytes) in encoded {
-                write_value(out, &(id, serde_bytes::Bytes::new(&bytes)))?;
+                rmp::encode::write_array_len(out, 2).map_err(marker)?;
+                write_value(out, &id)?;
+                let len = u32::try_from(bytes.len).map_err(|_| {
+                    std::io::Error::other(format!(
+                        "shop {id}: its views are {} bytes, more than a snapshot holds (4 GiB)",
+                        bytes.len
+                    ))
+                })?;
+                rmp::encode::write_bin_len(out, len).map_err(marker)?;
+                for piece in &bytes.pieces {
+                    out.write_all(piece)?;
+                }
             }
         }
         write_value(out, &self.keys)?;
@@ -581,6 +591,37 @@ impl Projections {
             skipped: rmp_serde::from_read(&mut *input)?,
             bulk: false,
         })
+    }
+}
+
+/// Bytes kept in pieces of [`Pieces::PIECE`] bytes: none is moved as
+/// they grow. (A vector doubles its capacity as it fills, each time
+/// moving its bytes and freeing the old ones, which the allocator keeps
+/// for a while: a 200 MB shop left about as much again behind it.)
+#[derive(Debug, Default)]
+struct Pieces {
+    pieces: Vec<Vec<u8>>,
+    len: usize,
+}
+
+impl Pieces {
+    const PIECE: usize = 1 << 20;
+}
+
+impl std::io::Write for Pieces {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.pieces.last().is_none_or(|p| p.len() == p.capacity()) {
+            self.pieces.push(Vec::with_capacity(Pieces::PIECE));
+        }
+        let last = self.pieces.last_mut().expect("a piece was just made");
+        let n = buf.len().min(last.capacity() - last.len());
+        last.extend_from_slice(&buf[..n]);
+        self.len += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -760,6 +801,29 @@ mod tests {
             "WithdrawalReviewed",
         ];
         assert_eq!(made, named);
+    }
+
+    #[test]
+    fn bytes_in_pieces_are_the_bytes_written() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..3 * Pieces::PIECE + 17)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        for sizes in [&[1][..], &[7, Pieces::PIECE - 3], &[Pieces::PIECE + 5, 1]] {
+            let mut pieces = Pieces::default();
+            let mut at = 0;
+            for size in sizes.iter().cycle() {
+                if at == data.len() {
+                    break;
+                }
+                let end = (at + size).min(data.len());
+                pieces.write_all(&data[at..end]).unwrap();
+                at = end;
+            }
+            assert_eq!(pieces.len, data.len());
+            assert!(pieces.pieces.iter().all(|p| p.len() <= Pieces::PIECE));
+            assert!(pieces.pieces.concat() == data, "{sizes:?}");
+        }
     }
 
     #[test]
