@@ -481,18 +481,28 @@ impl Projections {
     }
 
     /// Writes what [`Projections::to_bytes`] gives to `out`, without
-    /// holding all of it in memory: the shops are encoded as many at a
-    /// time as there are cores, each shop's bytes written and dropped
-    /// before the next shops are encoded (a snapshot of a 10-million-event
-    /// log is about 800 MB).
+    /// holding all of it in memory: the shops are encoded a window at a
+    /// time on every core (see [`windows`]), each shop's bytes written and
+    /// dropped before the next window is encoded (a snapshot of a
+    /// 10-million-event log is about 800 MB).
     pub fn write_bytes(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.write_bytes_on(out, cores(), WINDOW_BYTES)
+    }
+
+    fn write_bytes_on(
+        &self,
+        out: &mut impl std::io::Write,
+        threads: usize,
+        window_bytes: usize,
+    ) -> std::io::Result<()> {
         let shops: Vec<(&ShopId, &ShopView)> = self.shops.iter().collect();
         let encode = |&(id, v): &(&ShopId, &ShopView)| {
             let mut bytes = Pieces::default();
             rmp_serde::encode::write(&mut bytes, v).expect("projections always encode");
             (*id, bytes)
         };
+        let too_many =
+            |what: String| std::io::Error::other(format!("{what}: more than a snapshot holds"));
         // `Stored`, field by field: the bytes its derived encoding gives.
         let marker = |e: rmp::encode::ValueWriteError| match e {
             rmp::encode::ValueWriteError::InvalidMarkerWrite(e)
@@ -500,17 +510,19 @@ impl Projections {
         };
         rmp::encode::write_array_len(out, 4).map_err(marker)?;
         write_value(out, &self.position)?;
-        rmp::encode::write_array_len(out, shops.len() as u32).map_err(marker)?;
-        for window in shops.chunks(threads.max(1)) {
-            let encoded = on_threads(window, |(_, v)| v.orders.len(), threads, encode);
+        let count =
+            u32::try_from(shops.len()).map_err(|_| too_many(format!("{} shops", shops.len())))?;
+        rmp::encode::write_array_len(out, count).map_err(marker)?;
+        // A shop's weight, for the windows: its orders, about 340 bytes
+        // each in a snapshot, and its other views.
+        let weight = |(_, v): &(&ShopId, &ShopView)| (v.orders.len() + 1) * 340;
+        for window in windows(&shops, weight, threads, window_bytes) {
+            let encoded = on_threads(window, weight, threads, encode);
             for (id, bytes) in encoded {
                 rmp::encode::write_array_len(out, 2).map_err(marker)?;
                 write_value(out, &id)?;
                 let len = u32::try_from(bytes.len).map_err(|_| {
-                    std::io::Error::other(format!(
-                        "shop {id}: its views are {} bytes, more than a snapshot holds (4 GiB)",
-                        bytes.len
-                    ))
+                    too_many(format!("shop {id}: its views are {} bytes", bytes.len))
                 })?;
                 rmp::encode::write_bin_len(out, len).map_err(marker)?;
                 for piece in &bytes.pieces {
@@ -531,12 +543,20 @@ impl Projections {
 
     /// Reads what [`Projections::write_bytes`] wrote from `input`, as
     /// [`Projections::from_bytes`] does, without holding all of it in
-    /// memory: as many shops' bytes at a time as there are cores, each
+    /// memory: a window of shops' bytes at a time (see [`windows`]), each
     /// dropped once its views are read. `input` should be checked first
     /// (a snapshot's checksum): a damaged length could ask for a large
     /// allocation.
     pub fn read_bytes(
         input: &mut impl std::io::Read,
+    ) -> Result<Projections, rmp_serde::decode::Error> {
+        Projections::read_bytes_on(input, cores(), WINDOW_BYTES)
+    }
+
+    fn read_bytes_on(
+        input: &mut impl std::io::Read,
+        threads: usize,
+        window_min: usize,
     ) -> Result<Projections, rmp_serde::decode::Error> {
         use std::io::Read;
 
@@ -547,9 +567,9 @@ impl Projections {
         }
         let position: Position = rmp_serde::from_read(&mut *input)?;
         let count = rmp::decode::read_array_len(input)? as usize;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut shops = BTreeMap::new();
-        let mut window: Vec<(ShopId, Vec<u8>)> = Vec::with_capacity(threads);
+        let mut window: Vec<(ShopId, Vec<u8>)> = Vec::new();
+        let mut window_bytes = 0;
         for read in 1..=count {
             // A pair of the shop's id and its bytes, read straight into a
             // vector of their length (serde would read them into a buffer
@@ -573,8 +593,9 @@ impl Projections {
                     std::io::ErrorKind::UnexpectedEof.into(),
                 ));
             }
+            window_bytes += len;
             window.push((id, bytes));
-            if window.len() == threads || read == count {
+            if window_full(window.len(), window_bytes, threads, window_min) || read == count {
                 let bytes: Vec<(ShopId, &serde_bytes::Bytes)> = window
                     .iter()
                     .map(|(id, b)| (*id, serde_bytes::Bytes::new(b)))
@@ -582,6 +603,7 @@ impl Projections {
                 let views = load_shops(&bytes, threads)?;
                 shops.extend(window.iter().map(|(id, _)| *id).zip(views));
                 window.clear();
+                window_bytes = 0;
             }
         }
         Ok(Projections {
@@ -594,10 +616,46 @@ impl Projections {
     }
 }
 
-/// Bytes kept in pieces of [`Pieces::PIECE`] bytes: none is moved as
-/// they grow. (A vector doubles its capacity as it fills, each time
+/// The cores there are.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Bytes of shops' snapshot bytes a window holds at least (unless it is
+/// the last): many small shops go in one window, so that a window's
+/// threads are started for a few megabytes of work, not for each shop.
+const WINDOW_BYTES: usize = 32 << 20;
+
+/// Whether a window of `shops` shops and `bytes` bytes is full: it has a
+/// shop for every thread and `min` bytes ([`WINDOW_BYTES`]).
+fn window_full(shops: usize, bytes: usize, threads: usize, min: usize) -> bool {
+    shops >= threads && bytes >= min
+}
+
+/// `items` cut, in order, into the windows a snapshot is written and read
+/// in: each full (see [`window_full`]) by `weight` (bytes), but the last.
+/// A snapshot holds one window's shops' bytes at a time.
+fn windows<T>(items: &[T], weight: impl Fn(&T) -> usize, threads: usize, min: usize) -> Vec<&[T]> {
+    let mut windows = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        bytes += weight(item);
+        if window_full(i + 1 - start, bytes, threads, min) {
+            windows.push(&items[start..=i]);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < items.len() {
+        windows.push(&items[start..]);
+    }
+    windows
+}
+
+/// Bytes kept in pieces of up to [`Pieces::PIECE`] bytes: none is moved
+/// as they grow. (A vector doubles its capacity as it fills, each time
 /// moving its bytes and freeing the old ones, which the allocator keeps
-/// for a while: a 200 MB shop left about as much again behind it.)
+/// for a while: a 200 MB shop left about as much again behind it.) The
+/// pieces grow as the bytes do, so a small shop takes a small piece.
 #[derive(Debug, Default)]
 struct Pieces {
     pieces: Vec<Vec<u8>>,
@@ -606,12 +664,14 @@ struct Pieces {
 
 impl Pieces {
     const PIECE: usize = 1 << 20;
+    const FIRST: usize = 4 << 10;
 }
 
 impl std::io::Write for Pieces {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.pieces.last().is_none_or(|p| p.len() == p.capacity()) {
-            self.pieces.push(Vec::with_capacity(Pieces::PIECE));
+            let size = self.len.clamp(Pieces::FIRST, Pieces::PIECE);
+            self.pieces.push(Vec::with_capacity(size));
         }
         let last = self.pieces.last_mut().expect("a piece was just made");
         let n = buf.len().min(last.capacity() - last.len());
@@ -827,6 +887,23 @@ mod tests {
     }
 
     #[test]
+    fn windows_hold_a_shop_for_every_thread_and_their_bytes() {
+        let items = [5, 1, 1, 1, 9, 2, 2];
+        let cut = |threads, min| -> Vec<Vec<usize>> {
+            windows(&items, |w| *w, threads, min)
+                .into_iter()
+                .map(<[usize]>::to_vec)
+                .collect()
+        };
+        assert_eq!(cut(1, 0), items.map(|w| vec![w]));
+        assert_eq!(cut(2, 0), [vec![5, 1], vec![1, 1], vec![9, 2], vec![2]]);
+        assert_eq!(cut(2, 6), [vec![5, 1], vec![1, 1, 9], vec![2, 2]]);
+        assert_eq!(cut(3, 100), [items.to_vec()]);
+        assert!(cut(2, 0).concat() == items);
+        assert!(windows(&[] as &[usize], |w| *w, 2, 0).is_empty());
+    }
+
+    #[test]
     fn work_on_threads_comes_back_in_the_items_order() {
         let items: Vec<usize> = (0..50).map(|i| (i * 37) % 11).collect();
         let expected: Vec<usize> = items.iter().map(|w| w * 1000).collect();
@@ -863,6 +940,25 @@ mod tests {
             skipped: p.skipped,
         };
         assert!(rmp_serde::to_vec(&whole).unwrap() == bytes);
+        // In windows of any size, on any number of threads, the same.
+        let shop_bytes: Vec<usize> = whole.shops.iter().map(|(_, b)| b.len()).collect();
+        for threads in 1..=6 {
+            for min in [
+                0,
+                shop_bytes[0],
+                shop_bytes.iter().sum::<usize>() / 2,
+                usize::MAX,
+            ] {
+                let mut written = Vec::new();
+                p.write_bytes_on(&mut written, threads, min).unwrap();
+                assert!(
+                    written == bytes,
+                    "{threads} threads, windows of {min} bytes"
+                );
+                let back = Projections::read_bytes_on(&mut &bytes[..], threads, min).unwrap();
+                assert!(back == p, "{threads} threads, windows of {min} bytes");
+            }
+        }
         for threads in 1..=6 {
             let views = load_shops(&stored.shops, threads).unwrap();
             let back = Projections {

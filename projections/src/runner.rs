@@ -168,8 +168,9 @@ impl Runner {
     }
 
     async fn snapshot(&self, policy: &SnapshotPolicy) {
-        // Encoding takes a read lock: readers go on; only this runner (the
-        // one writer) waits.
+        // The state's read lock is held while it is encoded into the file
+        // and the file is flushed: readers go on; only this runner, the one
+        // writer, waits (it waits for the snapshot anyway).
         let (path, state) = (policy.path.clone(), Arc::clone(&self.state));
         let written = tokio::task::spawn_blocking(move || {
             let state = state.read().unwrap_or_else(|e| e.into_inner());
@@ -184,18 +185,33 @@ impl Runner {
     }
 }
 
-/// Bytes after the snapshot's header: its payload. The header is the
-/// magic, the version (2 bytes), the position (8), the payload's length
-/// (8) and its CRC32C (4).
+/// The header's length (where the payload starts): the magic (8 bytes),
+/// the version (2), the position (8), the payload's length (8) and its
+/// CRC32C (4).
 const SNAPSHOT_HEADER_LEN: u64 = 30;
 
 /// Writes a snapshot of `projections` atomically: a temporary file, fsync,
 /// rename, fsync of the directory. The state is encoded straight into the
-/// file (only each shop's own bytes are made in memory first), and the
-/// header's length and checksum are filled in after it.
+/// file (only a window of shops' bytes is made in memory first), and the
+/// header's length and checksum are filled in after it. A temporary file
+/// that could not be finished (a full disk) is removed.
 pub fn write_snapshot(path: &Path, projections: &Projections) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let written = write_snapshot_file(&tmp, projections);
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The snapshot's file at `tmp`, flushed to the disk.
+fn write_snapshot_file(tmp: &Path, projections: &Projections) -> io::Result<()> {
+    let mut f = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
     f.write_all(&SNAPSHOT_MAGIC)?;
     f.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
     f.write_all(&projections.position.to_le_bytes())?;
@@ -211,16 +227,11 @@ pub fn write_snapshot(path: &Path, projections: &Projections) -> io::Result<()> 
     f.seek(SeekFrom::Start(SNAPSHOT_HEADER_LEN - 12))?;
     f.write_all(&len.to_le_bytes())?;
     f.write_all(&crc.to_le_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    f.sync_all()
 }
 
-/// A writer that passes bytes on, counting them and summing their CRC32C.
+/// A writer (or reader) that passes bytes on, counting them and summing
+/// their CRC32C.
 struct Summed<W> {
     out: W,
     crc: Digest,
@@ -240,6 +251,15 @@ impl<W: Write> Write for Summed<W> {
     }
 }
 
+impl<R: Read> Read for Summed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.out.read(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
 /// Why a snapshot could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -252,8 +272,8 @@ pub enum SnapshotError {
 /// Loads a snapshot; `Ok(None)` if there is none.
 ///
 /// The file is read twice, never whole in memory: once for its checksum,
-/// then (from the page cache) for the state, as many shops at a time as
-/// there are cores (see [`Projections::read_bytes`]).
+/// then (usually from the page cache) for the state, a window of shops at
+/// a time (see [`Projections::read_bytes`]), summed again as it is read.
 pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> {
     let mut file = match File::open(path) {
         Ok(f) => f,
@@ -296,8 +316,16 @@ pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> 
         return Err(damaged("snapshot checksum mismatch"));
     }
     file.seek(SeekFrom::Start(SNAPSHOT_HEADER_LEN))?;
-    let mut payload = BufReader::with_capacity(1 << 20, file.take(len));
+    let mut payload = Summed {
+        out: BufReader::with_capacity(1 << 20, file.take(len)),
+        crc: Digest::new(CrcAlgorithm::Crc32Iscsi),
+        len: 0,
+    };
     let projections = Projections::read_bytes(&mut payload).map_err(|e| damaged(&e.to_string()))?;
+    io::copy(&mut payload, &mut io::sink())?;
+    if payload.len != len || payload.crc.finalize() as u32 != crc {
+        return Err(damaged("snapshot changed while it was read"));
+    }
     if projections.position != position {
         return Err(damaged(
             "snapshot header and state disagree on the position",

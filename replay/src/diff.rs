@@ -22,18 +22,24 @@ pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KEDAISNP";
 
 /// Reads a rebuild report (JSON) or a projection snapshot (binary).
 pub fn load(path: &Path) -> Result<Report, ReplayError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ReplayError::io(format!("reading {}", path.display()), e))?;
+    use std::io::Read;
+    let reading = |e| ReplayError::io(format!("reading {}", path.display()), e);
+    let mut start = Vec::with_capacity(SNAPSHOT_MAGIC.len());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SNAPSHOT_MAGIC.len() as u64).read_to_end(&mut start))
+        .map_err(reading)?;
     let bad = |reason: String| ReplayError::BadInput {
         path: path.to_owned(),
         reason,
     };
-    if bytes.starts_with(SNAPSHOT_MAGIC) {
+    // A snapshot is read by the projections' own loader, never whole.
+    if start == SNAPSHOT_MAGIC {
         let projections = kedai_projections::runner::load_snapshot(path)
             .map_err(|e| bad(e.to_string()))?
             .ok_or_else(|| bad("the snapshot disappeared while being read".into()))?;
         return Ok(Report::from_projections(&projections, None));
     }
+    let bytes = std::fs::read(path).map_err(reading)?;
     let text = String::from_utf8(bytes).map_err(|_| {
         bad("neither a rebuild report (JSON) nor a projection snapshot (KEDAISNP)".into())
     })?;
