@@ -561,10 +561,12 @@ impl Projections {
         use std::io::Read;
 
         use rmp_serde::decode::Error;
-        let fields = rmp::decode::read_array_len(input)?;
-        if fields != 4 {
-            return Err(Error::LengthMismatch(fields));
-        }
+        // An array of `len` elements next.
+        let array = |input: &mut _, len| match rmp::decode::read_array_len(input)? {
+            n if n == len => Ok(()),
+            n => Err(Error::LengthMismatch(n)),
+        };
+        array(&mut *input, 4)?;
         let position: Position = rmp_serde::from_read(&mut *input)?;
         let count = rmp::decode::read_array_len(input)? as usize;
         let mut shops = BTreeMap::new();
@@ -574,10 +576,7 @@ impl Projections {
             // A pair of the shop's id and its bytes, read straight into a
             // vector of their length (serde would read them into a buffer
             // of its own first, then copy them).
-            let pair = rmp::decode::read_array_len(input)?;
-            if pair != 2 {
-                return Err(Error::LengthMismatch(pair));
-            }
+            array(&mut *input, 2)?;
             let id: ShopId = rmp_serde::from_read(&mut *input)?;
             let len = rmp::decode::read_bin_len(input)? as usize;
             let mut bytes = Vec::new();
