@@ -194,15 +194,15 @@ const SNAPSHOT_HEADER_LEN: u64 = 30;
 /// rename, fsync of the directory. The state is encoded straight into the
 /// file (only a window of shops' bytes is made in memory first), and the
 /// header's length and checksum are filled in after it. A temporary file
-/// that could not be finished (a full disk) is removed.
+/// that could not be finished or put in place (a full disk) is removed:
+/// it would hold space the log needs.
 pub fn write_snapshot(path: &Path, projections: &Projections) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let written = write_snapshot_file(&tmp, projections);
+    let written = write_snapshot_file(&tmp, projections).and_then(|()| fs::rename(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     written?;
-    fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }

@@ -113,6 +113,17 @@ async fn a_damaged_snapshot_is_refused_not_trusted() {
     assert!(refused(&path).contains("not a kedai projection snapshot"));
     std::fs::write(&path, &bytes).unwrap();
     assert_eq!(load_snapshot(&path).unwrap().unwrap(), p);
+
+    // A snapshot that cannot be put in place (here a directory is in the
+    // way) is an error, and leaves no temporary file behind.
+    let blocked = dir.path().join("blocked.snapshot");
+    std::fs::create_dir(&blocked).unwrap();
+    std::fs::write(blocked.join("x"), b"x").unwrap();
+    assert!(write_snapshot(&blocked, &p).is_err());
+    assert!(
+        !blocked.with_extension("tmp").exists(),
+        "the temporary file is removed"
+    );
 }
 
 #[derive(Clone, Debug)]
