@@ -181,7 +181,9 @@ fn main() -> ExitCode {
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                println!("{}", json!({ "error": format!("{e:#}") }));
+                // Said on stdout as well, for scripts; if it is closed,
+                // stderr still says it.
+                let _ = say(format_args!("{}\n", json!({ "error": format!("{e:#}") })));
             }
             eprintln!("kedai-replay: error: {e:#}");
             ExitCode::from(2)
@@ -308,9 +310,12 @@ async fn run_verify(
         elapsed: progress.finish(),
     };
     if json {
-        println!("{}", verify::render_json(&verdict, kept, rate));
+        say(format_args!(
+            "{}\n",
+            verify::render_json(&verdict, kept, rate)
+        ))?;
     } else {
-        print!("{}", verify::render_text(&verdict, kept, rate));
+        say(verify::render_text(&verdict, kept, rate))?;
     }
     Ok(exit(verify::passed(&verdict, kept)))
 }
@@ -394,8 +399,8 @@ async fn run_rebuild(
         reported.as_secs_f64()
     );
     match output {
-        Some(_) if json => println!("{summary}"),
-        Some(path) => println!("{line}; report in {}", path.display()),
+        Some(_) if json => say(format_args!("{summary}\n"))?,
+        Some(path) => say(format_args!("{line}; report in {}\n", path.display()))?,
         None => eprintln!("{}", if json { summary.to_string() } else { line }),
     }
     // The process ends here: freeing millions of small allocations one by
@@ -414,18 +419,22 @@ fn run_diff(a: &Path, b: &Path, shop: Option<uuid::Uuid>, json: bool) -> anyhow:
     }
     let diffs = diff::diff(&left, &right);
     if json {
-        println!("{}", diff::render_json(a, b, &diffs));
+        say(format_args!("{}\n", diff::render_json(a, b, &diffs)))?;
     } else if diffs.is_empty() {
-        println!("equal: A {} and B {}", a.display(), b.display());
+        say(format_args!(
+            "equal: A {} and B {}\n",
+            a.display(),
+            b.display()
+        ))?;
     } else {
-        println!(
-            "{} difference{} between A {} and B {}:",
+        say(format_args!(
+            "{} difference{} between A {} and B {}:\n{}",
             diffs.len(),
             if diffs.len() == 1 { "" } else { "s" },
             a.display(),
-            b.display()
-        );
-        print!("{}", diff::render_text(&diffs));
+            b.display(),
+            diff::render_text(&diffs)
+        ))?;
     }
     Ok(exit(diffs.is_empty()))
 }
@@ -466,7 +475,7 @@ async fn run_export(
     let text = if json { doc.to_string() } else { line };
     // The data went to stdout: the summary goes to stderr.
     match output {
-        Some(_) => println!("{text}"),
+        Some(_) => say(format_args!("{text}\n"))?,
         None => eprintln!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
@@ -496,11 +505,19 @@ async fn run_copy(from: &Place, to: &Place, resume: bool, json: bool) -> anyhow:
         elapsed: copied.copy_time,
     };
     if json {
-        println!("{}", copy::render_json(&copied, rate));
+        say(format_args!("{}\n", copy::render_json(&copied, rate)))?;
     } else {
-        print!("{}", copy::render_text(&copied, rate));
+        say(copy::render_text(&copied, rate))?;
     }
     Ok(exit(copied.passed()))
+}
+
+/// Writes `text` to stdout. A reader that went away (`| head`) is an
+/// error `main` ends on quietly, not a panic as with `print!`.
+fn say(text: impl std::fmt::Display) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    write!(out, "{text}")?;
+    out.flush()
 }
 
 /// Whether the reader of our output went away (`| head`).

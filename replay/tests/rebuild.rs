@@ -2,8 +2,9 @@
 //! a moment equals the projections the projections crate folds up to the
 //! same position; the same data gives the same bytes twice; `diff` finds a
 //! changed stock level, compares a report with a server's snapshot, and
-//! answers with its exit code; and the tool reads a log while a writer
-//! appends to it, seeing a consistent, growing prefix.
+//! answers with its exit code; the tool reads a log while a writer
+//! appends to it, seeing a consistent, growing prefix; and a reader of its
+//! output that goes away (`| head`) ends it quietly, not with a panic.
 
 mod common;
 
@@ -320,4 +321,43 @@ fn it_reads_while_a_writer_appends() {
     let last = writer.join().unwrap();
     let (code, v) = replay_json(&["--data", &d, "verify"]);
     assert_eq!((code, v["events"].as_u64().unwrap()), (0, last));
+}
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_the_tool_quietly() {
+    let (data, _log, last) = traded_log(20).await;
+    let d = data.path().to_str().unwrap();
+    let report = data.path().join("report.json");
+    let r = report.to_str().unwrap();
+    let to = last.to_string();
+    std::fs::write(&report, rebuild_out(data.path(), &["--position", &to])).unwrap();
+    // Each prints its summary to stdout at the end, after the reader
+    // (`| head`, say) has closed the pipe.
+    for args in [
+        vec!["--data", d, "verify"],
+        vec!["--data", d, "--json", "verify"],
+        vec![
+            "--data",
+            d,
+            "--json",
+            "rebuild",
+            "--position",
+            &to,
+            "--output",
+            r,
+        ],
+        vec!["diff", r, r],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kedai-replay"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
 }
