@@ -504,27 +504,23 @@ impl Projections {
         let too_many =
             |what: String| std::io::Error::other(format!("{what}: more than a snapshot holds"));
         // `Stored`, field by field: the bytes its derived encoding gives.
-        let marker = |e: rmp::encode::ValueWriteError| match e {
-            rmp::encode::ValueWriteError::InvalidMarkerWrite(e)
-            | rmp::encode::ValueWriteError::InvalidDataWrite(e) => e,
-        };
-        rmp::encode::write_array_len(out, 4).map_err(marker)?;
+        rmp::encode::write_array_len(out, 4).map_err(write_error)?;
         write_value(out, &self.position)?;
         let count =
             u32::try_from(shops.len()).map_err(|_| too_many(format!("{} shops", shops.len())))?;
-        rmp::encode::write_array_len(out, count).map_err(marker)?;
+        rmp::encode::write_array_len(out, count).map_err(write_error)?;
         // A shop's weight, for the windows: its orders, about 340 bytes
         // each in a snapshot, and its other views.
         let weight = |(_, v): &(&ShopId, &ShopView)| (v.orders.len() + 1) * 340;
         for window in windows(&shops, weight, threads, window_bytes) {
             let encoded = on_threads(window, weight, threads, encode);
             for (id, bytes) in encoded {
-                rmp::encode::write_array_len(out, 2).map_err(marker)?;
+                rmp::encode::write_array_len(out, 2).map_err(write_error)?;
                 write_value(out, &id)?;
                 let len = u32::try_from(bytes.len).map_err(|_| {
                     too_many(format!("shop {id}: its views are {} bytes", bytes.len))
                 })?;
-                rmp::encode::write_bin_len(out, len).map_err(marker)?;
+                rmp::encode::write_bin_len(out, len).map_err(write_error)?;
                 for piece in &bytes.pieces {
                     out.write_all(piece)?;
                 }
@@ -687,12 +683,17 @@ impl std::io::Write for Pieces {
 /// Writes `value` as MessagePack, as `rmp_serde::to_vec` encodes it.
 fn write_value(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
     rmp_serde::encode::write(out, value).map_err(|e| match e {
-        rmp_serde::encode::Error::InvalidValueWrite(
-            rmp::encode::ValueWriteError::InvalidMarkerWrite(e)
-            | rmp::encode::ValueWriteError::InvalidDataWrite(e),
-        ) => e,
+        rmp_serde::encode::Error::InvalidValueWrite(e) => write_error(e),
         e => std::io::Error::other(e),
     })
+}
+
+/// The output's own error, out of MessagePack's wrapping of it.
+fn write_error(e: rmp::encode::ValueWriteError) -> std::io::Error {
+    match e {
+        rmp::encode::ValueWriteError::InvalidMarkerWrite(e)
+        | rmp::encode::ValueWriteError::InvalidDataWrite(e) => e,
+    }
 }
 
 /// The byte form of [`Projections`] (see [`Projections::to_bytes`]): each

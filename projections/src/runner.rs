@@ -216,11 +216,7 @@ fn write_snapshot_file(tmp: &Path, projections: &Projections) -> io::Result<()> 
     f.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
     f.write_all(&projections.position.to_le_bytes())?;
     f.write_all(&[0; 12])?;
-    let mut payload = Summed {
-        out: f,
-        crc: Digest::new(CrcAlgorithm::Crc32Iscsi),
-        len: 0,
-    };
+    let mut payload = Summed::new(f);
     projections.write_bytes(&mut payload)?;
     let (len, crc) = (payload.len, payload.crc.finalize() as u32);
     let mut f = payload.out.into_inner().map_err(|e| e.into_error())?;
@@ -236,6 +232,16 @@ struct Summed<W> {
     out: W,
     crc: Digest,
     len: u64,
+}
+
+impl<T> Summed<T> {
+    fn new(out: T) -> Summed<T> {
+        Summed {
+            out,
+            crc: Digest::new(CrcAlgorithm::Crc32Iscsi),
+            len: 0,
+        }
+    }
 }
 
 impl<W: Write> Write for Summed<W> {
@@ -300,11 +306,7 @@ pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> 
     let position = u64::from_le_bytes(header[10..18].try_into().expect("8 bytes"));
     let len = u64::from_le_bytes(header[18..26].try_into().expect("8 bytes"));
     let crc = u32::from_le_bytes(header[26..30].try_into().expect("4 bytes"));
-    let mut summed = Summed {
-        out: io::sink(),
-        crc: Digest::new(CrcAlgorithm::Crc32Iscsi),
-        len: 0,
-    };
+    let mut summed = Summed::new(io::sink());
     io::copy(
         &mut BufReader::with_capacity(1 << 20, (&mut file).take(len)),
         &mut summed,
@@ -316,11 +318,7 @@ pub fn load_snapshot(path: &Path) -> Result<Option<Projections>, SnapshotError> 
         return Err(damaged("snapshot checksum mismatch"));
     }
     file.seek(SeekFrom::Start(SNAPSHOT_HEADER_LEN))?;
-    let mut payload = Summed {
-        out: BufReader::with_capacity(1 << 20, file.take(len)),
-        crc: Digest::new(CrcAlgorithm::Crc32Iscsi),
-        len: 0,
-    };
+    let mut payload = Summed::new(BufReader::with_capacity(1 << 20, file.take(len)));
     let projections = Projections::read_bytes(&mut payload).map_err(|e| damaged(&e.to_string()))?;
     io::copy(&mut payload, &mut io::sink())?;
     if payload.len != len || payload.crc.finalize() as u32 != crc {
