@@ -376,7 +376,7 @@ struct Decoded<E> {
 /// [`crate::decode`] borrows from the page (when the event is applied at
 /// once); [`staged`] copies, for events sent to another thread, except
 /// orders placed.
-type Decode<'p, E> = fn(Position, &str, &'p [u8], Range<usize>) -> Result<Option<E>, ApplyError>;
+type Decode<'p, E> = fn(Position, &[u8], &'p [u8], Range<usize>) -> Result<Option<E>, ApplyError>;
 
 /// An event on its way from a staged share's decoder to its applier:
 /// decoded, or an order placed, which the applier reads from the page
@@ -396,11 +396,11 @@ enum Staged {
 /// A payload decoded for a staged share's applier.
 fn staged(
     position: Position,
-    event_type: &str,
+    event_type: &[u8],
     payload: &[u8],
     at: Range<usize>,
 ) -> Result<Option<Staged>, ApplyError> {
-    if event_type == "OrderPlaced" {
+    if event_type == b"OrderPlaced" {
         return Ok(Some(Staged::Placed { payload: at }));
     }
     crate::decode_owned(position, event_type, payload)
@@ -461,8 +461,10 @@ struct Decoder {
     /// `owners`: every share looks up the shop of every record, and for a
     /// log of a few shops comparing ids is cheaper than hashing them.
     near: Vec<(ShopId, usize)>,
-    /// Actors seen, kept once (an event's actor is shared, not copied).
-    actors: HashMap<Box<str>, Arc<Actor>, foldhash::fast::FixedState>,
+    /// Actors seen, kept once (an event's actor is shared, not copied),
+    /// found by the bytes of their id: only an id not seen yet is checked
+    /// as UTF-8.
+    actors: HashMap<Box<[u8]>, Arc<Actor>, foldhash::fast::FixedState>,
     stopped_at: Option<Position>,
     last: Option<(Position, Timestamp)>,
     error: Option<FoldError>,
@@ -599,6 +601,20 @@ impl Decoder {
         owner
     }
 
+    /// The actor of this role and id (the id's bytes as stored), shared
+    /// with the records before it of the same actor.
+    fn actor(&mut self, role: Role, id: &[u8]) -> Result<Arc<Actor>, String> {
+        if let Some(a) = self.actors.get(id)
+            && a.role == role
+        {
+            return Ok(Arc::clone(a));
+        }
+        let id = std::str::from_utf8(id).map_err(|_| "the actor's id is not UTF-8".to_owned())?;
+        let a = Arc::new(Actor::new(role, id));
+        self.actors.insert(id.as_bytes().into(), Arc::clone(&a));
+        Ok(a)
+    }
+
     /// Hands the record to `out`, decoded, if its shop is this share's;
     /// false when it was recorded after the moment. (The event goes
     /// straight to `out`, not back through the caller: events are moved
@@ -622,14 +638,7 @@ impl Decoder {
         }
         let role = Role::from_code(envelope.role)
             .ok_or_else(|| bad(format!("unknown role code {}", envelope.role)))?;
-        let actor = match self.actors.get(envelope.actor) {
-            Some(a) if a.role == role => Arc::clone(a),
-            _ => {
-                let a = Arc::new(Actor::new(role, envelope.actor));
-                self.actors.insert(envelope.actor.into(), Arc::clone(&a));
-                a
-            }
-        };
+        let actor = self.actor(role, envelope.actor).map_err(bad)?;
         // Where the payload lies in the body (it is borrowed from it).
         let at = (envelope.payload.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
         let at = at..at + envelope.payload.len();

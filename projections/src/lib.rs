@@ -85,16 +85,18 @@ pub(crate) enum Event<'a> {
     Domain(DomainEvent),
 }
 
-/// An event's payload decoded (`None`: a type this build does not know).
+/// An event's payload decoded (`None`: a type this build does not know),
+/// its type given as the bytes of its name (as an envelope stores them;
+/// see [`DomainEvent::decode_raw`]).
 pub(crate) fn decode<'a>(
     position: Position,
-    event_type: &str,
+    event_type: &[u8],
     payload: &'a [u8],
 ) -> Result<Option<Event<'a>>, ApplyError> {
-    if event_type == "OrderPlaced" {
+    if event_type == b"OrderPlaced" {
         return decode_placed(position, payload).map(|e| Some(Event::Placed(e)));
     }
-    match DomainEvent::decode(event_type, payload) {
+    match DomainEvent::decode_raw(event_type, payload) {
         Ok(Some(e)) => Ok(Some(Event::Domain(e))),
         Ok(None) => Ok(None),
         Err(source) => Err(ApplyError { position, source }),
@@ -117,13 +119,14 @@ pub(crate) fn decode_placed(
         })
 }
 
-/// An event's payload decoded into the engine's owned event.
+/// An event's payload decoded into the engine's owned event (its type as
+/// [`decode`]'s).
 pub(crate) fn decode_owned(
     position: Position,
-    event_type: &str,
+    event_type: &[u8],
     payload: &[u8],
 ) -> Result<Option<DomainEvent>, ApplyError> {
-    DomainEvent::decode(event_type, payload).map_err(|source| ApplyError { position, source })
+    DomainEvent::decode_raw(event_type, payload).map_err(|source| ApplyError { position, source })
 }
 
 /// One shop's projections.
@@ -324,7 +327,7 @@ impl Projections {
             self.position + 1,
             "projections must see the log in order, without gaps"
         );
-        let decoded = decode(event.position, &event.event_type, &event.payload)?;
+        let decoded = decode(event.position, event.event_type.as_bytes(), &event.payload)?;
         let at = At {
             position: event.position,
             version: event.version,
@@ -815,7 +818,7 @@ mod tests {
         let mut rest_only = std::collections::BTreeSet::new();
         for e in &events {
             all.apply(e).unwrap();
-            let decoded = decode(e.position, &e.event_type, &e.payload).unwrap();
+            let decoded = decode(e.position, e.event_type.as_bytes(), &e.payload).unwrap();
             let at = At {
                 position: e.position,
                 version: e.version,

@@ -298,6 +298,64 @@ fn a_damaged_record_stops_the_fold_at_the_earliest_error() {
     }
 }
 
+/// A fold reads a record's actor and event type as bytes and checks as
+/// UTF-8 only those it has not met: one that is not UTF-8 (as if a record
+/// passed its checksum but was written by something else) stops the fold
+/// with its record named.
+#[test]
+fn an_actor_or_event_type_that_is_not_utf8_stops_the_fold_at_its_record() {
+    let events = log();
+    for (what, at) in [
+        ("actor", events.len() / 3),
+        ("event type", events.len() / 2),
+    ] {
+        let e = &events[at];
+        let text = match what {
+            "actor" => e.actor.id.as_str(),
+            _ => &*e.event_type,
+        };
+        for threads in 1..=4 {
+            let mut fold = ParallelFold::start(threads, None);
+            for (n, page) in pages(events, 500).into_iter().enumerate() {
+                fold.push(match n == at / 500 {
+                    true => not_utf8(&page, at % 500, text),
+                    false => page,
+                });
+            }
+            let err = fold.finish().unwrap_err();
+            let named = match &err {
+                FoldError::Record { position, reason } => {
+                    *position == e.position && reason.contains("UTF-8")
+                }
+                FoldError::Apply(a) => a.position == e.position && a.to_string().contains("UTF-8"),
+                _ => false,
+            };
+            assert!(named, "{what}, {threads} threads: {err}");
+        }
+    }
+}
+
+/// The page with the first byte of `text` in its `index`th record's
+/// envelope made one that is never UTF-8. (The first bytes that are
+/// `text` after the record's prefix are the field's own: the stream name
+/// and the ids before it do not hold an actor's id or a type's name.)
+fn not_utf8(page: &RecordPage, index: usize, text: &str) -> RecordPage {
+    let mut out = RecordPage::new(page.bodies().next().unwrap().0);
+    for (i, (_, body)) in page.bodies().enumerate() {
+        let mut body = body.to_vec();
+        if i == index {
+            let start = format::BODY_PREFIX_LEN
+                + body[format::BODY_PREFIX_LEN..]
+                    .windows(text.len())
+                    .position(|w| w == text.as_bytes())
+                    .unwrap();
+            body[start] = 0xff;
+        }
+        out.push(&body);
+    }
+    out
+}
+
 /// A payload that does not decode stops the fold with the earliest such
 /// event named, however the threads are used: an order placed is read by
 /// the applying thread when one thread decodes and another applies, every

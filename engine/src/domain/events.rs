@@ -75,9 +75,24 @@ macro_rules! domain_events {
             /// the shape this build writes ([`super::fields`]); serde
             /// reads everything else and has the last word.
             pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<DomainEvent>, DecodeError> {
-                match super::fields::read_event(event_type, payload) {
-                    Some(event) => Ok(Some(event)),
-                    None => DomainEvent::decode_serde(event_type, payload),
+                DomainEvent::decode_raw(event_type.as_bytes(), payload)
+            }
+
+            /// [`DomainEvent::decode`] of a type given as the bytes of its
+            /// name, as an envelope stores them: a reader of the log (a
+            /// fold) need not check them as UTF-8 first, since the hot
+            /// types are found by their bytes. A name that is not UTF-8 is
+            /// an error.
+            pub fn decode_raw(event_type: &[u8], payload: &[u8]) -> Result<Option<DomainEvent>, DecodeError> {
+                if let Some(event) = super::fields::read_event(event_type, payload) {
+                    return Ok(Some(event));
+                }
+                match std::str::from_utf8(event_type) {
+                    Ok(name) => DomainEvent::decode_serde(name, payload),
+                    Err(_) => Err(DecodeError {
+                        event_type: String::from_utf8_lossy(event_type).into_owned(),
+                        reason: "the type's name is not UTF-8".to_owned(),
+                    }),
                 }
             }
 
