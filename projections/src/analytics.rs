@@ -20,6 +20,7 @@
 //! average, median and 90th percentile.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
@@ -32,7 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::At;
 use crate::idmap::IdMap;
-use crate::intern::{Interner, Text};
+use crate::intern::{Interner, Text, text_cmp};
 use crate::orders::{OrderChange, OrderSummary};
 use crate::shop::{ShopMeta, month_of};
 
@@ -137,7 +138,18 @@ impl<K: Ord, V> SmallMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        let i = match self.find(key) {
+        let found = self.find(key);
+        self.found_or_inserted(found, make)
+    }
+
+    /// The value at `found` (a binary search's answer); if missing,
+    /// `make` makes the entry where the search says it goes.
+    fn found_or_inserted(
+        &mut self,
+        found: Result<usize, usize>,
+        make: impl FnOnce() -> (K, V),
+    ) -> &mut V {
+        let i = match found {
             Ok(i) => i,
             Err(i) => {
                 // A quarter more room, not double: these lists stop
@@ -597,9 +609,15 @@ fn day_of(days: &mut BTreeMap<NaiveDate, Day>, date: NaiveDate) -> &mut Day {
     })
 }
 
-/// The entry of `key` (a shared text), made if missing.
+/// The entry of `key` (a shared text), made if missing. Found as
+/// [`SmallMap::get_or_insert_with`] finds it, comparing by [`text_cmp`],
+/// and a key that is `key`'s very text is equal without comparing.
 fn tally<'a, T: Default>(map: &'a mut SmallMap<Text, T>, key: &Text) -> &'a mut T {
-    map.get_or_insert_with(&**key, || (key.clone(), T::default()))
+    let found = map.0.binary_search_by(|(k, _)| match Text::ptr_eq(k, key) {
+        true => Ordering::Equal,
+        false => text_cmp(k, key),
+    });
+    map.found_or_inserted(found, || (key.clone(), T::default()))
 }
 
 fn seconds(from: Timestamp, to: Timestamp) -> i64 {

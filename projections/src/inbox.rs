@@ -247,14 +247,18 @@ impl Inbox {
             DomainEvent::MessageReceived(_)
             | DomainEvent::MessageSent(_)
             | DomainEvent::MessagesImported(_) => {
-                let interner = &mut self.interner;
-                let mut views = Vec::new();
+                // The fields apart, so that the messages go to their
+                // conversations as they are made (not through a list).
+                let (interner, conversations, recent) = (
+                    &mut self.interner,
+                    &mut self.conversations,
+                    &mut self.recent,
+                );
+                let deferred = self.recent_deferred;
                 message_views(event, &mut |a| interner.str(a), &mut |id, m| {
-                    views.push((id, m))
+                    let recent = if deferred { None } else { Some(&mut *recent) };
+                    message(conversations, recent, id, m)
                 });
-                for (id, m) in views {
-                    self.message(id, m);
-                }
             }
             DomainEvent::ConversationLabelAdded(e) => self.with(e.conversation_id, |c| {
                 c.labels.insert(e.label.clone());
@@ -358,32 +362,6 @@ impl Inbox {
         }
     }
 
-    fn message(&mut self, id: uuid::Uuid, m: MessageView) {
-        let Some(c) = self.conversations.get_mut(&id) else {
-            return;
-        };
-        if self.recent_deferred {
-            c.last_activity = c.last_activity.max(m.at);
-        } else {
-            self.recent.remove(&(Reverse(c.last_activity), id));
-            c.last_activity = c.last_activity.max(m.at);
-            self.recent.insert((Reverse(c.last_activity), id));
-        }
-        c.messages += 1;
-        if m.inbound {
-            c.unread += 1;
-            if c.status == ChatStatus::Served {
-                c.status = ChatStatus::Unserved;
-            }
-        } else {
-            c.unread = 0;
-            if matches!(c.status, ChatStatus::Unserved) {
-                c.status = ChatStatus::Served;
-            }
-        }
-        c.last_message = Some(m);
-    }
-
     /// Templates not deleted, by name.
     pub fn templates(&self) -> Vec<&TemplateView> {
         let mut list: Vec<&TemplateView> = self.templates.values().filter(|t| !t.deleted).collect();
@@ -454,6 +432,41 @@ impl Inbox {
             next,
         }
     }
+}
+
+/// A message of conversation `id` (if the shop has it): the conversation's
+/// last, and its activity in `recent` (unless that is made later, in a
+/// rebuild: `None`).
+fn message(
+    conversations: &mut IdMap<Box<ConversationView>>,
+    recent: Option<&mut BTreeSet<(Reverse<Timestamp>, uuid::Uuid)>>,
+    id: uuid::Uuid,
+    m: MessageView,
+) {
+    let Some(c) = conversations.get_mut(&id) else {
+        return;
+    };
+    match recent {
+        None => c.last_activity = c.last_activity.max(m.at),
+        Some(recent) => {
+            recent.remove(&(Reverse(c.last_activity), id));
+            c.last_activity = c.last_activity.max(m.at);
+            recent.insert((Reverse(c.last_activity), id));
+        }
+    }
+    c.messages += 1;
+    if m.inbound {
+        c.unread += 1;
+        if c.status == ChatStatus::Served {
+            c.status = ChatStatus::Unserved;
+        }
+    } else {
+        c.unread = 0;
+        if matches!(c.status, ChatStatus::Unserved) {
+            c.status = ChatStatus::Served;
+        }
+    }
+    c.last_message = Some(m);
 }
 
 /// The messages an event records, with the conversation they are in

@@ -15,6 +15,7 @@
 
 use std::borrow::{Borrow, Cow};
 use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
@@ -25,6 +26,7 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use kedai_engine::domain::catalog::CustomerCategory;
+use kedai_engine::domain::fields::same_short;
 use kedai_engine::domain::ids::CustomerId;
 use kedai_engine::domain::order::CustomerSnapshot;
 use serde::de::{self, Visitor};
@@ -256,6 +258,50 @@ impl Text {
     }
 }
 
+/// Whether two texts are equal, as `==` says, without a call to `memcmp`
+/// for short ones (see [`same_short`]): the fold compares a customer's
+/// snapshot field by field, and what lines sold, for every order placed.
+#[inline]
+pub fn text_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && same_short(a.as_bytes(), b.as_bytes())
+}
+
+/// Whether two optional texts are equal (see [`text_eq`]).
+#[inline]
+pub fn opt_text_eq(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => text_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// How two texts order, as `str::cmp` says: their first 8 bytes are
+/// compared as one number, and only texts that agree there are compared
+/// by `memcmp`. A day's tallies are found by a binary search of their
+/// names for every line of every order placed, and the names mostly
+/// differ within their first bytes.
+#[inline]
+pub fn text_cmp(a: &str, b: &str) -> Ordering {
+    /// The first 8 bytes, big-endian, padded with zeros: the padding
+    /// sorts a text that ends first before one that goes on, unless the
+    /// next byte is a zero too, and those are compared in full.
+    fn head(s: &[u8]) -> u64 {
+        match s.first_chunk::<8>() {
+            Some(b) => u64::from_be_bytes(*b),
+            None => s
+                .iter()
+                .enumerate()
+                .fold(0, |h, (i, &b)| h | u64::from(b) << (56 - 8 * i)),
+        }
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    match head(a).cmp(&head(b)) {
+        Ordering::Equal => a.cmp(b),
+        unequal => unequal,
+    }
+}
+
 /// A shared customer snapshot (an order's sender or receiver).
 pub type Party = Arc<CustomerSnapshot>;
 
@@ -269,13 +315,8 @@ pub struct Interner {
     /// Hashes the borrowed forms of parties and line items.
     hasher: RandomState,
     /// What lines sold, found by the borrowed texts (hashed by the SKU,
-    /// compared as [`item_key`]), so a line of a known item makes nothing.
+    /// compared text by text), so a line of a known item makes nothing.
     items: HashTable<Arc<LineItem>>,
-}
-
-/// What a line sold, as its texts, to hash and compare.
-fn item_key(item: &LineItem) -> (&str, &str, Option<&str>) {
-    (&item.sku, &item.product_name, item.category.as_deref())
 }
 
 impl PartialEq for Interner {
@@ -339,10 +380,14 @@ impl Interner {
     /// Items are hashed by their SKU alone, as snapshots by their
     /// customer (see `party_or`).
     pub fn item(&mut self, sku: &str, product_name: &str, category: Option<&str>) -> Arc<LineItem> {
-        let key = (sku, product_name, category);
         let hasher = &self.hasher;
         let hash = hasher.hash_one(sku);
-        if let Some(shared) = self.items.find(hash, |i| item_key(i) == key) {
+        let same = |i: &Arc<LineItem>| {
+            text_eq(&i.sku, sku)
+                && text_eq(&i.product_name, product_name)
+                && opt_text_eq(i.category.as_deref(), category)
+        };
+        if let Some(shared) = self.items.find(hash, same) {
             return Arc::clone(shared);
         }
         let shared = Arc::new(LineItem {
@@ -381,7 +426,26 @@ impl Interner {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The fast comparisons agree with `str`'s own, on texts short
+        /// and long that often share their first bytes (and hold zeros,
+        /// which the padding of a short text's head looks like).
+        #[test]
+        fn texts_compare_as_str_compares_them(
+            a in "[a\\x00\u{e9}b]{0,12}",
+            b in "[a\\x00\u{e9}b]{0,12}",
+        ) {
+            prop_assert_eq!(text_cmp(&a, &b), a.cmp(&b));
+            prop_assert_eq!(text_cmp(&b, &a), b.cmp(&a));
+            prop_assert_eq!(text_eq(&a, &b), a == b);
+            prop_assert!(text_eq(&a, &a.clone()));
+            prop_assert_eq!(text_cmp(&a, &a.clone()), Ordering::Equal);
+        }
+    }
 
     #[test]
     fn equal_texts_share_one_allocation() {

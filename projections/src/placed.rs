@@ -24,6 +24,8 @@ use kedai_engine::domain::order::{Channel, CustomerSnapshot, PlacedLine, Totals}
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::intern::{opt_text_eq, text_eq};
+
 /// What the projections read of an order placed. Fields of the event
 /// they do not use, and the engine requires, are required here too and
 /// skipped unread. The fields are in the event's order: a payload is read
@@ -56,7 +58,7 @@ pub struct PlacedRef<'a> {
 /// It compares as the snapshot's fields in order, which is how
 /// [`crate::intern::Interner::party`] tells a shared snapshot among those
 /// of the same customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Eq, Deserialize)]
 pub struct PartyRef<'a> {
     pub customer_id: CustomerId,
     pub name: &'a str,
@@ -73,6 +75,23 @@ pub struct PartyRef<'a> {
     pub province: Option<&'a str>,
     #[serde(borrow)]
     pub postal_code: Option<&'a str>,
+}
+
+impl PartialEq for PartyRef<'_> {
+    /// Field by field, as a derived `==` would, with the texts compared
+    /// by [`text_eq`] (the fold compares the snapshot of every order
+    /// placed with the ones its customer had before).
+    fn eq(&self, other: &Self) -> bool {
+        self.customer_id == other.customer_id
+            && text_eq(self.name, other.name)
+            && opt_text_eq(self.phone, other.phone)
+            && self.category == other.category
+            && opt_text_eq(self.address, other.address)
+            && opt_text_eq(self.district, other.district)
+            && opt_text_eq(self.city, other.city)
+            && opt_text_eq(self.province, other.province)
+            && opt_text_eq(self.postal_code, other.postal_code)
+    }
 }
 
 /// What the projections read of an order line (its fields in the
