@@ -38,7 +38,7 @@ pub struct Shop {
 impl Shop {
     pub fn evolve(&mut self, event: &DomainEvent) {
         match event {
-            DomainEvent::ShopCreated(e) => self.created = Some(e.clone()),
+            DomainEvent::ShopCreated(e) => self.created = Some((**e).clone()),
             DomainEvent::ShopSettingsChanged(e) => {
                 if let Some(created) = &mut self.created {
                     created.settings = e.settings.clone();
@@ -528,7 +528,7 @@ impl Product {
     pub fn evolve(&mut self, event: &DomainEvent) {
         let Some(p) = &mut self.created else {
             if let DomainEvent::ProductCreated(e) = event {
-                self.created = Some(e.clone());
+                self.created = Some((**e).clone());
             }
             return;
         };

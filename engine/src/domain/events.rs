@@ -145,13 +145,13 @@ pub struct DecodeError {
 }
 
 domain_events! {
-    ShopCreated,
+    ShopCreated(boxed),
     ShopSettingsChanged,
     WarehouseAdded,
     DefaultWarehouseSet,
-    ProductCreated,
+    ProductCreated(boxed),
     VariationAdded(boxed),
-    PricesChanged,
+    PricesChanged(boxed),
     CostChanged,
     WholesaleTiersSet,
     SupplierStockSet,
@@ -160,8 +160,8 @@ domain_events! {
     CustomerUpdated(boxed),
     StockReceived,
     StockRemoved,
-    StockTransferredOut,
-    StockTransferredIn,
+    StockTransferredOut(boxed),
+    StockTransferredIn(boxed),
     StockCounted,
     StockReserved,
     StockReleased,
@@ -180,8 +180,8 @@ domain_events! {
     OrderReturnReceived,
     OrderLost,
     OrderRefunded,
-    LedgerTransactionRecorded,
-    WithdrawalRequested,
+    LedgerTransactionRecorded(boxed),
+    WithdrawalRequested(boxed),
     WithdrawalReviewed,
     WithdrawalCompleted,
     WithdrawalRejected,
@@ -194,7 +194,7 @@ domain_events! {
     CheckoutAbandoned,
     ConversationStarted,
     MessageReceived,
-    MessageSent,
+    MessageSent(boxed),
     MessagesImported,
     ConversationLabelAdded,
     ConversationLabelRemoved,
@@ -209,14 +209,14 @@ domain_events! {
     TemplateDeleted,
     ApiKeyIssued,
     ApiKeyRevoked,
-    WebhookSubscribed,
+    WebhookSubscribed(boxed),
     WebhookPaused,
     WebhookResumed,
     WebhookSecretRotated,
     WebhookDisabled,
     WebhookDeleted,
     WebhookDelivered,
-    WebhookAttemptFailed,
+    WebhookAttemptFailed(boxed),
 }
 
 // ---------------------------------------------------------------- shop
@@ -889,12 +889,11 @@ impl DomainEvent {
     pub fn redacted(&self) -> DomainEvent {
         const REDACTED: &str = "[redacted]";
         match self {
-            DomainEvent::WebhookSubscribed(e) => {
-                DomainEvent::WebhookSubscribed(WebhookSubscribed {
-                    secret: REDACTED.into(),
-                    ..e.clone()
-                })
+            DomainEvent::WebhookSubscribed(e) => WebhookSubscribed {
+                secret: REDACTED.into(),
+                ..(**e).clone()
             }
+            .into(),
             DomainEvent::WebhookSecretRotated(e) => {
                 DomainEvent::WebhookSecretRotated(WebhookSecretRotated {
                     secret: REDACTED.into(),
@@ -939,13 +938,16 @@ mod tests {
     }
 
     /// Every decoded event is moved several times on its way to the
-    /// projections, so a variant that grows past the biggest common one
-    /// (a ledger transaction) makes every event dearer: box it instead.
+    /// projections (a copy of the whole enum each time), so the enum is
+    /// kept to the size of a chat message received, a payment or a
+    /// conversation started (96 bytes) and its tag: a variant bigger than
+    /// those is boxed (a ledger transaction and a message sent are, and
+    /// the fold of a shop's log ran a few percent faster for it).
     #[test]
-    fn an_event_is_no_bigger_than_a_ledger_transaction_and_its_tag() {
+    fn an_event_is_no_bigger_than_a_message_received_and_its_tag() {
+        assert_eq!(std::mem::size_of::<MessageReceived>(), 96);
         assert!(
-            std::mem::size_of::<DomainEvent>()
-                <= std::mem::size_of::<LedgerTransactionRecorded>() + 8,
+            std::mem::size_of::<DomainEvent>() <= std::mem::size_of::<MessageReceived>() + 8,
             "DomainEvent is {} bytes",
             std::mem::size_of::<DomainEvent>()
         );

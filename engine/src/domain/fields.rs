@@ -414,11 +414,12 @@ pub fn read_event(event_type: &[u8], payload: &[u8]) -> Option<DomainEvent> {
         }
         b"LedgerTransactionRecorded" => {
             rd.map(3)?;
-            DomainEvent::LedgerTransactionRecorded(LedgerTransactionRecorded {
+            LedgerTransactionRecorded {
                 transaction_id: rd.field("transaction_id")?.uuid()?,
                 transaction: ledger_transaction(rd.field("transaction")?)?,
                 occurred_at: rd.field("occurred_at")?.timestamp()?,
-            })
+            }
+            .into()
         }
         b"MessageReceived" => {
             rd.map(5)?;
@@ -432,7 +433,7 @@ pub fn read_event(event_type: &[u8], payload: &[u8]) -> Option<DomainEvent> {
         }
         b"MessageSent" => {
             rd.map(7)?;
-            DomainEvent::MessageSent(MessageSent {
+            MessageSent {
                 conversation_id: rd.field("conversation_id")?.uuid()?,
                 message_id: rd.field("message_id")?.uuid()?,
                 staff_id: rd.field("staff_id")?.text()?.to_owned(),
@@ -440,7 +441,8 @@ pub fn read_event(event_type: &[u8], payload: &[u8]) -> Option<DomainEvent> {
                 attachment: no_attachment(rd.field("attachment")?)?,
                 template_id: rd.field("template_id")?.opt_uuid()?,
                 sent_at: rd.field("sent_at")?.timestamp()?,
-            })
+            }
+            .into()
         }
         b"StockRestocked" => {
             let (sku, warehouse_id, order_id, quantity) = stock_move(rd)?;

@@ -519,7 +519,7 @@ impl Withdrawal {
     pub fn evolve(&mut self, event: &DomainEvent) {
         match event {
             DomainEvent::WithdrawalRequested(e) => {
-                self.requested = Some(e.clone());
+                self.requested = Some((**e).clone());
                 self.status = Some(WithdrawalStatus::Requested);
             }
             DomainEvent::WithdrawalReviewed(_) => self.status = Some(WithdrawalStatus::OnReview),

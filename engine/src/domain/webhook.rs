@@ -325,7 +325,7 @@ impl Webhook {
     pub fn evolve(&mut self, event: &DomainEvent) {
         match event {
             DomainEvent::WebhookSubscribed(e) => {
-                self.subscribed = Some(e.clone());
+                self.subscribed = Some((**e).clone());
                 self.secret = e.secret.clone();
                 self.status = Some(WebhookStatus::Active);
             }
