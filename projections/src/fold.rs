@@ -59,7 +59,7 @@ const STAGED_QUEUED: usize = 2;
 /// [`IMPORT_RECORDS_MAX`](kedai_engine::store::import::IMPORT_RECORDS_MAX) records (8 MB), which the
 /// threads read back from memory; pages of 512 records cost more in
 /// hand-offs than they saved.
-const FOLD_PAGE_RECORDS: usize = 2_048;
+pub const FOLD_PAGE_RECORDS: usize = 2_048;
 
 /// Why a fold stopped.
 #[derive(Debug, thiserror::Error)]
