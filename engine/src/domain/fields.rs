@@ -49,6 +49,14 @@ const SKIP_DEPTH_MAX: usize = 32;
 /// where a payload's texts are read.
 #[inline]
 pub fn read_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (text, rest) = read_str_bytes(bytes)?;
+    Some((std::str::from_utf8(text).ok()?, rest))
+}
+
+/// [`read_str`]'s string as its bytes, not checked as UTF-8 (an envelope's
+/// texts that a fold finds by their bytes).
+#[inline]
+pub fn read_str_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&marker, rest) = bytes.split_first()?;
     let (len, rest) = match marker {
         0xa0..=0xbf => (usize::from(marker & 0x1f), rest),
@@ -66,8 +74,33 @@ pub fn read_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
         }
         _ => return None,
     };
-    let (text, rest) = rest.split_at_checked(len)?;
-    Some((std::str::from_utf8(text).ok()?, rest))
+    rest.split_at_checked(len)
+}
+
+/// A MessagePack binary at the start of `*bytes` (any of its three
+/// forms), which it then no longer holds; `None` if there is none. As
+/// `rmp::decode::read_bin_len` and the bytes after it, but inlined.
+#[inline]
+pub fn read_bin<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (&marker, rest) = bytes.split_first()?;
+    let (len, rest) = match marker {
+        0xc4 => {
+            let (&n, rest) = rest.split_first()?;
+            (usize::from(n), rest)
+        }
+        0xc5 => {
+            let (n, rest) = rest.split_first_chunk::<2>()?;
+            (usize::from(u16::from_be_bytes(*n)), rest)
+        }
+        0xc6 => {
+            let (n, rest) = rest.split_first_chunk::<4>()?;
+            (u32::from_be_bytes(*n) as usize, rest)
+        }
+        _ => return None,
+    };
+    let (bin, rest) = rest.split_at_checked(len)?;
+    *bytes = rest;
+    Some(bin)
 }
 
 /// A MessagePack integer at the start of `*bytes` that fits an `i64`, as
