@@ -60,19 +60,7 @@ pub fn read_str_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&marker, rest) = bytes.split_first()?;
     let (len, rest) = match marker {
         0xa0..=0xbf => (usize::from(marker & 0x1f), rest),
-        0xd9 => {
-            let (&n, rest) = rest.split_first()?;
-            (usize::from(n), rest)
-        }
-        0xda => {
-            let (n, rest) = rest.split_first_chunk::<2>()?;
-            (usize::from(u16::from_be_bytes(*n)), rest)
-        }
-        0xdb => {
-            let (n, rest) = rest.split_first_chunk::<4>()?;
-            (u32::from_be_bytes(*n) as usize, rest)
-        }
-        _ => return None,
+        _ => sized(marker, rest, [0xd9, 0xda, 0xdb])?,
     };
     rest.split_at_checked(len)
 }
@@ -83,24 +71,28 @@ pub fn read_str_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 #[inline]
 pub fn read_bin<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (&marker, rest) = bytes.split_first()?;
-    let (len, rest) = match marker {
-        0xc4 => {
-            let (&n, rest) = rest.split_first()?;
-            (usize::from(n), rest)
-        }
-        0xc5 => {
-            let (n, rest) = rest.split_first_chunk::<2>()?;
-            (usize::from(u16::from_be_bytes(*n)), rest)
-        }
-        0xc6 => {
-            let (n, rest) = rest.split_first_chunk::<4>()?;
-            (u32::from_be_bytes(*n) as usize, rest)
-        }
-        _ => return None,
-    };
+    let (len, rest) = sized(marker, rest, [0xc4, 0xc5, 0xc6])?;
     let (bin, rest) = rest.split_at_checked(len)?;
     *bytes = rest;
     Some(bin)
+}
+
+/// The length after a string's or binary's `marker`, if it is one of the
+/// `markers` of a length in 1, 2 or 4 bytes (big-endian), and what follows.
+#[inline]
+fn sized(marker: u8, rest: &[u8], markers: [u8; 3]) -> Option<(usize, &[u8])> {
+    if marker == markers[0] {
+        let (&n, rest) = rest.split_first()?;
+        Some((usize::from(n), rest))
+    } else if marker == markers[1] {
+        let (n, rest) = rest.split_first_chunk::<2>()?;
+        Some((usize::from(u16::from_be_bytes(*n)), rest))
+    } else if marker == markers[2] {
+        let (n, rest) = rest.split_first_chunk::<4>()?;
+        Some((u32::from_be_bytes(*n) as usize, rest))
+    } else {
+        None
+    }
 }
 
 /// A MessagePack integer at the start of `*bytes` that fits an `i64`, as
