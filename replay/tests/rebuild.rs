@@ -265,12 +265,16 @@ fn it_reads_while_a_writer_appends() {
     let (data, log) = data_dir();
     let d = data.path().to_str().unwrap().to_owned();
     let stop = Arc::new(AtomicBool::new(false));
+    // The log is there once the writer has opened it: reading before that
+    // finds no log at all (a race this test once lost on a busy machine).
+    let (opened, log_is_open) = std::sync::mpsc::channel();
     let writer = {
         let (stop, log) = (stop.clone(), log.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async {
                 let (store, world) = world_on_log(&log).await;
+                opened.send(()).unwrap();
                 let mut t = Timestamp(OPENING.0 + HOUR);
                 let mut n = 1;
                 while !stop.load(Ordering::Relaxed) {
@@ -295,6 +299,9 @@ fn it_reads_while_a_writer_appends() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
+    log_is_open
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the writer opens the log");
     let first = verified(100);
     let second = verified(first);
     let third = verified(second);
