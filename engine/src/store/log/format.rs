@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::fields::{read_bin, read_i64, read_str_bytes};
 use crate::event::{Actor, Position, RecordedEvent, Role, StreamId, Timestamp};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"KEDAILOG";
@@ -273,24 +274,26 @@ pub fn decode_envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
 }
 
 /// The envelope in `bytes` if it is the 12-element array this build
-/// writes, with nothing after it; `None` otherwise.
+/// writes, with nothing after it; `None` otherwise. Read with the
+/// engine's inlined readers, not `rmp`'s (whose reads go through
+/// `std::io::Read`: a fold reads a head for every record, and `rmp`'s
+/// made a head cost about 320 instructions, 200 now). Anything but the
+/// shape this build writes is `None` (the generic decoder then decides):
+/// the array's short form, integers of any form that fit their fields.
 fn read_envelope(mut bytes: &[u8]) -> Option<Envelope<'_>> {
-    use rmp::decode::{read_array_len, read_int};
-
     let rd = &mut bytes;
-    if read_array_len(rd).ok()? != 12 {
-        return None;
-    }
+    *rd = rd.strip_prefix(&[0x9c])?;
     let shop = field_uuid(rd)?;
     let stream = field_text(rd)?;
-    let version = read_int(rd).ok()?;
+    let version = field_u64(rd)?;
     let event_id = field_uuid(rd)?;
-    let recorded_at = crate::domain::fields::read_i64(rd)?;
-    let role = read_int(rd).ok()?;
+    let recorded_at = read_i64(rd)?;
+    let role = field_int(rd)?;
     let actor = field_text(rd)?;
     let correlation_id = field_uuid(rd)?;
     let causation_id = field_causation(rd)?;
-    let (event_type, schema_version, payload) = field_event(rd)?;
+    let event_type = field_text(rd)?;
+    let (schema_version, payload) = field_payload(rd)?;
     Some(Envelope {
         shop,
         stream,
@@ -315,9 +318,31 @@ fn field_uuid(rd: &mut &[u8]) -> Option<Uuid> {
 }
 
 fn field_text<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
-    let (text, rest) = crate::domain::fields::read_str(rd)?;
+    std::str::from_utf8(field_bytes_of_text(rd)?).ok()
+}
+
+/// A string's bytes, not checked as UTF-8.
+fn field_bytes_of_text<'a>(rd: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (text, rest) = read_str_bytes(rd)?;
     *rd = rest;
     Some(text)
+}
+
+/// An integer that fits `T` (read as an `i64`).
+fn field_int<T: TryFrom<i64>>(rd: &mut &[u8]) -> Option<T> {
+    T::try_from(read_i64(rd)?).ok()
+}
+
+/// The version: any integer that fits a `u64`, past `i64`'s range too.
+fn field_u64(rd: &mut &[u8]) -> Option<u64> {
+    match rd.split_first() {
+        Some((0xcf, rest)) => {
+            let (n, rest) = rest.split_first_chunk::<8>()?;
+            *rd = rest;
+            Some(u64::from_be_bytes(*n))
+        }
+        _ => field_int(rd),
+    }
 }
 
 /// The causation id: nil or an id.
@@ -331,17 +356,12 @@ fn field_causation(rd: &mut &[u8]) -> Option<Option<Uuid>> {
     }
 }
 
-/// The envelope's last three fields: the event's type, its schema's
-/// version and its payload, with nothing after them.
-fn field_event<'a>(rd: &mut &'a [u8]) -> Option<(&'a str, u16, &'a [u8])> {
-    let event_type = field_text(rd)?;
-    let schema_version = rmp::decode::read_int(rd).ok()?;
-    let len = rmp::decode::read_bin_len(rd).ok()? as usize;
-    let payload = rd.get(..len)?;
-    if rd.len() != len {
-        return None;
-    }
-    Some((event_type, schema_version, payload))
+/// The envelope's last two fields, its schema's version and its payload,
+/// with nothing after them.
+fn field_payload<'a>(rd: &mut &'a [u8]) -> Option<(u16, &'a [u8])> {
+    let schema_version = field_int(rd)?;
+    let payload = read_bin(rd)?;
+    rd.is_empty().then_some((schema_version, payload))
 }
 
 /// What a fold reads of an envelope: the event, when and by whom, without
@@ -389,45 +409,23 @@ pub fn decode_event_head(body: &[u8]) -> Result<EventHead<'_>, String> {
     decode_envelope(body).map(EventHead::from)
 }
 
-/// Read with the engine's inlined readers, not `rmp`'s (whose reads go
-/// through `std::io::Read`): a fold reads a head for every record, and
-/// `rmp`'s made a head cost about 320 instructions. Anything but the
-/// shape this build writes is `None` (the generic decoder then decides):
-/// the array's short form, integers of any form that fit their fields.
+/// The head of the envelope in `bytes`, read as [`read_envelope`] reads
+/// the whole of it.
 fn read_event_head(mut bytes: &[u8]) -> Option<EventHead<'_>> {
-    use crate::domain::fields::{read_bin, read_i64, read_str_bytes};
-    fn text<'a>(rd: &mut &'a [u8]) -> Option<&'a [u8]> {
-        let (text, rest) = read_str_bytes(rd)?;
-        *rd = rest;
-        Some(text)
-    }
-
     let rd = &mut bytes;
     *rd = rd.strip_prefix(&[0x9c])?;
     field_uuid(rd)?;
     // The stream name, passed over unchecked.
-    text(rd)?;
-    let version = match rd.split_first() {
-        // A u64 past i64's range, which `read_i64` does not take.
-        Some((0xcf, rest)) => {
-            let (n, rest) = rest.split_first_chunk::<8>()?;
-            *rd = rest;
-            u64::from_be_bytes(*n)
-        }
-        _ => u64::try_from(read_i64(rd)?).ok()?,
-    };
+    field_bytes_of_text(rd)?;
+    let version = field_u64(rd)?;
     field_uuid(rd)?;
     let recorded_at = read_i64(rd)?;
-    let role = u8::try_from(read_i64(rd)?).ok()?;
-    let actor = text(rd)?;
+    let role = field_int(rd)?;
+    let actor = field_bytes_of_text(rd)?;
     field_uuid(rd)?;
     field_causation(rd)?;
-    let event_type = text(rd)?;
-    let schema_version = u16::try_from(read_i64(rd)?).ok()?;
-    let payload = read_bin(rd)?;
-    if !rd.is_empty() {
-        return None;
-    }
+    let event_type = field_bytes_of_text(rd)?;
+    let (schema_version, payload) = field_payload(rd)?;
     Some(EventHead {
         version,
         recorded_at,
