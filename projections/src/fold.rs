@@ -36,6 +36,7 @@ use kedai_engine::store::import::{RecordPage, Verbatim};
 use kedai_engine::store::log::format;
 use kedai_engine::{Actor, Position, Role, ShopId, Timestamp};
 
+use crate::placed::PartyCache;
 use crate::{ApplyError, At, Event, Projections, Views};
 
 /// Pages queued for a share that folds on one thread before the feeder
@@ -371,12 +372,14 @@ struct Decoded<E> {
     event: Option<E>,
 }
 
-/// How a share reads a payload, given the record's position, event type,
-/// payload and where the payload lies in the record's body:
+/// How a share reads a payload, given the share's customer snapshots read
+/// so far, the record's position, event type, payload and where the
+/// payload lies in the record's body:
 /// [`crate::decode`] borrows from the page (when the event is applied at
 /// once); [`staged`] copies, for events sent to another thread, except
 /// orders placed.
-type Decode<'p, E> = fn(Position, &[u8], &'p [u8], Range<usize>) -> Result<Option<E>, ApplyError>;
+type Decode<'p, E> =
+    fn(&mut PartyCache, Position, &[u8], &'p [u8], Range<usize>) -> Result<Option<E>, ApplyError>;
 
 /// An event on its way from a staged share's decoder to its applier:
 /// decoded, or an order placed, which the applier reads from the page
@@ -395,6 +398,7 @@ enum Staged {
 
 /// A payload decoded for a staged share's applier.
 fn staged(
+    _: &mut PartyCache,
     position: Position,
     event_type: &[u8],
     payload: &[u8],
@@ -427,8 +431,14 @@ impl Decoded<Event<'_>> {
 
 impl Decoded<Staged> {
     /// Applies the event to the views of [`Views::Orders`], reading an
-    /// order placed from `page`.
-    fn apply(&self, projections: &mut Projections, page: &RecordPage) -> Result<(), FoldError> {
+    /// order placed from `page` (its parties found in `parties` where
+    /// known there).
+    fn apply(
+        &self,
+        projections: &mut Projections,
+        page: &RecordPage,
+        parties: &mut PartyCache,
+    ) -> Result<(), FoldError> {
         match &self.event {
             Some(Staged::Event(e)) => self.apply_event(projections, Some(e), Views::Orders),
             None => self.apply_event(projections, None, Views::Orders),
@@ -441,7 +451,7 @@ impl Decoded<Staged> {
                         position,
                         reason: "not in the page it was read from".into(),
                     })?;
-                let placed = crate::decode_placed(position, payload)?;
+                let placed = crate::decode_placed(Some(parties), position, payload)?;
                 self.apply_event(projections, Some(&Event::Placed(placed)), Views::Orders);
             }
         }
@@ -465,6 +475,8 @@ struct Decoder {
     /// found by the bytes of their id: only an id not seen yet is checked
     /// as UTF-8.
     actors: HashMap<Box<[u8]>, Arc<Actor>, foldhash::fast::FixedState>,
+    /// The customer snapshots of the orders placed this share decoded.
+    parties: PartyCache,
     stopped_at: Option<Position>,
     last: Option<(Position, Timestamp)>,
     error: Option<FoldError>,
@@ -479,6 +491,7 @@ impl Decoder {
             owners,
             near: Vec::with_capacity(NEAR_SHOPS),
             actors: HashMap::default(),
+            parties: PartyCache::default(),
             stopped_at: None,
             last: None,
             error: None,
@@ -489,8 +502,9 @@ impl Decoder {
     fn run_alone(mut self, pages: mpsc::Receiver<Arc<RecordPage>>) -> Share {
         let mut projections = Projections::bulk();
         for page in pages {
-            let decode: Decode<'_, Event<'_>> =
-                |position, event_type, payload, _| crate::decode(position, event_type, payload);
+            let decode: Decode<'_, Event<'_>> = |parties, position, event_type, payload, _| {
+                crate::decode(Some(parties), position, event_type, payload)
+            };
             if !self.page(&page, decode, |d| d.apply(&mut projections)) {
                 break;
             }
@@ -513,9 +527,10 @@ impl Decoder {
             .name(format!("kedai-apply-{index}"))
             .spawn(move || {
                 let mut projections = Projections::bulk();
+                let mut parties = PartyCache::default();
                 for (page, batch) in batches {
                     for d in &batch {
-                        if let Err(e) = d.apply(&mut projections, &page) {
+                        if let Err(e) = d.apply(&mut projections, &page, &mut parties) {
                             return (projections, Some(e));
                         }
                     }
@@ -642,7 +657,13 @@ impl Decoder {
         // Where the payload lies in the body (it is borrowed from it).
         let at = (envelope.payload.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
         let at = at..at + envelope.payload.len();
-        let event = decode(position, envelope.event_type, envelope.payload, at)?;
+        let event = decode(
+            &mut self.parties,
+            position,
+            envelope.event_type,
+            envelope.payload,
+            at,
+        )?;
         self.last = Some((position, recorded_at));
         out(Decoded {
             shop,

@@ -33,7 +33,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::orders::LineItem;
-use crate::placed::PartyRef;
+use crate::placed::{PartyRef, PlacedParty};
 
 /// A shared string. An `Arc<str>` is two words (pointer and length);
 /// this keeps the length with the text, behind one pointer, which halves
@@ -347,7 +347,21 @@ impl Interner {
     /// The shared copy of a customer snapshot (made from the borrowed
     /// one only if it is new).
     pub fn party(&mut self, p: &PartyRef<'_>) -> Party {
-        self.party_or(p, || Arc::new(p.to_snapshot()))
+        self.party_or(p, None, || Arc::new(p.to_snapshot()))
+    }
+
+    /// The shared copy of an order's sender or receiver as read: `p`
+    /// itself if it is shared and new here (a fold's [`PartyCache`] made
+    /// it), and found at once if it is the one held.
+    ///
+    /// [`PartyCache`]: crate::placed::PartyCache
+    pub fn placed_party(&mut self, p: &PlacedParty<'_>) -> Party {
+        match p {
+            PlacedParty::Borrowed(p) => self.party(p),
+            PlacedParty::Shared(p) => {
+                self.party_or(&PartyRef::from(&**p), Some(p), || Arc::clone(p))
+            }
+        }
     }
 
     /// The shared copy of the customer snapshot `key`, `new()` if there
@@ -355,11 +369,18 @@ impl Interner {
     /// Snapshots are hashed by their customer's id alone (one customer's
     /// few snapshots share a bucket, told apart by comparing every field):
     /// hashing every text of a snapshot cost more than finding it.
-    fn party_or(&mut self, key: &PartyRef<'_>, new: impl FnOnce() -> Party) -> Party {
+    fn party_or(
+        &mut self,
+        key: &PartyRef<'_>,
+        held: Option<&Party>,
+        new: impl FnOnce() -> Party,
+    ) -> Party {
         let hasher = &self.hasher;
         let entry = self.parties.entry(
             hasher.hash_one(key.customer_id),
-            |shared| PartyRef::from(&**shared) == *key,
+            |shared| {
+                held.is_some_and(|p| Arc::ptr_eq(p, shared)) || PartyRef::from(&**shared) == *key
+            },
             |shared| hasher.hash_one(shared.customer_id),
         );
         Arc::clone(entry.or_insert_with(new).get())
@@ -420,7 +441,7 @@ impl Interner {
     /// Replaces `p` by the shared copy of its value, which is `p` itself
     /// if the value is new (after loading).
     pub fn share_party(&mut self, p: &mut Party) {
-        *p = self.party_or(&PartyRef::from(&**p), || Arc::clone(p));
+        *p = self.party_or(&PartyRef::from(&**p), Some(p), || Arc::clone(p));
     }
 }
 

@@ -87,14 +87,16 @@ pub(crate) enum Event<'a> {
 
 /// An event's payload decoded (`None`: a type this build does not know),
 /// its type given as the bytes of its name (as an envelope stores them;
-/// see [`DomainEvent::decode_raw`]).
+/// see [`DomainEvent::decode_raw`]); an order's parties found in `parties`
+/// (if given) where they are known there.
 pub(crate) fn decode<'a>(
+    parties: Option<&mut placed::PartyCache>,
     position: Position,
     event_type: &[u8],
     payload: &'a [u8],
 ) -> Result<Option<Event<'a>>, ApplyError> {
     if event_type == b"OrderPlaced" {
-        return decode_placed(position, payload).map(|e| Some(Event::Placed(e)));
+        return decode_placed(parties, position, payload).map(|e| Some(Event::Placed(e)));
     }
     match DomainEvent::decode_raw(event_type, payload) {
         Ok(Some(e)) => Ok(Some(Event::Domain(e))),
@@ -103,12 +105,14 @@ pub(crate) fn decode<'a>(
     }
 }
 
-/// An `OrderPlaced` payload read with its texts borrowed.
-pub(crate) fn decode_placed(
+/// An `OrderPlaced` payload read with its texts borrowed, its parties
+/// found in `parties` (if given) where they are known there.
+pub(crate) fn decode_placed<'a>(
+    parties: Option<&mut placed::PartyCache>,
     position: Position,
-    payload: &[u8],
-) -> Result<Box<placed::PlacedRef<'_>>, ApplyError> {
-    placed::PlacedRef::decode(payload)
+    payload: &'a [u8],
+) -> Result<Box<placed::PlacedRef<'a>>, ApplyError> {
+    placed::PlacedRef::decode_with(payload, parties)
         .map(Box::new)
         .map_err(|e| ApplyError {
             position,
@@ -327,7 +331,12 @@ impl Projections {
             self.position + 1,
             "projections must see the log in order, without gaps"
         );
-        let decoded = decode(event.position, event.event_type.as_bytes(), &event.payload)?;
+        let decoded = decode(
+            None,
+            event.position,
+            event.event_type.as_bytes(),
+            &event.payload,
+        )?;
         let at = At {
             position: event.position,
             version: event.version,
@@ -818,7 +827,7 @@ mod tests {
         let mut rest_only = std::collections::BTreeSet::new();
         for e in &events {
             all.apply(e).unwrap();
-            let decoded = decode(e.position, e.event_type.as_bytes(), &e.payload).unwrap();
+            let decoded = decode(None, e.position, e.event_type.as_bytes(), &e.payload).unwrap();
             let at = At {
                 position: e.position,
                 version: e.version,

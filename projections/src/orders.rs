@@ -657,8 +657,8 @@ fn placed(interner: &mut Interner, at: At<'_>, e: &PlacedRef<'_>) -> OrderSummar
         courier: interner.str(e.shipping.courier),
         service: interner.str(e.shipping.service),
         awb: None,
-        sender: interner.party(&e.sender),
-        receiver: interner.party(&e.receiver),
+        sender: interner.placed_party(&e.sender),
+        receiver: interner.placed_party(&e.receiver),
         lines: e
             .lines
             .iter()

@@ -21,10 +21,13 @@ use kedai_engine::domain::fields::FieldReader;
 use kedai_engine::domain::ids::{CustomerId, OrderId};
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{Channel, CustomerSnapshot, PlacedLine, Totals};
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::intern::{opt_text_eq, text_eq};
+use crate::intern::{Party, opt_text_eq, text_eq};
 
 /// What the projections read of an order placed. Fields of the event
 /// they do not use, and the engine requires, are required here too and
@@ -39,9 +42,9 @@ pub struct PlacedRef<'a> {
     #[serde(borrow)]
     pub order_source: Option<&'a str>,
     #[serde(borrow)]
-    pub sender: PartyRef<'a>,
+    pub sender: PlacedParty<'a>,
     #[serde(borrow)]
-    pub receiver: PartyRef<'a>,
+    pub receiver: PlacedParty<'a>,
     #[serde(borrow)]
     pub lines: Vec<LineRef<'a>>,
     #[serde(borrow)]
@@ -94,6 +97,137 @@ impl PartialEq for PartyRef<'_> {
     }
 }
 
+/// An order's sender or receiver as read: borrowed from the payload, or
+/// the shared snapshot a [`PartyCache`] knew by its bytes.
+#[derive(Debug, Clone)]
+pub enum PlacedParty<'a> {
+    Borrowed(PartyRef<'a>),
+    Shared(Party),
+}
+
+impl PlacedParty<'_> {
+    /// The snapshot's fields.
+    pub fn get(&self) -> PartyRef<'_> {
+        match self {
+            PlacedParty::Borrowed(p) => *p,
+            PlacedParty::Shared(p) => PartyRef::from(&**p),
+        }
+    }
+
+    /// The owned snapshot.
+    pub fn to_snapshot(&self) -> CustomerSnapshot {
+        self.get().to_snapshot()
+    }
+}
+
+impl PartialEq for PlacedParty<'_> {
+    /// As their fields compare, whether borrowed or shared.
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PlacedParty<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PlacedParty<'a>, D::Error> {
+        PartyRef::deserialize(d).map(PlacedParty::Borrowed)
+    }
+}
+
+/// The customer snapshots of the orders placed read so far, each with the
+/// bytes it was read from, found by its customer's id. A rebuild reads
+/// the same sender (the shop) and the same few receivers in order after
+/// order: an order's party whose bytes are those of a snapshot read
+/// before is that snapshot, without reading (and checking as UTF-8) its
+/// nine fields again, nor comparing them with the interner's. (MessagePack
+/// is read to the same end whatever follows a value, so bytes that begin
+/// with a whole value read before hold that value first.)
+///
+/// Held by a fold's thread for the fold's length; it forgets everything
+/// when its bytes pass [`PARTY_CACHE_BYTES`], so a log of many customers
+/// costs a bounded amount of memory.
+#[derive(Debug, Clone)]
+pub struct PartyCache {
+    known: HashMap<CustomerId, Vec<Encoded>, foldhash::fast::FixedState>,
+    /// About the memory held: each snapshot's bytes and bookkeeping.
+    bytes: usize,
+    limit: usize,
+}
+
+impl Default for PartyCache {
+    fn default() -> PartyCache {
+        PartyCache::with_limit(PARTY_CACHE_BYTES)
+    }
+}
+
+/// A snapshot and the bytes it was read from.
+type Encoded = (Box<[u8]>, Party);
+
+/// How much a [`PartyCache`] holds before it starts again.
+pub const PARTY_CACHE_BYTES: usize = 16 << 20;
+
+/// What a [`PartyCache`] counts for an entry besides its bytes: the
+/// entry, its share of the customer's list and of the map.
+const ENTRY_BYTES: usize = 64;
+
+/// How many snapshots (or encodings of one: a log written before
+/// positional payloads and after holds both) a [`PartyCache`] keeps of a
+/// customer; the oldest goes first.
+const SNAPSHOTS_PER_CUSTOMER: usize = 4;
+
+impl PartyCache {
+    /// A cache that starts again when it holds about `limit` bytes.
+    pub fn with_limit(limit: usize) -> PartyCache {
+        PartyCache {
+            known: HashMap::default(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// The party `rd` is at, read if its bytes are new; `None` as
+    /// [`FieldReader`]'s readers (give up and ask serde).
+    fn read<'a>(&mut self, rd: &mut FieldReader<'a>) -> Option<PlacedParty<'a>> {
+        let at = rd.rest();
+        let id = {
+            let mut peek = rd.clone();
+            peek.map(9)?;
+            CustomerId(peek.field("customer_id")?.uuid()?)
+        };
+        if let Some(known) = self.known.get(&id) {
+            for (encoded, party) in known {
+                if rd.strip(encoded) {
+                    return Some(PlacedParty::Shared(Arc::clone(party)));
+                }
+            }
+        }
+        let party = rd.party()?;
+        let encoded = &at[..at.len() - rd.rest().len()];
+        let shared = Arc::new(party.to_snapshot());
+        self.remember(id, encoded, &shared);
+        Some(PlacedParty::Shared(shared))
+    }
+
+    fn remember(&mut self, id: CustomerId, encoded: &[u8], party: &Party) {
+        let cost = encoded.len() + ENTRY_BYTES;
+        if self.bytes + cost > self.limit {
+            self.known.clear();
+            self.bytes = 0;
+        }
+        let known = self.known.entry(id).or_default();
+        if known.len() == SNAPSHOTS_PER_CUSTOMER {
+            let (forgotten, _) = known.remove(0);
+            self.bytes -= forgotten.len() + ENTRY_BYTES;
+        }
+        known.push((encoded.into(), Arc::clone(party)));
+        self.bytes += cost;
+    }
+
+    /// How many snapshots are held, and about how many bytes.
+    pub fn held(&self) -> (usize, usize) {
+        (self.known.values().map(Vec::len).sum(), self.bytes)
+    }
+}
+
 /// What the projections read of an order line (its fields in the
 /// event's order, as [`PlacedRef`]'s).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -130,7 +264,16 @@ impl<'a> PlacedRef<'a> {
     /// ([`read`]); anything else, and every error, goes through serde,
     /// which has the last word.
     pub fn decode(payload: &'a [u8]) -> Result<PlacedRef<'a>, rmp_serde::decode::Error> {
-        match read(payload) {
+        Self::decode_with(payload, None)
+    }
+
+    /// As [`PlacedRef::decode`], with the parties found in `parties` where
+    /// their bytes are known there (and remembered there where not).
+    pub fn decode_with(
+        payload: &'a [u8],
+        parties: Option<&mut PartyCache>,
+    ) -> Result<PlacedRef<'a>, rmp_serde::decode::Error> {
+        match read(payload, parties) {
             Some(placed) => Ok(placed),
             None => rmp_serde::from_slice(payload),
         }
@@ -144,14 +287,18 @@ impl<'a> PlacedRef<'a> {
 /// answers as serde does (a proptest checks it on damaged payloads);
 /// it is about twice as fast, since it compares keys as bytes instead of
 /// checking and matching them as text.
-fn read(payload: &[u8]) -> Option<PlacedRef<'_>> {
+fn read<'a>(payload: &'a [u8], mut parties: Option<&mut PartyCache>) -> Option<PlacedRef<'a>> {
     let rd = &mut FieldReader::new(payload);
+    let mut party = |rd: &mut FieldReader<'a>| match parties.as_deref_mut() {
+        Some(cache) => cache.read(rd),
+        None => rd.party().map(PlacedParty::Borrowed),
+    };
     rd.map(12)?;
     let order_id = OrderId(rd.field("order_id")?.uuid()?);
     let channel = rd.field("channel")?.from_text()?;
     let order_source = rd.field("order_source")?.opt_text()?;
-    let sender = rd.field("sender")?.party()?;
-    let receiver = rd.field("receiver")?.party()?;
+    let sender = party(rd.field("sender")?)?;
+    let receiver = party(rd.field("receiver")?)?;
     let count = rd.field("lines")?.array()?;
     let mut lines = Vec::with_capacity(count.min(64) as usize);
     for _ in 0..count {
@@ -262,8 +409,8 @@ impl<'a> From<&'a OrderPlaced> for PlacedRef<'a> {
             order_id: e.order_id,
             channel: e.channel,
             order_source: e.order_source.as_deref(),
-            sender: PartyRef::from(&e.sender),
-            receiver: PartyRef::from(&e.receiver),
+            sender: PlacedParty::Borrowed(PartyRef::from(&e.sender)),
+            receiver: PlacedParty::Borrowed(PartyRef::from(&e.receiver)),
             lines: e.lines.iter().map(LineRef::from).collect(),
             shipping: ShippingRef {
                 courier: &e.shipping.courier,
@@ -488,7 +635,11 @@ mod tests {
         for payload in encodings(&e) {
             let decoded = PlacedRef::decode(&payload).unwrap();
             assert_eq!(decoded, PlacedRef::from(&e));
-            assert_eq!(read(&payload), Some(decoded.clone()), "read field by field");
+            assert_eq!(
+                read(&payload, None),
+                Some(decoded.clone()),
+                "read field by field"
+            );
             let by_serde: PlacedRef = rmp_serde::from_slice(&payload).unwrap();
             assert_eq!(by_serde, decoded);
             let read = decoded;
@@ -509,7 +660,7 @@ mod tests {
         payload.truncate(payload.len() - 9);
         let owned = kedai_engine::domain::DomainEvent::decode("OrderPlaced", &payload);
         assert!(owned.is_err(), "the engine rejects it");
-        assert_eq!(read(&payload), None);
+        assert_eq!(read(&payload, None), None);
         let err = PlacedRef::decode(&payload).unwrap_err().to_string();
         assert!(err.contains("12 elements"), "{err}");
     }
@@ -539,13 +690,88 @@ mod tests {
         [order(), bare].iter().flat_map(encodings).collect()
     }
 
-    /// Where the field-by-field reader answers, serde gives the same.
-    fn agrees(payload: &[u8]) -> Result<(), TestCaseError> {
-        if let Some(fast) = read(payload) {
+    /// A cache that has read every payload of [`payloads`].
+    fn warm_cache() -> PartyCache {
+        let mut cache = PartyCache::default();
+        for payload in payloads() {
+            read(&payload, Some(&mut cache)).unwrap();
+        }
+        assert_eq!(cache.held().0, 6, "two encodings of three snapshots");
+        cache
+    }
+
+    /// Where the field-by-field reader answers, serde gives the same; and
+    /// a cache that knows the undamaged payloads' parties changes nothing.
+    fn agrees(payload: &[u8], cache: &PartyCache) -> Result<(), TestCaseError> {
+        let fast = read(payload, None);
+        prop_assert_eq!(read(payload, Some(&mut cache.clone())), fast.clone());
+        if let Some(fast) = fast {
             let by_serde = rmp_serde::from_slice::<PlacedRef>(payload);
             prop_assert_eq!(by_serde.ok(), Some(fast));
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_party_read_before_is_the_snapshot_read_then() {
+        let mut cache = PartyCache::default();
+        for payload in payloads() {
+            let plain = read(&payload, None).unwrap();
+            let first = read(&payload, Some(&mut cache)).unwrap();
+            let held = cache.held();
+            let again = read(&payload, Some(&mut cache)).unwrap();
+            assert_eq!(cache.held(), held, "nothing new remembered");
+            assert_eq!(first, plain);
+            assert_eq!(again, plain);
+            for (a, b) in [
+                (&first.sender, &again.sender),
+                (&first.receiver, &again.receiver),
+            ] {
+                let (PlacedParty::Shared(a), PlacedParty::Shared(b)) = (a, b) else {
+                    panic!("a cache hands out shared snapshots");
+                };
+                assert!(Arc::ptr_eq(a, b), "the very snapshot read before");
+            }
+        }
+        // The interner keeps the cache's snapshot: the next order finds
+        // it by its address.
+        let payload = &payloads()[0];
+        let placed = read(payload, Some(&mut cache)).unwrap();
+        let mut interner = crate::intern::Interner::default();
+        let held = interner.placed_party(&placed.receiver);
+        let PlacedParty::Shared(read_one) = &placed.receiver else {
+            panic!("shared");
+        };
+        assert!(Arc::ptr_eq(&held, read_one));
+        let borrowed = read(payload, None).unwrap();
+        assert!(Arc::ptr_eq(
+            &interner.placed_party(&borrowed.receiver),
+            &held
+        ));
+    }
+
+    #[test]
+    fn a_party_cache_holds_a_few_snapshots_a_customer_and_a_bounded_amount() {
+        let e = order();
+        let mut cache = PartyCache::with_limit(10_000);
+        let (mut most, mut restarted, mut before) = (0, false, 0);
+        for n in 0..400u32 {
+            let mut e = e.clone();
+            // A new address for the same receiver every time, and a new
+            // receiver every tenth time.
+            e.receiver.customer_id = CustomerId(Uuid::from_u128(u128::from(n / 10)));
+            e.receiver.address = Some(format!("Jl. Mawar {n}"));
+            let payload = kedai_engine::domain::DomainEvent::from(e.clone()).encode();
+            let placed = read(&payload, Some(&mut cache)).unwrap();
+            assert_eq!(placed.receiver.to_snapshot(), e.receiver);
+            let (held, bytes) = cache.held();
+            assert!(bytes <= 10_000, "{bytes} bytes held");
+            restarted |= held < before;
+            before = held;
+            most = most.max(cache.known.values().map(Vec::len).max().unwrap());
+        }
+        assert_eq!(most, SNAPSHOTS_PER_CUSTOMER);
+        assert!(restarted, "it started again");
     }
 
     proptest! {
@@ -563,18 +789,19 @@ mod tests {
                 1 => payload.truncate(i),
                 _ => payload.insert(i, byte),
             }
-            agrees(&payload)?;
+            agrees(&payload, &warm_cache())?;
         }
     }
 
     #[test]
     fn every_byte_changed_to_every_value_is_read_as_serde_reads_it_or_left_to_serde() {
+        let cache = warm_cache();
         for payload in payloads() {
             for i in 0..payload.len() {
                 for byte in kedai_engine::domain::fields::damaging_bytes(payload[i]) {
                     let mut changed = payload.clone();
                     changed[i] = byte;
-                    agrees(&changed).unwrap();
+                    agrees(&changed, &cache).unwrap();
                 }
             }
         }

@@ -128,7 +128,7 @@ pub fn read_i64(bytes: &mut &[u8]) -> Option<i64> {
 /// What is left of a payload being read. Every method consumes what it
 /// reads and answers `None` where the bytes are not what it expects (the
 /// reader is then left somewhere in the middle: give up and ask serde).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FieldReader<'a> {
     rest: &'a [u8],
     /// Whether the payload's structs are maps with their field names
@@ -152,6 +152,26 @@ impl<'a> FieldReader<'a> {
     #[inline]
     pub fn is_done(&self) -> bool {
         self.rest.is_empty()
+    }
+
+    /// What is left to read.
+    #[inline]
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    /// Consumes `encoded` if what is left starts with it. A MessagePack
+    /// value is read to the same end whatever follows it, so if `encoded`
+    /// is one whole value, the next value is exactly that one.
+    #[inline]
+    pub fn strip(&mut self, encoded: &[u8]) -> bool {
+        match self.rest.strip_prefix(encoded) {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
     }
 
     #[inline]
