@@ -311,17 +311,20 @@ fn read_envelope(mut bytes: &[u8]) -> Option<Envelope<'_>> {
 }
 
 /// An id of the envelope: 16 bytes of bin 8.
+#[inline(always)]
 fn field_uuid(rd: &mut &[u8]) -> Option<Uuid> {
     let (id, rest) = rd.strip_prefix(&[0xc4, 16])?.split_first_chunk::<16>()?;
     *rd = rest;
     Some(Uuid::from_bytes(*id))
 }
 
+#[inline(always)]
 fn field_text<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(field_bytes_of_text(rd)?).ok()
 }
 
 /// A string's bytes, not checked as UTF-8.
+#[inline(always)]
 fn field_bytes_of_text<'a>(rd: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (text, rest) = read_str_bytes(rd)?;
     *rd = rest;
@@ -329,11 +332,13 @@ fn field_bytes_of_text<'a>(rd: &mut &'a [u8]) -> Option<&'a [u8]> {
 }
 
 /// An integer that fits `T` (read as an `i64`).
+#[inline(always)]
 fn field_int<T: TryFrom<i64>>(rd: &mut &[u8]) -> Option<T> {
     T::try_from(read_i64(rd)?).ok()
 }
 
 /// The version: any integer that fits a `u64`, past `i64`'s range too.
+#[inline(always)]
 fn field_u64(rd: &mut &[u8]) -> Option<u64> {
     match rd.split_first() {
         Some((0xcf, rest)) => {
@@ -346,6 +351,7 @@ fn field_u64(rd: &mut &[u8]) -> Option<u64> {
 }
 
 /// The causation id: nil or an id.
+#[inline(always)]
 fn field_causation(rd: &mut &[u8]) -> Option<Option<Uuid>> {
     match rd.strip_prefix(&[0xc0]) {
         Some(rest) => {
@@ -358,6 +364,7 @@ fn field_causation(rd: &mut &[u8]) -> Option<Option<Uuid>> {
 
 /// The envelope's last two fields, its schema's version and its payload,
 /// with nothing after them.
+#[inline(always)]
 fn field_payload<'a>(rd: &mut &'a [u8]) -> Option<(u16, &'a [u8])> {
     let schema_version = field_int(rd)?;
     let payload = read_bin(rd)?;
