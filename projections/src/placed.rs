@@ -295,7 +295,7 @@ fn read<'a>(payload: &'a [u8], mut parties: Option<&mut PartyCache>) -> Option<P
     };
     rd.map(12)?;
     let order_id = OrderId(rd.field("order_id")?.uuid()?);
-    let channel = rd.field("channel")?.from_text()?;
+    let channel = rd.field("channel")?.variant()?;
     let order_source = rd.field("order_source")?.opt_text()?;
     let sender = party(rd.field("sender")?)?;
     let receiver = party(rd.field("receiver")?)?;
@@ -359,7 +359,7 @@ impl<'a> OrderFields<'a> for FieldReader<'a> {
             customer_id: CustomerId(self.field("customer_id")?.uuid()?),
             name: self.field("name")?.text()?,
             phone: self.field("phone")?.opt_text()?,
-            category: self.field("category")?.from_text()?,
+            category: self.field("category")?.variant()?,
             address: self.field("address")?.opt_text()?,
             district: self.field("district")?.opt_text()?,
             city: self.field("city")?.opt_text()?,

@@ -30,7 +30,7 @@
 //! with the same reader, borrowing their texts (`kedai_projections::placed`).
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, IgnoredAny, Visitor};
 use uuid::Uuid;
 
 use super::checkout::{CheckoutContent, CheckoutCustomer, CheckoutItem, ShippingAddress};
@@ -280,12 +280,23 @@ impl<'a> FieldReader<'a> {
         rmp::decode::read_bool(&mut self.rest).ok()
     }
 
-    /// A value written as text, read as serde would from that text: an
-    /// enum's unit variant (by its name), a SKU, an owned string.
+    /// A value written as text, read as serde would from that text: a
+    /// SKU, an owned string (an enum's unit variant: [`Self::variant`]).
     pub fn from_text<T: Deserialize<'a>>(&mut self) -> Option<T> {
         use serde::de::value::{BorrowedStrDeserializer, Error};
         let text = self.text()?;
         T::deserialize(BorrowedStrDeserializer::<Error>::new(text)).ok()
+    }
+
+    /// An enum's unit variant, written as its name: matched by the name's
+    /// bytes, as serde's derived code matches them, without checking the
+    /// name as UTF-8 first (bytes that are no variant's name are `None`).
+    /// Only for enums: anything else is `None` (serde then decides).
+    pub fn variant<T: Deserialize<'a>>(&mut self) -> Option<T> {
+        let (name, rest) = read_str_bytes(self.rest)?;
+        let value = T::deserialize(UnitVariant(name)).ok()?;
+        self.rest = rest;
+        Some(value)
     }
 
     /// Passes over one value of any kind, as serde's `IgnoredAny` does.
@@ -382,6 +393,73 @@ pub fn same_short(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// A unit variant's name, as a deserializer of enums only: the name goes
+/// to the enum's variant identifier as bytes ([`FieldReader::variant`]).
+struct UnitVariant<'a>(&'a [u8]);
+
+impl<'de> de::Deserializer<'de> for UnitVariant<'de> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not an enum"))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_enum(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct identifier ignored_any
+    }
+}
+
+impl<'de> de::EnumAccess<'de> for UnitVariant<'de> {
+    type Error = de::value::Error;
+    type Variant = Self;
+
+    fn variant_seed<S: de::DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self), Self::Error> {
+        let name = de::value::BorrowedBytesDeserializer::new(self.0);
+        Ok((seed.deserialize(name)?, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for UnitVariant<'de> {
+    type Error = de::value::Error;
+
+    fn unit_variant(self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<S: de::DeserializeSeed<'de>>(
+        self,
+        _: S,
+    ) -> Result<S::Value, Self::Error> {
+        Err(de::Error::custom("not a unit variant"))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a unit variant"))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a unit variant"))
+    }
+}
+
 /// The event in `payload`, read field by field, if its type (the bytes of
 /// its name, as an envelope stores it) is one of the hot ones and the
 /// payload has exactly the shape this build writes; `None` otherwise
@@ -450,7 +528,7 @@ pub fn read_event(event_type: &[u8], payload: &[u8]) -> Option<DomainEvent> {
                 order_id: OrderId(rd.field("order_id")?.uuid()?),
                 payment_id: PaymentId(rd.field("payment_id")?.uuid()?),
                 amount: rd.field("amount")?.money()?,
-                method: rd.field("method")?.from_text()?,
+                method: rd.field("method")?.variant()?,
                 bank_account: rd.field("bank_account")?.opt_text()?.map(str::to_owned),
                 paid_at: rd.field("paid_at")?.timestamp()?,
                 paid_total: rd.field("paid_total")?.money()?,
@@ -536,7 +614,7 @@ pub fn read_event(event_type: &[u8], payload: &[u8]) -> Option<DomainEvent> {
             rd.map(6)?;
             ConversationStarted {
                 conversation_id: rd.field("conversation_id")?.uuid()?,
-                channel: rd.field("channel")?.from_text()?,
+                channel: rd.field("channel")?.variant()?,
                 handle: rd.field("handle")?.text()?.to_owned(),
                 name: rd.field("name")?.text()?.to_owned(),
                 customer_id: rd.field("customer_id")?.opt_uuid()?.map(CustomerId),
@@ -590,7 +668,7 @@ pub fn read_event(event_type: &[u8], payload: &[u8]) -> Option<DomainEvent> {
             CheckoutStarted {
                 checkout_id: rd.field("checkout_id")?.uuid()?,
                 domain: rd.field("domain")?.text()?.to_owned(),
-                currency: rd.field("currency")?.from_text()?,
+                currency: rd.field("currency")?.variant()?,
                 content: checkout_content(rd.field("content")?)?,
                 total: rd.field("total")?.money()?,
                 created_at: rd.field("created_at")?.timestamp()?,
@@ -721,13 +799,13 @@ fn checkout_content(rd: &mut FieldReader<'_>) -> Option<CheckoutContent> {
 
 fn ledger_transaction(rd: &mut FieldReader<'_>) -> Option<LedgerTransaction> {
     rd.map(6)?;
-    let kind = rd.field("kind")?.from_text()?;
+    let kind = rd.field("kind")?.variant()?;
     let count = rd.field("postings")?.array()?;
     let mut postings = Vec::with_capacity(count.min(16) as usize);
     for _ in 0..count {
         rd.map(2)?;
         postings.push(Posting {
-            account: rd.field("account")?.from_text()?,
+            account: rd.field("account")?.variant()?,
             amount: rd.field("amount")?.money()?,
         });
     }
@@ -1126,6 +1204,41 @@ mod tests {
             }
             .into(),
         ]
+    }
+
+    #[test]
+    fn a_variant_is_found_by_its_name_and_nothing_else_is_one() {
+        let text = |t: &[u8]| {
+            let mut b = vec![0xa0 | t.len() as u8];
+            b.extend_from_slice(t);
+            b
+        };
+        let read = |b: &[u8]| FieldReader::new(b).variant::<Currency>();
+        assert_eq!(read(&text(b"IDR")), Some(Currency::Idr));
+        assert_eq!(
+            read(&rmp_serde::to_vec(&Currency::Idr).unwrap()),
+            Some(Currency::Idr)
+        );
+        for not_one in [&b"idr"[..], b"IDRX", b"ID", b"", b"\xffDR"] {
+            assert_eq!(read(&text(not_one)), None, "{not_one:?}");
+        }
+        let account = rmp_serde::to_vec(&Account::Withdrawing).unwrap();
+        assert_eq!(
+            FieldReader::new(&account).variant::<Account>(),
+            Some(Account::Withdrawing)
+        );
+        assert_eq!(
+            FieldReader::new(&account).variant::<String>(),
+            None,
+            "not an enum"
+        );
+        // What follows is left to read.
+        let mut two = text(b"IDR");
+        two.push(0x07);
+        let mut rd = FieldReader::new(&two);
+        assert_eq!(rd.variant::<Currency>(), Some(Currency::Idr));
+        assert_eq!(rd.int(), Some(7));
+        assert!(rd.is_done());
     }
 
     #[test]
