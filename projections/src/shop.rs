@@ -6,6 +6,7 @@
 //! (Indonesia and Malaysia keep no daylight saving time), Asia/Jakarta
 //! (UTC+7) until the shop says otherwise.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate, Timelike};
@@ -141,13 +142,24 @@ const DAY_MICROS: i64 = 86_400_000_000;
 pub fn local_date_hour(t: Timestamp, utc_offset_minutes: i32) -> (NaiveDate, u32) {
     /// Days from 0001-01-01 (day 1 of the era) to 1970-01-01.
     const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+    thread_local! {
+        /// The last day asked for on this thread and its date: a fold asks
+        /// for the same day record after record, and finding a day's date
+        /// (its year, month and day) was most of this function's work.
+        static LAST_DAY: Cell<(i64, NaiveDate)> = const { Cell::new((i64::MIN, NaiveDate::MIN)) };
+    }
     let date =
         t.0.checked_add(i64::from(utc_offset_minutes) * 60_000_000)
             .and_then(|micros| {
                 let days = micros.div_euclid(DAY_MICROS) + EPOCH_DAYS_FROM_CE;
+                let hour = (micros.rem_euclid(DAY_MICROS) / 3_600_000_000) as u32;
+                let (last, date) = LAST_DAY.get();
+                if last == days {
+                    return Some((date, hour));
+                }
                 let date = NaiveDate::from_num_days_from_ce_opt(i32::try_from(days).ok()?)?;
-                let hour = micros.rem_euclid(DAY_MICROS) / 3_600_000_000;
-                Some((date, hour as u32))
+                LAST_DAY.set((days, date));
+                Some((date, hour))
             });
     date.unwrap_or_else(|| {
         let at = local(t, utc_offset_minutes);
