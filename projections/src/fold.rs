@@ -465,7 +465,8 @@ struct Decoder {
     index: usize,
     shares: usize,
     until: Option<Timestamp>,
-    /// Which share folds each shop seen so far, and how many shops that is.
+    /// Which share folds each shop seen so far, and how many shops that is
+    /// (left empty by a fold of one share, which folds every shop).
     owners: Owners,
     /// The first few shops seen and their shares, searched before
     /// `owners`: every share looks up the shop of every record, and for a
@@ -476,10 +477,12 @@ struct Decoder {
     /// as UTF-8.
     actors: HashMap<Box<[u8]>, Arc<Actor>, foldhash::fast::FixedState>,
     /// The last record's actor, compared before `actors` is searched: in
-    /// a shop's log, two records in a row are often by the same actor
-    /// (43% of the fixture mix's), and a search hashes the id.
+    /// a shop's log, two records in a row are often by the same actor,
+    /// and a search hashes the id.
     last_actor: Option<Arc<Actor>>,
-    /// The customer snapshots of the orders placed this share decoded.
+    /// The customer snapshots of the orders placed this share decoded
+    /// (unused by a staged share: its applier reads orders placed, with a
+    /// cache of its own).
     parties: PartyCache,
     stopped_at: Option<Position>,
     last: Option<(Position, Timestamp)>,

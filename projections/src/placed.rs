@@ -10,6 +10,11 @@
 //! them) but not read ([`IgnoredAny`]), so a payload the engine's decoder
 //! rejects for a missing field is rejected here too.
 //!
+//! A rebuild reads its orders placed with a [`PartyCache`]: a sender or
+//! receiver whose bytes the cache has read before is given as that shared
+//! snapshot ([`PlacedParty::Shared`]) instead of texts borrowed from the
+//! payload.
+//!
 //! [`PlacedRef::from`] borrows the same view from an owned event (a fold
 //! that decodes on one thread and applies on another sends owned events);
 //! the tests check that both ways give the same view.
@@ -107,7 +112,7 @@ pub enum PlacedParty<'a> {
 
 impl PlacedParty<'_> {
     /// The snapshot's fields.
-    pub fn get(&self) -> PartyRef<'_> {
+    pub fn as_party_ref(&self) -> PartyRef<'_> {
         match self {
             PlacedParty::Borrowed(p) => *p,
             PlacedParty::Shared(p) => PartyRef::from(&**p),
@@ -116,14 +121,14 @@ impl PlacedParty<'_> {
 
     /// The owned snapshot.
     pub fn to_snapshot(&self) -> CustomerSnapshot {
-        self.get().to_snapshot()
+        self.as_party_ref().to_snapshot()
     }
 }
 
 impl PartialEq for PlacedParty<'_> {
     /// As their fields compare, whether borrowed or shared.
     fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
+        self.as_party_ref() == other.as_party_ref()
     }
 }
 
@@ -165,9 +170,31 @@ type Encoded = (Box<[u8]>, Party);
 /// How much a [`PartyCache`] holds before it starts again.
 pub const PARTY_CACHE_BYTES: usize = 16 << 20;
 
-/// What a [`PartyCache`] counts for an entry besides its bytes: the
-/// entry, its share of the customer's list and of the map.
+/// What a [`PartyCache`] counts for an entry besides its bytes and its
+/// snapshot: the entry, its share of the customer's list and of the map.
 const ENTRY_BYTES: usize = 64;
+
+/// The memory a [`PartyCache`] counts for an entry: its bytes, the
+/// bookkeeping, and the snapshot with its texts (which the cache may be
+/// the only one to hold: after it started again, a snapshot it reads
+/// anew is a copy of one the shop's interner keeps).
+fn cost(encoded: &[u8], party: &Party) -> usize {
+    let p = PartyRef::from(&**party);
+    let texts = [
+        p.phone,
+        p.address,
+        p.district,
+        p.city,
+        p.province,
+        p.postal_code,
+    ]
+    .iter()
+    .flatten()
+    .map(|t| t.len())
+    .sum::<usize>()
+        + p.name.len();
+    encoded.len() + ENTRY_BYTES + std::mem::size_of::<CustomerSnapshot>() + 16 + texts
+}
 
 /// How many snapshots (or encodings of one: a log written before
 /// positional payloads and after holds both) a [`PartyCache`] keeps of a
@@ -208,17 +235,23 @@ impl PartyCache {
     }
 
     fn remember(&mut self, id: CustomerId, encoded: &[u8], party: &Party) {
-        let cost = encoded.len() + ENTRY_BYTES;
+        let cost = cost(encoded, party);
+        if cost > self.limit {
+            return;
+        }
+        let known = self.known.entry(id).or_default();
+        if known.len() == SNAPSHOTS_PER_CUSTOMER {
+            let (forgotten, party) = known.remove(0);
+            self.bytes -= self::cost(&forgotten, &party);
+        }
         if self.bytes + cost > self.limit {
             self.known.clear();
             self.bytes = 0;
         }
-        let known = self.known.entry(id).or_default();
-        if known.len() == SNAPSHOTS_PER_CUSTOMER {
-            let (forgotten, _) = known.remove(0);
-            self.bytes -= forgotten.len() + ENTRY_BYTES;
-        }
-        known.push((encoded.into(), Arc::clone(party)));
+        self.known
+            .entry(id)
+            .or_default()
+            .push((encoded.into(), Arc::clone(party)));
         self.bytes += cost;
     }
 
@@ -766,6 +799,13 @@ mod tests {
             assert_eq!(placed.receiver.to_snapshot(), e.receiver);
             let (held, bytes) = cache.held();
             assert!(bytes <= 10_000, "{bytes} bytes held");
+            let counted: usize = cache
+                .known
+                .values()
+                .flatten()
+                .map(|(e, p)| cost(e, p))
+                .sum();
+            assert_eq!(bytes, counted, "every entry counted once");
             restarted |= held < before;
             before = held;
             most = most.max(cache.known.values().map(Vec::len).max().unwrap());

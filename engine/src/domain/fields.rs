@@ -162,7 +162,8 @@ impl<'a> FieldReader<'a> {
 
     /// Consumes `encoded` if what is left starts with it. A MessagePack
     /// value is read to the same end whatever follows it, so if `encoded`
-    /// is one whole value, the next value is exactly that one.
+    /// is one whole value that a reader of this one's form (with field
+    /// names or positional) read, the next value is exactly that one.
     #[inline]
     pub fn strip(&mut self, encoded: &[u8]) -> bool {
         match self.rest.strip_prefix(encoded) {
