@@ -139,7 +139,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for PlacedParty<'a> {
 }
 
 /// The customer snapshots of the orders placed read so far, each with the
-/// bytes it was read from, found by its customer's id. A rebuild reads
+/// bytes it was read from, found by its customer's id (the last one read
+/// of each customer: one entry, found with one probe). A rebuild reads
 /// the same sender (the shop) and the same few receivers in order after
 /// order: an order's party whose bytes are those of a snapshot read
 /// before is that snapshot, without reading (and checking as UTF-8) its
@@ -152,7 +153,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PlacedParty<'a> {
 /// costs a bounded amount of memory.
 #[derive(Debug, Clone)]
 pub struct PartyCache {
-    known: HashMap<CustomerId, Vec<Encoded>, foldhash::fast::FixedState>,
+    known: HashMap<CustomerId, Encoded, foldhash::fast::FixedState>,
     /// About the memory held: each snapshot's bytes and bookkeeping.
     bytes: usize,
     limit: usize,
@@ -171,7 +172,7 @@ type Encoded = (Box<[u8]>, Party);
 pub const PARTY_CACHE_BYTES: usize = 16 << 20;
 
 /// What a [`PartyCache`] counts for an entry besides its bytes and its
-/// snapshot: the entry, its share of the customer's list and of the map.
+/// snapshot: the entry and its share of the map.
 const ENTRY_BYTES: usize = 64;
 
 /// The memory a [`PartyCache`] counts for an entry: its bytes, the
@@ -196,11 +197,6 @@ fn cost(encoded: &[u8], party: &Party) -> usize {
     encoded.len() + ENTRY_BYTES + std::mem::size_of::<CustomerSnapshot>() + 16 + texts
 }
 
-/// How many snapshots (or encodings of one: a log written before
-/// positional payloads and after holds both) a [`PartyCache`] keeps of a
-/// customer; the oldest goes first.
-const SNAPSHOTS_PER_CUSTOMER: usize = 4;
-
 impl PartyCache {
     /// A cache that starts again when it holds about `limit` bytes.
     pub fn with_limit(limit: usize) -> PartyCache {
@@ -220,12 +216,10 @@ impl PartyCache {
             peek.map(9)?;
             CustomerId(peek.field("customer_id")?.uuid()?)
         };
-        if let Some(known) = self.known.get(&id) {
-            for (encoded, party) in known {
-                if rd.strip(encoded) {
-                    return Some(PlacedParty::Shared(Arc::clone(party)));
-                }
-            }
+        if let Some((encoded, party)) = self.known.get(&id)
+            && rd.strip(encoded)
+        {
+            return Some(PlacedParty::Shared(Arc::clone(party)));
         }
         let party = rd.party()?;
         let encoded = &at[..at.len() - rd.rest().len()];
@@ -239,25 +233,20 @@ impl PartyCache {
         if cost > self.limit {
             return;
         }
-        let known = self.known.entry(id).or_default();
-        if known.len() == SNAPSHOTS_PER_CUSTOMER {
-            let (forgotten, party) = known.remove(0);
+        if let Some((forgotten, party)) = self.known.remove(&id) {
             self.bytes -= self::cost(&forgotten, &party);
         }
         if self.bytes + cost > self.limit {
             self.known.clear();
             self.bytes = 0;
         }
-        self.known
-            .entry(id)
-            .or_default()
-            .push((encoded.into(), Arc::clone(party)));
+        self.known.insert(id, (encoded.into(), Arc::clone(party)));
         self.bytes += cost;
     }
 
     /// How many snapshots are held, and about how many bytes.
     pub fn held(&self) -> (usize, usize) {
-        (self.known.values().map(Vec::len).sum(), self.bytes)
+        (self.known.len(), self.bytes)
     }
 }
 
@@ -729,7 +718,7 @@ mod tests {
         for payload in payloads() {
             read(&payload, Some(&mut cache)).unwrap();
         }
-        assert_eq!(cache.held().0, 6, "two encodings of three snapshots");
+        assert_eq!(cache.held().0, 3, "the last encoding of three snapshots");
         cache
     }
 
@@ -784,10 +773,10 @@ mod tests {
     }
 
     #[test]
-    fn a_party_cache_holds_a_few_snapshots_a_customer_and_a_bounded_amount() {
+    fn a_party_cache_holds_a_customers_last_snapshot_and_a_bounded_amount() {
         let e = order();
         let mut cache = PartyCache::with_limit(10_000);
-        let (mut most, mut restarted, mut before) = (0, false, 0);
+        let (mut restarted, mut before) = (false, 0);
         for n in 0..400u32 {
             let mut e = e.clone();
             // A new address for the same receiver every time, and a new
@@ -799,18 +788,14 @@ mod tests {
             assert_eq!(placed.receiver.to_snapshot(), e.receiver);
             let (held, bytes) = cache.held();
             assert!(bytes <= 10_000, "{bytes} bytes held");
-            let counted: usize = cache
-                .known
-                .values()
-                .flatten()
-                .map(|(e, p)| cost(e, p))
-                .sum();
+            let counted: usize = cache.known.values().map(|(e, p)| cost(e, p)).sum();
             assert_eq!(bytes, counted, "every entry counted once");
             restarted |= held < before;
             before = held;
-            most = most.max(cache.known.values().map(Vec::len).max().unwrap());
+            let id = e.receiver.customer_id;
+            let (_, last) = &cache.known[&id];
+            assert_eq!(**last, e.receiver, "the customer's last snapshot");
         }
-        assert_eq!(most, SNAPSHOTS_PER_CUSTOMER);
         assert!(restarted, "it started again");
     }
 
