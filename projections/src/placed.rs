@@ -245,7 +245,8 @@ impl PartyCache {
     }
 
     /// How many snapshots are held, and about how many bytes.
-    pub fn held(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
         (self.known.len(), self.bytes)
     }
 }
