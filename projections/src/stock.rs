@@ -13,7 +13,10 @@
 //! stream's events by [`line`].
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::ids::{OrderId, Sku, WarehouseId};
 use kedai_engine::domain::stock::RemovalReason;
@@ -86,9 +89,9 @@ pub struct HistoryRef {
 /// Stock of one shop.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {
-    pub levels: BTreeMap<(Sku, WarehouseId), StockLevel>,
+    pub levels: Items<StockLevel>,
     /// One mark per history line of each item, oldest first.
-    pub history: BTreeMap<(Sku, WarehouseId), Vec<HistoryMark>>,
+    pub history: Items<Vec<HistoryMark>>,
 }
 
 /// What a stock event does to its item: (SKU, warehouse, change of on
@@ -167,49 +170,170 @@ fn describe(
     }
 }
 
-/// An item's key (SKU, warehouse) as its parts, so that the maps keyed by
-/// `(Sku, WarehouseId)` can be searched with a borrowed SKU: a stock event
-/// then makes no copy of its SKU unless the item is new. Ordered as the
-/// owned key is (a SKU orders as its text).
-trait ItemKey {
-    fn parts(&self) -> (&str, WarehouseId);
+/// An item's key: a SKU in a warehouse.
+pub type ItemKey = (Sku, WarehouseId);
+
+/// The items of a shop, each with a value: found by hashing their key (a
+/// stock event costs one probe and one comparison of its SKU, where a
+/// B-tree compared it with a dozen others), listed in key order (SKU,
+/// then warehouse).
+///
+/// Serialised as the `BTreeMap<ItemKey, V>` it replaces is (a map, in key
+/// order), so snapshots read the same either way.
+#[derive(Clone)]
+pub struct Items<V> {
+    /// In the order the items came first.
+    entries: Vec<(ItemKey, V)>,
+    /// Places in `entries`, in key order.
+    sorted: Vec<u32>,
+    /// Places in `entries`, by their key's hash.
+    table: HashTable<u32>,
+    hasher: RandomState,
 }
 
-impl ItemKey for (Sku, WarehouseId) {
-    fn parts(&self) -> (&str, WarehouseId) {
-        (self.0.as_str(), self.1)
+impl<V> Default for Items<V> {
+    fn default() -> Self {
+        Items {
+            entries: Vec::new(),
+            sorted: Vec::new(),
+            table: HashTable::new(),
+            hasher: RandomState::default(),
+        }
     }
 }
 
-impl ItemKey for (&Sku, WarehouseId) {
-    fn parts(&self) -> (&str, WarehouseId) {
-        (self.0.as_str(), self.1)
+impl<V> Items<V> {
+    fn hash(&self, sku: &str, warehouse: WarehouseId) -> u64 {
+        self.hasher.hash_one((sku, warehouse))
+    }
+
+    fn place(&self, sku: &str, warehouse: WarehouseId) -> Option<usize> {
+        let entries = &self.entries;
+        self.table
+            .find(self.hash(sku, warehouse), |&i| {
+                let (s, w) = &entries[i as usize].0;
+                *w == warehouse && s.as_str() == sku
+            })
+            .map(|&i| i as usize)
+    }
+
+    pub fn get(&self, sku: &Sku, warehouse: WarehouseId) -> Option<&V> {
+        self.place(sku.as_str(), warehouse)
+            .map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut(&mut self, sku: &Sku, warehouse: WarehouseId) -> Option<&mut V> {
+        self.place(sku.as_str(), warehouse)
+            .map(|i| &mut self.entries[i].1)
+    }
+
+    /// The value of an item, `make`'s if the item is new.
+    pub fn get_or_insert_with(
+        &mut self,
+        sku: &Sku,
+        warehouse: WarehouseId,
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        let i = match self.place(sku.as_str(), warehouse) {
+            Some(i) => i,
+            None => self.insert_new((sku.clone(), warehouse), make()),
+        };
+        &mut self.entries[i].1
+    }
+
+    /// Adds an item that is not there yet; its place in `entries`.
+    fn insert_new(&mut self, key: ItemKey, value: V) -> usize {
+        let i = self.entries.len();
+        let at = self
+            .sorted
+            .partition_point(|&j| self.entries[j as usize].0 < key);
+        let hash = self.hash(key.0.as_str(), key.1);
+        self.entries.push((key, value));
+        self.sorted.insert(at, i as u32);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.table.insert_unique(hash, i as u32, |&j| {
+            let (s, w) = &entries[j as usize].0;
+            hasher.hash_one((s.as_str(), *w))
+        });
+        i
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every item, in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&ItemKey, &V)> + '_ {
+        self.sorted.iter().map(|&i| {
+            let (k, v) = &self.entries[i as usize];
+            (k, v)
+        })
+    }
+
+    /// Every item's key, in key order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &ItemKey> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// The items of one SKU (every warehouse), in key order.
+    pub fn of_sku<'a>(&'a self, sku: &'a Sku) -> impl Iterator<Item = (&'a ItemKey, &'a V)> + 'a {
+        let from = self
+            .sorted
+            .partition_point(|&j| self.entries[j as usize].0.0 < *sku);
+        self.sorted[from..]
+            .iter()
+            .map(|&i| {
+                let (k, v) = &self.entries[i as usize];
+                (k, v)
+            })
+            .take_while(move |((s, _), _)| s == sku)
     }
 }
 
-impl<'a> std::borrow::Borrow<dyn ItemKey + 'a> for (Sku, WarehouseId) {
-    fn borrow(&self) -> &(dyn ItemKey + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn ItemKey + '_ {
+impl<V: PartialEq> PartialEq for Items<V> {
     fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
-impl Eq for dyn ItemKey + '_ {}
+impl<V: Eq> Eq for Items<V> {}
 
-impl PartialOrd for dyn ItemKey + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+impl<V: std::fmt::Debug> std::fmt::Debug for Items<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl Ord for dyn ItemKey + '_ {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.parts().cmp(&other.parts())
+impl<V: Serialize> Serialize for Items<V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Items<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<ItemKey, V>::deserialize(deserializer)?;
+        Ok(map.into_iter().collect())
+    }
+}
+
+impl<V> FromIterator<(ItemKey, V)> for Items<V> {
+    /// The items of `iter`; of a key that comes twice, the last value.
+    fn from_iter<I: IntoIterator<Item = (ItemKey, V)>>(iter: I) -> Self {
+        let mut items = Items::default();
+        for ((sku, warehouse), value) in iter {
+            match items.get_mut(&sku, warehouse) {
+                Some(v) => *v = value,
+                None => {
+                    items.insert_new((sku, warehouse), value);
+                }
+            }
+        }
+        items
     }
 }
 
@@ -218,12 +342,9 @@ impl StockView {
         let Some((sku, warehouse, d_on_hand, d_reserved, is_line)) = effect(event) else {
             return;
         };
-        let borrowed = (sku, warehouse);
-        let key: &dyn ItemKey = &borrowed;
-        let level = match self.levels.get_mut(key) {
-            Some(level) => level,
-            None => self.levels.entry((sku.clone(), warehouse)).or_default(),
-        };
+        let level = self
+            .levels
+            .get_or_insert_with(sku, warehouse, StockLevel::default);
         level.on_hand += d_on_hand;
         level.reserved += d_reserved;
         if is_line {
@@ -233,21 +354,16 @@ impl StockView {
                 date: at.recorded_at,
                 last: level.on_hand,
             };
-            match self.history.get_mut(key) {
-                Some(marks) => marks.push(mark),
-                None => {
-                    self.history.insert((sku.clone(), warehouse), vec![mark]);
-                }
-            }
+            self.history
+                .get_or_insert_with(sku, warehouse, Vec::new)
+                .push(mark);
         }
     }
 
     /// Every warehouse's level of one SKU.
     pub fn of_sku(&self, sku: &Sku) -> Vec<(WarehouseId, StockLevel)> {
-        let start = (sku.clone(), WarehouseId(uuid::Uuid::nil()));
         self.levels
-            .range(start..)
-            .take_while(|((s, _), _)| s == sku)
+            .of_sku(sku)
             .map(|((_, w), l)| (*w, *l))
             .collect()
     }
@@ -290,11 +406,9 @@ impl StockView {
         after: Option<Position>,
         limit: usize,
     ) -> Vec<HistoryRef> {
-        let start = (sku.clone(), WarehouseId(uuid::Uuid::nil()));
         let mut cursors: Vec<(WarehouseId, &[HistoryMark], usize)> = self
             .history
-            .range(start..)
-            .take_while(|((s, _), _)| s == sku)
+            .of_sku(sku)
             .filter(|((_, w), _)| warehouse.is_none_or(|x| x == *w))
             .map(|((_, w), marks)| {
                 let skipped = marks.partition_point(|m| {
@@ -326,9 +440,7 @@ impl StockView {
 
     /// History lines of one item recorded.
     pub fn history_len(&self, sku: &Sku, warehouse: WarehouseId) -> usize {
-        self.history
-            .get(&(sku.clone(), warehouse))
-            .map_or(0, Vec::len)
+        self.history.get(sku, warehouse).map_or(0, Vec::len)
     }
 
     /// Items whose available stock is at or below the threshold.
@@ -454,7 +566,7 @@ pub fn history(
         };
         view.apply(at, &decoded);
         if let Some(key) = line_of {
-            let marks = &view.history[&key];
+            let marks = view.history.get(&key.0, key.1).expect("a line was marked");
             let mark = marks.last().expect("a line was marked");
             lines.push(made(meta, mark, marks.len() == 1, &e.actor.id, &decoded));
         }
@@ -469,20 +581,37 @@ mod tests {
     use super::*;
 
     proptest! {
-        /// An item's key searched by its borrowed parts orders as the
-        /// owned key does, so a map finds exactly the owned key's entry.
+        /// The items answer as a `BTreeMap` of the same operations does:
+        /// the value found for every key, the items in key order, of one
+        /// SKU, and their MessagePack bytes (a snapshot reads either).
         #[test]
-        fn a_borrowed_item_key_orders_as_the_owned_one(
-            a in "[A-Za-z0-9._-]{1,6}", b in "[A-Za-z0-9._-]{1,6}",
-            wa in 0u128..3, wb in 0u128..3,
+        fn items_are_a_map_in_key_order(
+            ops in proptest::collection::vec(("[A-C][a-c0-2]{0,2}", 0u128..3, -5i64..5), 0..60),
+            probe in "[A-C][a-c0-2]{0,2}",
         ) {
             let key = |s: &str, w: u128| (Sku::parse(s).unwrap(), WarehouseId(uuid::Uuid::from_u128(w)));
-            let (ka, kb) = (key(&a, wa), key(&b, wb));
-            let (da, db): (&dyn ItemKey, &dyn ItemKey) = (&ka, &kb);
-            prop_assert_eq!(da.cmp(db), ka.cmp(&kb));
-            let borrowed = (&kb.0, kb.1);
-            let map: BTreeMap<(Sku, WarehouseId), u8> = [(ka.clone(), 1), (kb.clone(), 2)].into();
-            prop_assert_eq!(map.get(&borrowed as &dyn ItemKey), Some(&2));
+            let mut items: Items<i64> = Items::default();
+            let mut model: BTreeMap<ItemKey, i64> = BTreeMap::new();
+            for (s, w, n) in &ops {
+                let (sku, warehouse) = key(s, *w);
+                *items.get_or_insert_with(&sku, warehouse, || 100) += n;
+                *model.entry((sku, warehouse)).or_insert(100) += n;
+            }
+            prop_assert_eq!(items.len(), model.len());
+            prop_assert!(items.iter().eq(model.iter()));
+            for w in 0..4 {
+                let (sku, warehouse) = key(&probe, w);
+                prop_assert_eq!(items.get(&sku, warehouse), model.get(&(sku.clone(), warehouse)));
+            }
+            let sku = key(&probe, 0).0;
+            prop_assert!(items.of_sku(&sku).eq(model.iter().filter(|((s, _), _)| *s == sku)));
+            let bytes = rmp_serde::to_vec(&items).unwrap();
+            prop_assert_eq!(&bytes, &rmp_serde::to_vec(&model).unwrap());
+            let read: Items<i64> = rmp_serde::from_slice(&bytes).unwrap();
+            prop_assert!(read == items);
+            for ((sku, warehouse), value) in &model {
+                prop_assert_eq!(read.get(sku, *warehouse), Some(value));
+            }
         }
 
         /// A page is the whole history's marks after `after`, cut at
@@ -502,10 +631,11 @@ mod tests {
             for (w, gap) in &moves {
                 position += 1 + gap;
                 date += *gap as i64;
-                let marks = view
-                    .history
-                    .entry((sku.clone(), WarehouseId(uuid::Uuid::from_u128(u128::from(*w)))))
-                    .or_default();
+                let marks = view.history.get_or_insert_with(
+                    &sku,
+                    WarehouseId(uuid::Uuid::from_u128(u128::from(*w))),
+                    Vec::new,
+                );
                 let version = marks.len() as u64 + 1;
                 marks.push(HistoryMark { position, version, date: Timestamp(date), last: 0 });
             }

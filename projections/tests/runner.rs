@@ -456,7 +456,7 @@ async fn check(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError> {
         let level = view
             .stock
             .levels
-            .get(&(sku("KAOS-M"), wh))
+            .get(&sku("KAOS-M"), wh)
             .copied()
             .unwrap_or_default();
         prop_assert_eq!(
