@@ -184,8 +184,10 @@ pub type ItemKey = (Sku, WarehouseId);
 pub struct Items<V> {
     /// In the order the items came first.
     entries: Vec<(ItemKey, V)>,
-    /// Places in `entries`, in key order.
-    sorted: Vec<u32>,
+    /// Places in `entries`, in key order (a B-tree, not a sorted list: a
+    /// shop of many thousand items would move the list's tail on every
+    /// new item).
+    sorted: BTreeMap<ItemKey, u32>,
     /// Places in `entries`, by their key's hash.
     table: HashTable<u32>,
     hasher: RandomState,
@@ -195,7 +197,7 @@ impl<V> Default for Items<V> {
     fn default() -> Self {
         Items {
             entries: Vec::new(),
-            sorted: Vec::new(),
+            sorted: BTreeMap::new(),
             table: HashTable::new(),
             hasher: RandomState::default(),
         }
@@ -244,12 +246,9 @@ impl<V> Items<V> {
     /// Adds an item that is not there yet; its place in `entries`.
     fn insert_new(&mut self, key: ItemKey, value: V) -> usize {
         let i = self.entries.len();
-        let at = self
-            .sorted
-            .partition_point(|&j| self.entries[j as usize].0 < key);
         let hash = self.hash(key.0.as_str(), key.1);
+        self.sorted.insert(key.clone(), i as u32);
         self.entries.push((key, value));
-        self.sorted.insert(at, i as u32);
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.table.insert_unique(hash, i as u32, |&j| {
             let (s, w) = &entries[j as usize].0;
@@ -268,7 +267,7 @@ impl<V> Items<V> {
 
     /// Every item, in key order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&ItemKey, &V)> + '_ {
-        self.sorted.iter().map(|&i| {
+        self.sorted.values().map(|&i| {
             let (k, v) = &self.entries[i as usize];
             (k, v)
         })
@@ -281,12 +280,10 @@ impl<V> Items<V> {
 
     /// The items of one SKU (every warehouse), in key order.
     pub fn of_sku<'a>(&'a self, sku: &'a Sku) -> impl Iterator<Item = (&'a ItemKey, &'a V)> + 'a {
-        let from = self
-            .sorted
-            .partition_point(|&j| self.entries[j as usize].0.0 < *sku);
-        self.sorted[from..]
-            .iter()
-            .map(|&i| {
+        let from = (sku.clone(), WarehouseId(uuid::Uuid::nil()));
+        self.sorted
+            .range(from..)
+            .map(|(_, &i)| {
                 let (k, v) = &self.entries[i as usize];
                 (k, v)
             })
