@@ -200,6 +200,31 @@ async fn messages_carry_text_up_to_the_limit_or_an_attachment() {
     );
 }
 
+/// A channel's clock ahead of ours: the message is taken as sent when it
+/// arrived, not in the future; an earlier time is kept.
+#[tokio::test]
+async fn a_message_is_not_sent_after_it_arrived() {
+    let w = World::new().await;
+    let at = |n: u128, sent_at: Timestamp| {
+        Command::ReceiveMessage(ReceiveMessage {
+            party: party("6282222222222"),
+            message_id: Uuid::from_u128(n),
+            text: "halo".into(),
+            attachment: None,
+            sent_at: Some(sent_at),
+        })
+    };
+    let hour = 3_600_000_000;
+    let sent = |done: &kedai_engine::command::Executed| match only(done, "MessageReceived") {
+        DomainEvent::MessageReceived(m) => m.sent_at,
+        _ => unreachable!(),
+    };
+    let future = w.ok(at(1, Timestamp(w.now.0 + 24 * hour))).await;
+    assert_eq!(sent(&future), w.now);
+    let past = w.ok(at(2, Timestamp(w.now.0 - hour))).await;
+    assert_eq!(sent(&past), Timestamp(w.now.0 - hour));
+}
+
 #[tokio::test]
 async fn templates_are_filled_with_data_and_wrong_keys_are_named() {
     let w = World::new().await;

@@ -459,7 +459,36 @@ async fn expenses_are_recorded_and_voided() {
     })
     .await;
     let zero = w
-        .run(Command::RecordExpense(RecordExpense { quantity: 0, ..cmd }))
+        .run(Command::RecordExpense(RecordExpense {
+            quantity: 0,
+            ..cmd.clone()
+        }))
         .await;
     assert!(matches!(zero, Err(CommandError::Invalid(e)) if e[0].field == "quantity"));
+    // Each within its bounds, but a total of 5e18: two on one day would not
+    // fit in a day's sum of expenses.
+    let huge = w
+        .run(Command::RecordExpense(RecordExpense {
+            expense_id: Uuid::from_u128(0xe2),
+            amount: Money(5_000_000_000_000),
+            quantity: 1_000_000,
+            ..cmd.clone()
+        }))
+        .await;
+    assert!(
+        matches!(&huge, Err(CommandError::Invalid(e))
+            if e[0].field == "quantity" && e[0].message.contains("at most 10000000000000")),
+        "{huge:?}"
+    );
+    let largest = w
+        .ok(Command::RecordExpense(RecordExpense {
+            expense_id: Uuid::from_u128(0xe3),
+            amount: Money(10_000_000),
+            quantity: 1_000_000,
+            ..cmd
+        }))
+        .await;
+    assert!(
+        matches!(&largest.events[0].1, DomainEvent::ExpenseRecorded(e) if e.total == Money(10_000_000_000_000))
+    );
 }

@@ -34,7 +34,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::At;
 use crate::idmap::IdMap;
 use crate::intern::{Interner, Text, text_cmp};
-use crate::orders::{OrderChange, OrderSummary};
+use crate::orders::{LineSummary, OrderChange, OrderSummary};
 use crate::shop::{ShopMeta, month_of};
 
 /// Quantity and revenue of something sold.
@@ -49,7 +49,9 @@ impl Tally {
     fn add(&mut self, sign: i64, orders: i64, quantity: i64, revenue: Money) {
         self.orders += sign * orders;
         self.quantity += sign * quantity;
-        self.revenue = self.revenue + Money(sign * revenue.0);
+        self.revenue = self
+            .revenue
+            .saturating_add(Money(revenue.0.saturating_mul(sign)));
     }
 
     fn merge(&mut self, other: &Tally) {
@@ -272,12 +274,12 @@ impl Analytics {
             DomainEvent::ExpenseRecorded(e) => {
                 self.expenses.insert(e.expense_id, (e.date, e.total));
                 let day = self.day(e.date);
-                day.expenses = day.expenses + e.total;
+                day.expenses = day.expenses.saturating_add(e.total);
             }
             DomainEvent::ExpenseVoided(e) => {
                 if let Some((date, total)) = self.expenses.remove(&e.expense_id) {
                     let day = self.day(date);
-                    day.expenses = day.expenses - total;
+                    day.expenses = day.expenses.saturating_sub(total);
                 }
             }
             DomainEvent::ConversationStarted(e) => {
@@ -389,7 +391,7 @@ impl Analytics {
     pub fn sales(&self, from: NaiveDate, to: NaiveDate, by: Granularity) -> SalesReport {
         let mut rows: BTreeMap<NaiveDate, SalesRow> = BTreeMap::new();
         let mut total = SalesRow::default();
-        for (date, day) in self.range(from, to) {
+        for (date, day) in self.range(from, to).filter(|(_, d)| d.has_sales()) {
             let period = match by {
                 Granularity::Day => *date,
                 Granularity::Month => month_of(*date),
@@ -477,12 +479,14 @@ impl Analytics {
             for (c, t) in &day.couriers {
                 let e = couriers.entry(c.to_string()).or_default();
                 e.orders += t.orders;
-                e.shipping_cost = e.shipping_cost + t.shipping_cost;
+                e.shipping_cost = e.shipping_cost.saturating_add(t.shipping_cost);
                 e.shipped += t.shipped;
                 e.returned += t.returned;
             }
         }
-        let total: i64 = couriers.values().map(|t| t.shipping_cost.0).sum();
+        let total = couriers
+            .values()
+            .fold(0i64, |sum, t| sum.saturating_add(t.shipping_cost.0));
         let mut list: Vec<CourierShare> = couriers
             .into_iter()
             .map(|(courier, t)| CourierShare {
@@ -557,32 +561,53 @@ impl Analytics {
 }
 
 /// Adds (`sign` 1) or takes off (-1) an order's contribution to its day.
+/// Sums of money saturate: a day's figures are held at the ends of `i64`
+/// rather than stop the fold (see `Money::saturating_add`).
 fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i64) {
     let t = &o.totals;
-    let m = |x: Money| Money(sign * x.0);
-    let net = t.gross - t.line_discounts - t.order_discounts;
+    let m = |x: Money| Money(x.0.saturating_mul(sign));
+    let add = |sum: &mut Money, x: Money| *sum = sum.saturating_add(m(x));
+    let net = t
+        .gross
+        .saturating_sub(t.line_discounts)
+        .saturating_sub(t.order_discounts);
     day.orders += sign;
-    day.gross_sales = day.gross_sales + m(t.gross);
-    day.discounts = day.discounts + m(t.line_discounts + t.order_discounts);
-    day.shipping = day.shipping + m(t.shipping);
-    day.order_costs = day.order_costs + m(t.other_costs + t.insurance);
-    day.cost_of_goods = day.cost_of_goods + m(t.cost_of_goods);
+    add(&mut day.gross_sales, t.gross);
+    add(
+        &mut day.discounts,
+        t.line_discounts.saturating_add(t.order_discounts),
+    );
+    add(&mut day.shipping, t.shipping);
+    add(
+        &mut day.order_costs,
+        t.other_costs.saturating_add(t.insurance),
+    );
+    add(&mut day.cost_of_goods, t.cost_of_goods);
+    let quantity: i64 = o.lines.iter().map(|l| l.quantity).sum();
     if o.cod {
         &mut day.cod
     } else {
         &mut day.non_cod
     }
-    .add(sign, 1, 0, net);
-    let quantity: i64 = o.lines.iter().map(|l| l.quantity).sum();
-    for l in &o.lines {
+    .add(sign, 1, quantity, net);
+    for (i, l) in o.lines.iter().enumerate() {
         let (q, total) = (l.quantity, l.line_total);
-        tally(&mut day.products, &l.item.product_name).add(sign, 1, q, total);
-        tally(&mut day.skus, &l.item.sku).add(sign, 1, q, total);
+        // An order counts once for a product, SKU or category, whatever
+        // the number of its lines with it.
+        let before = &o.lines[..i];
+        let first = |same: fn(&LineSummary, &LineSummary) -> bool| {
+            i64::from(!before.iter().any(|b| same(b, l)))
+        };
+        let product = first(|a, b| a.item.product_name == b.item.product_name);
+        tally(&mut day.products, &l.item.product_name).add(sign, product, q, total);
+        let sku = first(|a, b| a.item.sku == b.item.sku);
+        tally(&mut day.skus, &l.item.sku).add(sign, sku, q, total);
         let category = match &l.item.category {
             Some(c) => Text::clone(c),
             None => interner.str("-"),
         };
-        tally(&mut day.categories, &category).add(sign, 1, q, total);
+        let in_category = first(|a, b| a.item.category == b.item.category);
+        tally(&mut day.categories, &category).add(sign, in_category, q, total);
     }
     let customer = day
         .customers
@@ -593,11 +618,29 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
     *tally(&mut day.cities, &city) += sign;
     let courier = tally(&mut day.couriers, &o.courier);
     courier.orders += sign;
-    courier.shipping_cost = courier.shipping_cost + m(t.shipping);
+    add(&mut courier.shipping_cost, t.shipping);
     day.channels
         .get_or_insert_with(&o.channel, || (o.channel, Tally::default()))
         .add(sign, 1, quantity, net);
     tally(&mut day.staff, &o.placed_by).add(sign, 1, quantity, net);
+}
+
+impl Day {
+    /// Whether the sales report has anything to show for the day (a day
+    /// can be here for its chats alone).
+    fn has_sales(&self) -> bool {
+        self.orders != 0
+            || [
+                self.gross_sales,
+                self.discounts,
+                self.shipping,
+                self.order_costs,
+                self.cost_of_goods,
+                self.expenses,
+            ]
+            .iter()
+            .any(|m| *m != Money::ZERO)
+    }
 }
 
 /// The day of `date`, made if missing.
@@ -726,18 +769,18 @@ pub struct SalesRow {
 impl SalesRow {
     fn add(&mut self, day: &Day) {
         self.orders += day.orders;
-        self.gross_sales = self.gross_sales + day.gross_sales;
-        self.discounts = self.discounts + day.discounts;
-        self.shipping = self.shipping + day.shipping;
-        self.order_costs = self.order_costs + day.order_costs;
-        self.cost_of_goods = self.cost_of_goods + day.cost_of_goods;
-        self.expenses = self.expenses + day.expenses;
+        self.gross_sales = self.gross_sales.saturating_add(day.gross_sales);
+        self.discounts = self.discounts.saturating_add(day.discounts);
+        self.shipping = self.shipping.saturating_add(day.shipping);
+        self.order_costs = self.order_costs.saturating_add(day.order_costs);
+        self.cost_of_goods = self.cost_of_goods.saturating_add(day.cost_of_goods);
+        self.expenses = self.expenses.saturating_add(day.expenses);
     }
 
     fn finish(mut self) -> SalesRow {
-        self.net_sales = self.gross_sales - self.discounts;
-        self.gross_profit = self.net_sales - self.cost_of_goods;
-        self.net_profit = self.gross_profit - self.expenses;
+        self.net_sales = self.gross_sales.saturating_sub(self.discounts);
+        self.gross_profit = self.net_sales.saturating_sub(self.cost_of_goods);
+        self.net_profit = self.gross_profit.saturating_sub(self.expenses);
         self
     }
 }
@@ -818,8 +861,14 @@ pub struct StaffService {
 pub struct ServiceReport {
     pub response: Durations,
     pub resolution: Durations,
+    /// Conversations started in the range.
     pub leads: i64,
+    /// Conversations started in each hour of the day (local time, 0 to 23).
     pub leads_by_hour: Vec<i64>,
+    /// Orders placed in each hour of the day (local time): every order
+    /// placed, as leads are every conversation started, so it counts the
+    /// orders later cancelled or returned, which the sales report leaves
+    /// out.
     pub orders_by_hour: Vec<i64>,
     pub per_staff: BTreeMap<String, StaffService>,
 }

@@ -177,16 +177,20 @@ impl Balances {
             t.change(Account::Available),
             t.change(Account::Withdrawing),
         );
-        self.pending = self.pending + pending;
-        self.available = self.available + available;
-        self.withdrawing = self.withdrawing + withdrawing;
+        // Sums over the whole ledger saturate rather than stop the fold
+        // (see `Money::saturating_add`): the engine checks each balance a
+        // command changes, but not the totals earned over all orders.
+        let add = |sum: &mut Money, x: Money| *sum = sum.saturating_add(x);
+        add(&mut self.pending, pending);
+        add(&mut self.available, available);
+        add(&mut self.withdrawing, withdrawing);
         if let Some(cod) = t.cod {
-            self.cod_net_profit = self.cod_net_profit + cod.net_profit;
-            self.cashback = self.cashback + cod.cashback;
-            self.service_fees = self.service_fees + cod.service_fee;
+            add(&mut self.cod_net_profit, cod.net_profit);
+            add(&mut self.cashback, cod.cashback);
+            add(&mut self.service_fees, cod.service_fee);
         }
         if t.kind == EntryKind::WithdrawalPaid {
-            self.withdrawn = self.withdrawn + t.change(Account::Bank);
+            add(&mut self.withdrawn, t.change(Account::Bank));
         }
         self.ledger.push(LedgerMark {
             position: at.position,

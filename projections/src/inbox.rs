@@ -14,6 +14,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use chrono::NaiveDate;
 use kedai_engine::domain::DomainEvent;
 use kedai_engine::domain::chat::{Attachment, Author, ChatChannel, ChatStatus, Delivery};
 use kedai_engine::domain::ids::CustomerId;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::At;
 use crate::idmap::IdMap;
 use crate::intern::{Interner, Text};
+use crate::shop::ShopMeta;
 
 /// Most conversations or messages one page holds.
 pub const PAGE_MAX: usize = 500;
@@ -388,6 +390,26 @@ impl Inbox {
             ChatStatus::ALL.iter().map(|s| (*s, 0)).collect();
         for c in self.conversations.values() {
             *counts.entry(c.status).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Conversations per status among those last active from `from` to
+    /// `to` (days in the shop's time zone, both included): the customer
+    /// service report's count over its range. Each is counted in the status
+    /// it has now.
+    pub fn counts_between(
+        &self,
+        meta: &ShopMeta,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> BTreeMap<ChatStatus, usize> {
+        let mut counts: BTreeMap<ChatStatus, usize> =
+            ChatStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for c in self.conversations.values() {
+            if (from..=to).contains(&meta.local_date(c.last_activity)) {
+                *counts.entry(c.status).or_default() += 1;
+            }
         }
         counts
     }

@@ -299,7 +299,7 @@ impl OrdersView {
         let previous = o.status;
         match event {
             DomainEvent::OrderPaymentRecorded(e) => o.paid = e.paid_total,
-            DomainEvent::OrderRefunded(e) => o.refunded = o.refunded + e.amount,
+            DomainEvent::OrderRefunded(e) => o.refunded = o.refunded.saturating_add(e.amount),
             DomainEvent::OrderShipped(e) => {
                 // The lookup finds an order by its current AWB: out of
                 // it under the old one before the AWB changes.
@@ -312,7 +312,7 @@ impl OrdersView {
             _ => {}
         }
         let o = &mut self.orders[i as usize];
-        o.remaining = (o.totals.total - o.paid).max(Money::ZERO);
+        o.remaining = o.totals.total.saturating_sub(o.paid).max(Money::ZERO);
         o.payment_status = payment_status(o.totals.total, o.paid, o.refunded);
         o.updated_at = at.recorded_at;
         if let Some(status) = status

@@ -8,7 +8,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use crc_fast::{CrcAlgorithm, Digest};
@@ -26,8 +26,11 @@ const SNAPSHOT_MAGIC: [u8; 8] = *b"KEDAISNP";
 /// only their last message (messages are read from the log). 4: the
 /// ledger keeps a mark per entry (entries are read from the log). 5: the
 /// stock history keeps a mark per line (lines are read from the log). 6:
-/// each shop's views are bytes of their own (read on several threads).
-const SNAPSHOT_VERSION: u16 = 6;
+/// each shop's views are bytes of their own (read on several threads). 7:
+/// a product's, SKU's or category's tally counts an order once, however
+/// many of its lines it has (a snapshot from before would keep the old
+/// counts for its days, so it is not read: the log is folded again).
+const SNAPSHOT_VERSION: u16 = 7;
 
 /// Why the runner stopped.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,7 @@ pub struct Lagging {
 pub struct ProjectionHandle {
     state: Arc<RwLock<Projections>>,
     position: watch::Receiver<Position>,
+    stopped: Arc<OnceLock<String>>,
 }
 
 impl ProjectionHandle {
@@ -85,6 +89,26 @@ impl ProjectionHandle {
     pub fn watch(&self) -> watch::Receiver<Position> {
         self.position.clone()
     }
+
+    /// Why the runner stopped following the store (an error, or a
+    /// panic), if it did: the projections then stay where they are while
+    /// the log goes on, which a health check must tell. `None` while it
+    /// runs, and after it stopped when asked to.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.get().map(String::as_str)
+    }
+}
+
+/// Marks the runner stopped if it is dropped by a panic (its task's future
+/// is dropped while unwinding).
+struct PanicWatch(Arc<OnceLock<String>>);
+
+impl Drop for PanicWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.set("the projection runner panicked".to_owned());
+        }
+    }
 }
 
 /// When the runner writes snapshots.
@@ -104,6 +128,7 @@ pub struct Runner {
     state: Arc<RwLock<Projections>>,
     position: watch::Sender<Position>,
     snapshots: Option<SnapshotPolicy>,
+    stopped: Arc<OnceLock<String>>,
 }
 
 impl Runner {
@@ -115,9 +140,11 @@ impl Runner {
     ) -> (Runner, ProjectionHandle) {
         let (position, rx) = watch::channel(initial.position);
         let state = Arc::new(RwLock::new(initial));
+        let stopped = Arc::new(OnceLock::new());
         let handle = ProjectionHandle {
             state: Arc::clone(&state),
             position: rx,
+            stopped: Arc::clone(&stopped),
         };
         (
             Runner {
@@ -125,14 +152,26 @@ impl Runner {
                 state,
                 position,
                 snapshots,
+                stopped,
             },
             handle,
         )
     }
 
-    /// Applies events until `stop` turns true (or the store fails). Writes
-    /// a last snapshot on the way out, if snapshots are on.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), RunError> {
+    /// Applies events until `stop` turns true (or the store fails, or an
+    /// event does not apply: then [`ProjectionHandle::stopped`] says why).
+    /// Writes a last snapshot on the way out, if snapshots are on.
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<(), RunError> {
+        let _watch = PanicWatch(Arc::clone(&self.stopped));
+        let followed = self.follow(stop).await;
+        if let Err(e) = &followed {
+            tracing::error!(error = %e, "the projections stopped following the log");
+            let _ = self.stopped.set(e.to_string());
+        }
+        followed
+    }
+
+    async fn follow(&self, mut stop: watch::Receiver<bool>) -> Result<(), RunError> {
         let start = self
             .state
             .read()
@@ -145,14 +184,16 @@ impl Runner {
                 batch = sub.next_batch(APPLY_BATCH_EVENTS) => batch?,
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let reached = {
+            let (reached, failed) = {
                 let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-                for event in &batch {
-                    state.apply(event)?;
-                }
-                state.position
+                let failed = batch.iter().find_map(|event| state.apply(event).err());
+                (state.position, failed)
             };
+            // What was applied before an event that did not is shown.
             self.position.send_replace(reached);
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
             if let Some(policy) = &self.snapshots
                 && reached - last_snapshot.0 >= policy.every_events
                 && last_snapshot.1.elapsed() >= policy.every
@@ -356,4 +397,28 @@ pub async fn rebuild(
         progress(start.position);
     }
     Ok(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_marks_the_runner_stopped_and_a_calm_end_does_not() {
+        let stopped = Arc::new(OnceLock::new());
+        let watched = Arc::clone(&stopped);
+        let joined = std::thread::spawn(move || {
+            let _watch = PanicWatch(watched);
+            panic!("a fold went wrong");
+        })
+        .join();
+        assert!(joined.is_err());
+        assert_eq!(
+            stopped.get().map(String::as_str),
+            Some("the projection runner panicked")
+        );
+        let calm = Arc::new(OnceLock::new());
+        drop(PanicWatch(Arc::clone(&calm)));
+        assert_eq!(calm.get(), None);
+    }
 }

@@ -61,8 +61,10 @@ async fn the_runner_follows_the_store_and_readers_wait_for_their_writes() {
         .wait_for(done.position + 100, Duration::from_millis(50))
         .await;
     assert!(lagging.is_err(), "waiting is bounded");
+    assert_eq!(handle.stopped(), None);
     stop_tx.send_replace(true);
     running.await.unwrap().unwrap();
+    assert_eq!(handle.stopped(), None, "stopped when asked: not a failure");
     // The last snapshot equals a rebuild from zero.
     let snapshot = load_snapshot(&policy.path)
         .unwrap()
@@ -72,6 +74,48 @@ async fn the_runner_follows_the_store_and_readers_wait_for_their_writes() {
         .unwrap();
     assert_eq!(snapshot.position, rebuilt.position);
     assert_eq!(snapshot.to_bytes(), rebuilt.to_bytes());
+}
+
+/// An event that does not apply (its payload does not decode as its type)
+/// stops the runner, and the handle says why, for the health check: the
+/// projections would otherwise just fall behind the log in silence.
+#[tokio::test]
+async fn a_runner_that_cannot_apply_an_event_says_why() {
+    use kedai_engine::domain::ids::streams;
+    use kedai_engine::{Actor, AppendRequest, ExpectedVersion, NewEvent, Role};
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let w = World::on(store.clone(), true).await;
+    let bad = store
+        .append(AppendRequest::single(
+            streams::order(w.shop, order_id(9)),
+            ExpectedVersion::Any,
+            w.now,
+            vec![NewEvent {
+                event_id: Uuid::from_u128(0xbad),
+                event_type: "OrderPaymentRecorded".into(),
+                schema_version: 1,
+                actor: Actor::new(Role::Staff, "ayu"),
+                correlation_id: Uuid::from_u128(1),
+                causation_id: None,
+                payload: vec![0xc1],
+            }],
+        ))
+        .await
+        .unwrap();
+    let (runner, handle) = Runner::new(store.clone(), Projections::new(), None);
+    let (_stop_tx, stop) = watch::channel(false);
+    let stopped = tokio::time::timeout(Duration::from_secs(10), runner.run(stop))
+        .await
+        .expect("the runner stops by itself");
+    assert!(stopped.is_err());
+    let why = handle
+        .stopped()
+        .expect("the handle says the runner stopped");
+    assert!(
+        why.contains(&bad.last_position.to_string()),
+        "names the position: {why}"
+    );
+    assert_eq!(handle.position(), bad.last_position - 1);
 }
 
 #[tokio::test]

@@ -448,6 +448,19 @@ async fn sales_report_by_day_and_month_with_cancellations_and_expenses() {
         note: String::new(),
     };
     w.ok(Command::RecordExpense(expense)).await;
+    // A day with a new conversation and no sales: no row of zeros.
+    w.run_at(
+        wib("2024-12-20", 10),
+        Command::ReceiveMessage(ReceiveMessage {
+            party: whatsapp("6281234567890"),
+            message_id: Uuid::from_u128(0x5a),
+            text: "Kak, ready?".into(),
+            attachment: None,
+            sent_at: None,
+        }),
+    )
+    .await
+    .unwrap();
     let (_, v) = view(&w).await;
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let report = v
@@ -497,6 +510,123 @@ async fn sales_report_by_day_and_month_with_cancellations_and_expenses() {
     assert_eq!((best[0].key.as_str(), best[0].quantity), ("KAOS-M", 6));
     let week = v.analytics.weekdays(d("2024-12-01"), d("2025-01-31"));
     assert_eq!(week.iter().map(|t| t.orders).sum::<i64>(), 3);
+}
+
+/// An order counts once for a product, SKU or category in the rankings,
+/// however many of its lines sold it; quantities and revenue add up over
+/// the lines.
+#[tokio::test]
+async fn a_ranking_counts_an_order_once_per_product_and_category() {
+    let w = world().await;
+    w.receive("KAOS-M", MALANG, 10).await;
+    w.receive("KAOS-L", MALANG, 10).await;
+    w.ok(Command::PlaceOrder(place(
+        order_id(1),
+        vec![line("KAOS-M", 2), line("KAOS-L", 1), line("BATIK-1", 1)],
+    )))
+    .await;
+    w.ok(Command::PlaceOrder(place(
+        order_id(2),
+        vec![line("KAOS-M", 1)],
+    )))
+    .await;
+    let (_, v) = view(&w).await;
+    let today = v.meta.local_date(w.now);
+    let rank = |group| {
+        v.analytics
+            .best(today, today, group, RankBy::Quantity, 10)
+            .into_iter()
+            .map(|r| (r.key, r.orders, r.quantity))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rank(Group::Product),
+        [
+            ("Kaos Polos".to_owned(), 2, 4),
+            ("Batik Tulis".to_owned(), 1, 1)
+        ],
+        "the first order sold two sizes of one product: one order"
+    );
+    assert_eq!(
+        rank(Group::Category),
+        [("Pakaian".to_owned(), 2, 5)],
+        "three lines of one category in the first order"
+    );
+    assert_eq!(
+        rank(Group::Sku),
+        [
+            ("KAOS-M".to_owned(), 2, 3),
+            ("BATIK-1".to_owned(), 1, 1),
+            ("KAOS-L".to_owned(), 1, 1)
+        ]
+    );
+    let (cod, non_cod) = v.analytics.cod_split(today, today);
+    assert_eq!(
+        (cod.orders + non_cod.orders, cod.quantity + non_cod.quantity),
+        (2, 5),
+        "COD and the rest count the items sold too"
+    );
+}
+
+/// Money summed over many events (a day's expenses) is held at the ends of
+/// `i64` instead of stopping the fold: a log may hold what a command
+/// would refuse today (it was written before the check, or by another
+/// tool), and the projections must still fold every event after it.
+#[tokio::test]
+async fn sums_past_the_largest_amount_saturate_and_the_fold_goes_on() {
+    use kedai_engine::domain::events::{DomainEvent, ExpenseRecorded};
+    use kedai_engine::domain::ids::streams;
+    use kedai_engine::{AppendRequest, ExpectedVersion, NewEvent};
+    let w = world().await;
+    let day = NaiveDate::from_ymd_opt(2024, 12, 12).unwrap();
+    let expenses = [
+        (1u128, day, 5_000_000_000_000_000_000i64),
+        (2, day, 5_000_000_000_000_000_000),
+        (3, day.succ_opt().unwrap(), 1_000),
+    ];
+    for (id, date, total) in expenses {
+        let expense_id = Uuid::from_u128(id);
+        let event = DomainEvent::from(ExpenseRecorded {
+            expense_id,
+            title: "Iklan".into(),
+            amount: Money(total),
+            quantity: 1,
+            total: Money(total),
+            date,
+            note: String::new(),
+        });
+        let meta = w.meta();
+        w.engine
+            .store()
+            .append(AppendRequest::single(
+                streams::expense(w.shop, expense_id),
+                ExpectedVersion::NoStream,
+                w.now,
+                vec![NewEvent {
+                    event_id: Uuid::from_u128(0xe0 + id),
+                    event_type: event.event_type().into(),
+                    schema_version: 1,
+                    actor: meta.actor,
+                    correlation_id: meta.correlation_id,
+                    causation_id: None,
+                    payload: event.encode(),
+                }],
+            ))
+            .await
+            .unwrap();
+    }
+    let (_, v) = view(&w).await;
+    let report = v
+        .analytics
+        .sales(day, day.succ_opt().unwrap(), Granularity::Day);
+    let expenses: Vec<i64> = report.rows.iter().map(|r| r.expenses.0).collect();
+    assert_eq!(
+        expenses,
+        [i64::MAX, 1_000],
+        "the next day's expense is there"
+    );
+    assert_eq!(report.total.expenses, Money(i64::MAX));
+    assert_eq!(report.total.net_profit, Money(-i64::MAX));
 }
 
 #[tokio::test]
@@ -670,4 +800,55 @@ async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
         (cs.leads, cs.response.count, cs.response.median),
         (3, 1, 12 * 60 - 2 * 60)
     );
+}
+
+/// The customer service report counts, per status, the conversations last
+/// active in its range (days in the shop's time zone), not every one.
+#[tokio::test]
+async fn conversations_per_status_count_those_active_in_the_range() {
+    let w = world().await;
+    for (n, handle, day, hour) in [
+        (1u128, "6281111111111", "2024-12-11", 23),
+        (2, "6282222222222", "2024-12-12", 3),
+        (3, "6283333333333", "2024-12-12", 23),
+    ] {
+        let cmd = Command::ReceiveMessage(ReceiveMessage {
+            party: whatsapp(handle),
+            message_id: Uuid::from_u128(n),
+            text: "halo kak".into(),
+            attachment: None,
+            sent_at: None,
+        });
+        w.run_at(wib(day, hour), cmd).await.unwrap();
+    }
+    let reply = Command::SendMessage(SendMessage {
+        party: whatsapp("6283333333333"),
+        message_id: Uuid::from_u128(20),
+        text: "Halo".into(),
+        attachment: None,
+    });
+    w.run_at(wib("2024-12-12", 23), reply).await.unwrap();
+    let (_, v) = view(&w).await;
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let counts = |from, to| {
+        v.inbox
+            .counts_between(&v.meta, d(from), d(to))
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (format!("{s:?}"), n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts("2024-12-11", "2024-12-11"), [("Unserved".into(), 1)]);
+    assert_eq!(
+        counts("2024-12-12", "2024-12-12"),
+        [("Unserved".into(), 1), ("Served".into(), 1)],
+        "03:00 local on the 12th is the 12th, though still the 11th in UTC"
+    );
+    assert_eq!(counts("2024-12-13", "2024-12-31"), []);
+    let all: usize = v
+        .inbox
+        .counts_between(&v.meta, d("2024-12-01"), d("2024-12-31"))
+        .values()
+        .sum();
+    assert_eq!(all, 3);
 }

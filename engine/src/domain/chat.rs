@@ -311,7 +311,10 @@ pub struct ReceiveMessage {
     pub text: String,
     #[serde(default)]
     pub attachment: Option<Attachment>,
-    /// When the channel says it was sent; defaults to now.
+    /// When the channel says it was sent; defaults to now. A time after
+    /// now (a channel whose clock is ahead) is taken as now: a message is
+    /// not sent after it arrived, and a conversation would otherwise stay
+    /// at the top of the inbox until that time.
     #[serde(default)]
     pub sent_at: Option<Timestamp>,
 }
@@ -349,7 +352,7 @@ pub fn receive(
             message_id: cmd.message_id,
             text: cmd.text.clone(),
             attachment: cmd.attachment.clone(),
-            sent_at: cmd.sent_at.unwrap_or(ctx.now),
+            sent_at: cmd.sent_at.map_or(ctx.now, |t| t.min(ctx.now)),
         }
         .into(),
     );
@@ -764,11 +767,15 @@ pub fn import(
     ctx: &Context,
 ) -> Vec<DomainEvent> {
     let mut events = ensure_started(conversation, id, &imported.party, ctx);
+    // As a message received: none is sent after now.
     let mut messages: Vec<ImportedMessage> = imported
         .messages
         .iter()
         .filter(|m| !conversation.message_ids.contains(&m.message_id))
-        .cloned()
+        .map(|m| ImportedMessage {
+            sent_at: m.sent_at.min(ctx.now),
+            ..m.clone()
+        })
         .collect();
     messages.sort_by_key(|m| m.sent_at);
     if !messages.is_empty() {

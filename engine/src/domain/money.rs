@@ -40,6 +40,20 @@ impl Money {
         self.0.checked_sub(other.0).map(Money)
     }
 
+    /// `self + other`, held at the ends of `i64` instead of overflowing.
+    /// For the projections' sums over many events (a day's sales, a
+    /// shop's cashback): a fold must get through whatever the log holds,
+    /// where a command's own arithmetic is checked (or panics, below).
+    pub fn saturating_add(self, other: Money) -> Money {
+        Money(self.0.saturating_add(other.0))
+    }
+
+    /// `self - other`, held at the ends of `i64` (see
+    /// [`Money::saturating_add`]).
+    pub fn saturating_sub(self, other: Money) -> Money {
+        Money(self.0.saturating_sub(other.0))
+    }
+
     pub fn is_negative(self) -> bool {
         self.0 < 0
     }
@@ -49,8 +63,10 @@ impl Money {
     }
 }
 
-/// Amounts in kedai stay far below `i64::MAX` minor units (9.2e18): sums
-/// overflow only through a bug, which should crash loudly.
+/// Amounts in kedai stay far below `i64::MAX` minor units (9.2e18): in a
+/// command, a sum overflows only through a bug, which should crash loudly
+/// (nothing is recorded). Projections sum over many events, and use the
+/// saturating forms instead.
 impl Add for Money {
     type Output = Money;
     fn add(self, other: Money) -> Money {

@@ -354,7 +354,7 @@ impl WalletEntry {
                 c.that(
                     amount.is_positive() && amount.0 <= super::order::AMOUNT_MAX,
                     "amount",
-                    "must be more than 0",
+                    AMOUNT_RULE,
                 )
                 .text(note, "note", false, NOTE_LEN_MAX);
             }
@@ -548,7 +548,7 @@ impl RequestWithdrawal {
         c.that(
             self.amount.is_positive() && self.amount.0 <= super::order::AMOUNT_MAX,
             "amount",
-            "must be more than 0",
+            AMOUNT_RULE,
         )
         .text(&self.bank_name, "bank_name", true, 100)
         .text(&self.bank_account_name, "bank_account_name", true, 100)
@@ -781,19 +781,33 @@ pub struct RecordExpense {
     pub note: String,
 }
 
+/// What an amount of money given to a command must be.
+const AMOUNT_RULE: &str = "must be more than 0 and at most 10000000000000";
+
 impl RecordExpense {
+    /// `amount × quantity`, if it is at most the largest amount a command
+    /// takes: a day's expenses are summed, and a few totals near `i64::MAX`
+    /// would not fit.
+    pub fn total(&self) -> Option<Money> {
+        self.amount
+            .checked_mul(self.quantity)
+            .filter(|t| t.0 <= super::order::AMOUNT_MAX)
+    }
+
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut c = Check::new();
+        let quantity_ok = (1..=1_000_000).contains(&self.quantity);
         c.text(&self.title, "title", true, super::catalog::NAME_LEN_MAX)
             .that(
                 self.amount.is_positive() && self.amount.0 <= super::order::AMOUNT_MAX,
                 "amount",
-                "must be more than 0",
+                AMOUNT_RULE,
             )
+            .that(quantity_ok, "quantity", "must be 1 to 1000000")
             .that(
-                (1..=1_000_000).contains(&self.quantity),
+                !quantity_ok || self.total().is_some(),
                 "quantity",
-                "must be 1 to 1000000",
+                "amount × quantity must be at most 10000000000000",
             )
             .text(&self.note, "note", false, NOTE_LEN_MAX);
         c.finish()
@@ -809,12 +823,11 @@ pub fn record_expense(
             expense_id: cmd.expense_id,
         });
     }
-    let total = cmd
-        .amount
-        .checked_mul(cmd.quantity)
-        .ok_or(Rejection::TotalBelowZero {
-            total: Money(i64::MAX),
-        })?;
+    // Validation has checked the total; a command that skipped it is
+    // still refused.
+    let total = cmd.total().ok_or(Rejection::TotalBelowZero {
+        total: Money(i64::MAX),
+    })?;
     Ok(vec![
         ExpenseRecorded {
             expense_id: cmd.expense_id,
