@@ -14,9 +14,9 @@
 //! Every command answers with the position of its last event; reads take
 //! `min_position` and wait (bounded) until the projections reach it.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use kedai_engine::command::{Command, CommandError, CommandMeta, Executed, event_id};
 use kedai_engine::domain::{DomainEvent, Rejection};
 use kedai_engine::event::Position;
@@ -236,6 +236,16 @@ async fn answer(
     })
 }
 
+/// The `min_position` of a query string, decoded as every query
+/// parameter is (form-urlencoded: `%35%34` is `54`); the first if it is
+/// given more than once.
+fn min_position(uri: &Uri) -> Option<String> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    pairs
+        .into_iter()
+        .find_map(|(name, value)| (name == "min_position").then_some(value))
+}
+
 /// Waits for `min_position` (a query parameter) before a read.
 #[derive(Debug, Clone, Copy)]
 pub struct Fresh {
@@ -250,12 +260,7 @@ impl FromRequestParts<AppState> for Fresh {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let wanted = parts
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("min_position="))
+        let wanted = min_position(&parts.uri)
             .map(|v| {
                 v.parse::<Position>().map_err(|_| {
                     ApiError::bad_request(format!(

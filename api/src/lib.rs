@@ -102,7 +102,7 @@ api! {
     put "/v1/customers/{customer_id}" => catalog::update_customer, Command, "catalog", "Replace a customer's details";
     get "/v1/customers/{customer_id}/orders" => orders::of_customer, Read, "orders", "A customer's orders";
     post "/v1/stock/moves" => stock::move_stock, Command, "stock", "Receive, remove, transfer or count stock";
-    get "/v1/stock" => stock::levels, Read, "stock", "Stock per SKU and warehouse";
+    get "/v1/stock" => stock::levels, Read, "stock", "Stock per SKU and warehouse, in SKU then warehouse order, a page at a time (limit; after = the next of the page before, SKU@warehouse-id, or a SKU alone to continue after all its warehouses); warehouse_id filters";
     get "/v1/stock/low" => stock::low, Read, "stock", "Items at or below the low-stock threshold";
     get "/v1/stock/{sku}" => stock::of_sku, Read, "stock", "One SKU in every warehouse, and its total";
     get "/v1/stock/{sku}/history" => stock::history, Read, "stock", "A SKU's stock history (date, user, description, order, in, out, last), oldest first, a page at a time (limit, after = the next of the page before)";

@@ -9,6 +9,10 @@ pub const BODY_BYTES_MAX: usize = 1 << 20;
 /// Default and largest page of a list.
 pub const PAGE_DEFAULT: usize = 50;
 pub const PAGE_MAX: usize = 500;
+/// Default and largest number of entries of an analytics ranking (best
+/// sellers, locations).
+pub const ANALYTICS_RANKING_DEFAULT: usize = 10;
+pub const ANALYTICS_RANKING_MAX: usize = 100;
 /// Most connections served at once; more wait to be accepted.
 pub const CONNECTIONS_MAX: usize = 1_024;
 /// Longest a request may take before it is answered 408.

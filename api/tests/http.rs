@@ -1123,3 +1123,301 @@ async fn a_sku_s_stock_history_is_made_from_its_stock_streams() {
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}: {:?}", a.body);
     }
 }
+
+/// The rows (SKU, warehouse id, on hand) of `GET /v1/stock?{query}`,
+/// walked page by page from `next` to `after`, and the number of pages.
+async fn stock_pages(app: &TestApp, key: &str, query: &str) -> (Vec<(String, String, i64)>, usize) {
+    let mut rows = Vec::new();
+    let mut after = String::new();
+    for pages in 1..=20 {
+        let a = app.get(&format!("/v1/stock?{query}{after}"), key).await;
+        assert_eq!(a.status, StatusCode::OK, "{query}{after}: {:?}", a.body);
+        rows.extend(a.body["items"].as_array().unwrap().iter().map(|i| {
+            (
+                i["sku"].as_str().unwrap().to_owned(),
+                i["warehouse_id"].as_str().unwrap().to_owned(),
+                i["on_hand"].as_i64().unwrap(),
+            )
+        }));
+        match a.body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return (rows, pages),
+        }
+    }
+    panic!("{query}: paging does not end");
+}
+
+#[tokio::test]
+async fn stock_levels_are_paged_by_sku_and_warehouse_and_lose_no_row() {
+    let app = app().await;
+    let (key, malang, _, _) = app.stocked_shop("Toko Dua Gudang").await;
+    let s = app
+        .post("/v1/warehouses", &key, json!({"name": "Gudang Surabaya"}))
+        .await;
+    assert_eq!(s.status, StatusCode::CREATED, "{:?}", s.body);
+    let surabaya = s.body["id"].as_str().unwrap().to_owned();
+    for (sku, warehouse, quantity) in [
+        ("KAOS-M", &surabaya, 5),
+        ("KAOS-L", &malang, 3),
+        ("KAOS-L", &surabaya, 4),
+    ] {
+        let r = app
+            .post(
+                "/v1/stock/moves",
+                &key,
+                json!({"type": "receive", "sku": sku, "warehouse_id": warehouse, "quantity": quantity}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let p = app.head().await;
+    // In SKU then warehouse order (ids in the order of their text).
+    let mut every = vec![
+        ("KAOS-L".to_owned(), malang.clone(), 3),
+        ("KAOS-L".to_owned(), surabaya.clone(), 4),
+        ("KAOS-M".to_owned(), malang.clone(), 10),
+        ("KAOS-M".to_owned(), surabaya.clone(), 5),
+    ];
+    every.sort();
+    let whole = format!("min_position={p}");
+    assert_eq!(stock_pages(&app, &key, &whole).await, (every.clone(), 1));
+    // Pages ending between two warehouses of a SKU, and at its end.
+    for limit in [1, 2, 3] {
+        let (rows, pages) = stock_pages(&app, &key, &format!("{whole}&limit={limit}")).await;
+        assert_eq!(rows, every, "limit={limit}");
+        assert_eq!(pages, every.len().div_ceil(limit), "limit={limit}");
+    }
+    // One warehouse, a row a page.
+    let (rows, _) = stock_pages(
+        &app,
+        &key,
+        &format!("{whole}&warehouse_id={surabaya}&limit=1"),
+    )
+    .await;
+    let in_surabaya: Vec<_> = every.iter().filter(|r| r.1 == surabaya).cloned().collect();
+    assert_eq!(rows, in_surabaya);
+    // The cursor of the page before: the last row's SKU and warehouse.
+    let first = app.get(&format!("/v1/stock?{whole}&limit=1"), &key).await;
+    assert_eq!(
+        first.body["next"].as_str(),
+        Some(format!("{}@{}", every[0].0, every[0].1).as_str())
+    );
+    // A SKU alone continues after every row of that SKU.
+    let (rows, _) = stock_pages(&app, &key, &format!("{whole}&after=KAOS-L")).await;
+    assert_eq!(rows, every[2..]);
+    for bad in [
+        "KAOS-L@not-a-warehouse".to_owned(),
+        format!("@{malang}"),
+        "KAOS%20L".to_owned(),
+    ] {
+        let a = app.get(&format!("/v1/stock?after={bad}"), &key).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{bad}: {:?}",
+            a.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn stock_levels_of_an_unknown_warehouse_are_not_found() {
+    let app = app().await;
+    let (key, malang, _, _) = app.stocked_shop("Toko Satu Gudang").await;
+    let p = app.head().await;
+    let known = app
+        .get(
+            &format!("/v1/stock?warehouse_id={malang}&min_position={p}"),
+            &key,
+        )
+        .await;
+    assert_eq!(known.status, StatusCode::OK, "{:?}", known.body);
+    assert_eq!(known.body["items"].as_array().unwrap().len(), 1);
+    let unknown = uuid::Uuid::from_u128(0xdead);
+    for path in [
+        format!("/v1/stock?warehouse_id={unknown}"),
+        format!("/v1/stock/KAOS-M/history?warehouse_id={unknown}"),
+    ] {
+        let a = app.get(&path, &key).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}: {:?}",
+            a.body
+        );
+        assert_eq!(
+            a.body["detail"].as_str(),
+            Some(format!("warehouse {unknown} does not exist").as_str()),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lists_refuse_a_time_range_that_ends_before_it_starts() {
+    let app = app().await;
+    let (key, _, customer, _) = app.stocked_shop("Toko Waktu").await;
+    let placed = app
+        .post("/v1/orders", &key, TestApp::order(&customer, "KAOS-M", 1))
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{:?}", placed.body);
+    let (early, late) = ("2025-12-01T00:00:00Z", "2025-12-10T00:00:00Z");
+    for list in ["/v1/orders", "/v1/ledger", "/v1/conversations"] {
+        let backwards = app
+            .get(&format!("{list}?from={late}&to={early}"), &key)
+            .await;
+        assert_eq!(
+            (backwards.status, backwards.code()),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{list}: {:?}",
+            backwards.body
+        );
+        let detail = backwards.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("from") && detail.contains("must not be after to"),
+            "{list}: {detail}"
+        );
+        for fine in [
+            format!("from={early}&to={late}"),
+            format!("from={early}&to={early}"),
+        ] {
+            let a = app.get(&format!("{list}?{fine}"), &key).await;
+            assert_eq!(a.status, StatusCode::OK, "{list}?{fine}: {:?}", a.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn min_position_is_url_decoded_like_every_query_parameter() {
+    let app = app().await;
+    let (key, _, _, _) = app.stocked_shop("Toko Kode").await;
+    let p = app.head().await;
+    let encoded: String = p.to_string().bytes().map(|b| format!("%{b:02X}")).collect();
+    for path in [
+        format!("/v1/orders/counts?min_position={encoded}"),
+        format!("/v1/orders?limit=5&min_position={encoded}"),
+        format!("/v1/stock?min_position={encoded}&limit=5"),
+    ] {
+        let a = app.get(&path, &key).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {:?}", a.body);
+    }
+    // What is decoded is still checked, and named as decoded.
+    let a = app.get("/v1/orders/counts?min_position=%61", &key).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:?}", a.body);
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("min_position must be a position (a whole number), not \"a\""),
+        "{:?}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn analytics_refuse_dates_out_of_range_instead_of_panicking() {
+    let app = app().await;
+    let (key, _, _, _) = app.stocked_shop("Toko Tanggal").await;
+    for (query, named) in [
+        ("to=-262143-01-01", "to"),
+        ("from=2025-01-01&to=-262143-01-01", "to"),
+        ("from=-262143-01-01&to=2025-01-01", "from"),
+        ("to=1969-12-31", "to"),
+        ("from=%2B10000-01-01", "from"),
+        ("to=262143-12-31", "to"),
+    ] {
+        let a = app.get(&format!("/v1/analytics/sales?{query}"), &key).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{query}: {:?}",
+            a.body
+        );
+        assert!(
+            a.body["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{named} must be a date")),
+            "{query}: {:?}",
+            a.body
+        );
+    }
+    for query in [
+        "from=1970-01-01&to=1970-01-31",
+        "to=1970-01-05",
+        "from=9999-12-01&to=9999-12-31",
+    ] {
+        let a = app.get(&format!("/v1/analytics/sales?{query}"), &key).await;
+        assert_eq!(a.status, StatusCode::OK, "{query}: {:?}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn analytics_refuse_a_limit_out_of_range_instead_of_clamping_it() {
+    let app = app().await;
+    let (key, _, _, _) = app.stocked_shop("Toko Batas").await;
+    for (limit, words) in [
+        ("0", "limit must be at least 1"),
+        ("101", "limit must be at most 100"),
+        ("100000", "limit must be at most 100"),
+    ] {
+        for report in ["best", "locations"] {
+            let a = app
+                .get(&format!("/v1/analytics/{report}?limit={limit}"), &key)
+                .await;
+            assert_eq!(
+                (a.status, a.code()),
+                (StatusCode::BAD_REQUEST, "bad_request"),
+                "{report}?limit={limit}: {:?}",
+                a.body
+            );
+            assert_eq!(
+                a.body["detail"].as_str(),
+                Some(words),
+                "{report}?limit={limit}"
+            );
+        }
+    }
+    for limit in ["1", "100"] {
+        let a = app
+            .get(&format!("/v1/analytics/best?limit={limit}"), &key)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "limit={limit}: {:?}", a.body);
+    }
+}
+
+/// A customer's orders: none yet is an empty list; a customer who does not
+/// exist (or is another shop's) is 404, as the customer itself is.
+#[tokio::test]
+async fn the_orders_of_an_unknown_customer_are_not_found() {
+    let app = app().await;
+    let (key, _, customer, _) = app.stocked_shop("Toko Pelanggan").await;
+    let (other_key, _, other_customer, _) = app.stocked_shop("Toko Lain").await;
+    app.settle().await;
+    let none_yet = app
+        .get(&format!("/v1/customers/{customer}/orders"), &key)
+        .await;
+    assert_eq!(none_yet.status, StatusCode::OK, "{:?}", none_yet.body);
+    assert_eq!(none_yet.body["orders"], json!([]));
+    let unknown = app
+        .get(
+            "/v1/customers/00000000-0000-0000-0000-000000000099/orders",
+            &key,
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let others = app
+        .get(&format!("/v1/customers/{other_customer}/orders"), &key)
+        .await;
+    assert_eq!(others.status, StatusCode::NOT_FOUND, "{:?}", others.body);
+    let own = app
+        .get(
+            &format!("/v1/customers/{other_customer}/orders"),
+            &other_key,
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+}

@@ -383,6 +383,9 @@ async fn messages_are_read_from_the_log_paged_by_count_with_each_delivery() {
     assert_eq!(list[0]["message_id"].as_str(), Some(ids[2].as_str()));
     assert_eq!(list[0]["delivery"]["status"].as_str(), Some("queued"));
     assert_eq!(rest.body["next"], Value::Null);
+    let whole = page("&limit=3".into()).await;
+    assert_eq!(whole.body["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(whole.body["next"], Value::Null, "a full last page: no next");
     let past = page("&after=10".into()).await;
     assert_eq!(past.body["messages"], json!([]));
     // The conversation as listed shows the same last message.

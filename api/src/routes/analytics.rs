@@ -1,5 +1,6 @@
 //! Reports and analytics over a date range (`from`, `to`: `YYYY-MM-DD`,
 //! both included, in the shop's time zone; the last 30 days by default).
+//! Rankings take `limit` (10 by default, 1 to 100; others are refused).
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -11,7 +12,8 @@ use serde_json::{Value, json};
 use crate::auth::{Caller, READERS};
 use crate::commands::Fresh;
 use crate::error::{ApiError, Path, Query};
-use crate::routes::date_range;
+use crate::limits::{ANALYTICS_RANKING_DEFAULT, ANALYTICS_RANKING_MAX};
+use crate::routes::{date_range, page_size_within};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +42,7 @@ pub async fn report(
     Query(q): Query<RangeQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
-    let limit = q.limit.unwrap_or(10).clamp(1, 100);
+    let limit = page_size_within(q.limit, ANALYTICS_RANKING_DEFAULT, ANALYTICS_RANKING_MAX)?;
     state.read(|p| {
         let empty = ShopView::default();
         let v = p.shop(caller.shop).unwrap_or(&empty);
@@ -76,7 +78,7 @@ pub async fn report(
                 json!({"cod": cod, "non_cod": non_cod})
             }
             "customer-service" => {
-                let counts = v.inbox.counts();
+                let counts = v.inbox.counts_between(&v.meta, from, to);
                 json!({"service": a.customer_service(from, to), "conversations_by_status": counts})
             }
             other => return Err(ApiError::not_found(format!("no report {other:?}"))),

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use crate::auth::{Caller, READERS, WRITERS};
 use crate::commands::{Fresh, idempotency_key, new_id, run, run_naming};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{Answer, body_as, create, page_size};
+use crate::routes::{Answer, body_as, create, page_size, time_range};
 use crate::state::AppState;
 
 /// `POST /v1/conversations/inbound`: a message from a customer (from a
@@ -182,7 +182,8 @@ fn parse_after(text: &str) -> Result<(Timestamp, uuid::Uuid), ApiError> {
     Ok((t, id.parse().map_err(|_| bad())?))
 }
 
-/// `GET /v1/conversations`: newest activity first.
+/// `GET /v1/conversations`: newest activity first; `from` (included) and
+/// `to` (excluded) bound the last activity.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,6 +191,7 @@ pub async fn list(
     Query(q): Query<InboxParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
+    time_range(q.from, q.to)?;
     let query = InboxQuery {
         status: q.status,
         label: q.label,
@@ -263,7 +265,8 @@ pub async fn messages(
     let all = inbox::messages(&events, position).map_err(ApiError::internal)?;
     let after = q.after.unwrap_or(0);
     let page = inbox::page(&all, after, limit);
-    let next = (page.len() == limit).then_some(after + limit);
+    // `next` only when messages remain (a full last page has none).
+    let next = Some(after + page.len()).filter(|&n| n < all.len());
     Ok(axum::Json(json!({"messages": page, "next": next})))
 }
 

@@ -14,6 +14,7 @@ pub mod stock;
 pub mod webhooks;
 
 use axum::http::{HeaderMap, StatusCode};
+use kedai_engine::Timestamp;
 use kedai_engine::command::Command;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -79,35 +80,79 @@ pub fn body_as<T: DeserializeOwned>(
 
 /// A page size from a query (default and maximum in `limits`).
 pub fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+    page_size_within(limit, PAGE_DEFAULT, PAGE_MAX)
+}
+
+/// A page size from a query, `default` when not given; 0 and more than
+/// `max` are refused (400), never clamped.
+pub fn page_size_within(
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match limit {
-        None => Ok(PAGE_DEFAULT),
+        None => Ok(default),
         Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
-        Some(n) if n > PAGE_MAX => Err(ApiError::bad_request(format!(
-            "limit must be at most {PAGE_MAX}"
+        Some(n) if n > max => Err(ApiError::bad_request(format!(
+            "limit must be at most {max}"
         ))),
         Some(n) => Ok(n),
     }
 }
 
+/// Checks a time range from a query (`from` included, `to` excluded):
+/// `from` after `to` is refused (400) instead of answered with an empty
+/// list; `from` equal to `to` is an empty range.
+pub fn time_range(from: Option<Timestamp>, to: Option<Timestamp>) -> Result<(), ApiError> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Err(ApiError::bad_request(format!(
+            "from ({from}) must not be after to ({to})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The first and last year a date in a query may have.
+const DATE_YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
 /// A date (`YYYY-MM-DD`) range from a query: `from` and `to` both
-/// included; defaults to the last 30 days up to `today`.
+/// included; defaults to the last 30 days up to `today`. Dates outside the
+/// years 1970 to 9999 are refused (400), so none of the arithmetic on
+/// them can overflow.
 pub fn date_range(
     from: Option<&str>,
     to: Option<&str>,
     today: chrono::NaiveDate,
 ) -> Result<(chrono::NaiveDate, chrono::NaiveDate), ApiError> {
+    use chrono::Datelike;
     let parse = |name: &str, v: &str| {
-        chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+        let date = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
             ApiError::bad_request(format!("{name} must be a date as YYYY-MM-DD, not {v:?}"))
-        })
+        })?;
+        if !DATE_YEARS.contains(&date.year()) {
+            return Err(ApiError::bad_request(format!(
+                "{name} must be a date from {}-01-01 to {}-12-31, not {v:?}",
+                DATE_YEARS.start(),
+                DATE_YEARS.end()
+            )));
+        }
+        Ok(date)
     };
     let to = to.map(|v| parse("to", v)).transpose()?.unwrap_or(today);
-    let from = from
-        .map(|v| parse("from", v))
-        .transpose()?
-        .unwrap_or(to - chrono::Duration::days(29));
+    let from = match from {
+        Some(v) => parse("from", v)?,
+        None => to
+            .checked_sub_signed(chrono::Duration::days(29))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "to ({to}) is too early to count 30 days back from; give from"
+                ))
+            })?,
+    };
     if from > to {
-        return Err(ApiError::bad_request("from must not be after to"));
+        return Err(ApiError::bad_request(format!(
+            "from ({from}) must not be after to ({to})"
+        )));
     }
     if (to - from).num_days() > 3_660 {
         return Err(ApiError::bad_request("a range is at most ten years"));

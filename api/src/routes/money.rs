@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use crate::auth::{Caller, OWNER, READERS, WRITERS};
 use crate::commands::{Fresh, idempotency_key, new_id, run};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{Answer, body_as, create, page_size};
+use crate::routes::{Answer, body_as, create, page_size, time_range};
 use crate::state::AppState;
 
 /// `GET /v1/balance`: pending, available, withdrawing, and totals earned.
@@ -62,7 +62,8 @@ pub struct LedgerQuery {
 }
 
 /// `GET /v1/ledger`: ledger entries newest first with the balances after
-/// each (pass `next` as `before`).
+/// each (pass `next` as `before`); `from` (included) and `to` (excluded)
+/// bound the entries' dates.
 ///
 /// The projections keep a mark per entry (where it is in the wallet
 /// stream, its date, the balances after it); the page's entries are made
@@ -80,6 +81,7 @@ pub async fn ledger(
         kedai_engine::Role::Auditor,
     ])?;
     let limit = page_size(q.limit)?;
+    time_range(q.from, q.to)?;
     let marks: Vec<LedgerMark> = state.read(|p| {
         p.shop(caller.shop).map_or_else(Vec::new, |v| {
             v.balances

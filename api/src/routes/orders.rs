@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use kedai_engine::Timestamp;
 use kedai_engine::command::Command;
+use kedai_engine::command::slots::Kind;
 use kedai_engine::domain::ids::{CustomerId, OrderId, streams};
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 use crate::auth::{Caller, READERS, WRITERS};
 use crate::commands::{Fresh, idempotency_key, new_id, run};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{Answer, body_as, create, page_size};
+use crate::routes::{Answer, body_as, create, page_size, time_range};
 use crate::state::AppState;
 
 /// `POST /v1/orders`: places an order and reserves its stock, atomically.
@@ -172,7 +173,8 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/orders`: filtered, sorted, paged (pass `next` as `after`).
+/// `GET /v1/orders`: filtered, sorted, paged (pass `next` as `after`);
+/// `from` (included) and `to` (excluded) bound the time placed.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,6 +182,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
+    time_range(q.from, q.to)?;
     let query = OrderQuery {
         status: q.status,
         payment_status: q.payment_status,
@@ -266,11 +269,24 @@ pub async fn of_customer(
     Path(customer): Path<CustomerId>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
-    Ok(axum::Json(state.read(|p| {
+    let orders = state.read(|p| {
         let orders = p
             .shop(caller.shop)
             .map(|v| v.orders.of_customer(customer))
             .unwrap_or_default();
-        json!({"orders": orders})
-    })))
+        (orders.is_empty(), json!({"orders": orders}))
+    });
+    // No orders: a customer who has none yet, or no customer at all.
+    if orders.0 {
+        let known = state
+            .engine
+            .load_state(&streams::customer(caller.shop, customer), Kind::Customer)
+            .await?;
+        if known.customer().details.is_none() {
+            return Err(ApiError::not_found(format!(
+                "customer {customer} does not exist"
+            )));
+        }
+    }
+    Ok(axum::Json(orders.1))
 }

@@ -53,14 +53,32 @@ fn parse_sku(text: &str) -> Result<Sku, ApiError> {
 pub struct LevelsQuery {
     #[serde(default)]
     warehouse_id: Option<WarehouseId>,
-    /// Continue after this SKU.
+    /// The `next` of the page before (see [`parse_cursor`]).
     #[serde(default)]
     after: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
 }
 
-/// `GET /v1/stock`: every item's level, by SKU.
+/// Where a page of levels continues: after the row `SKU@warehouse-id`
+/// (the `next` of the page before), or after every row of a SKU given
+/// alone.
+fn parse_cursor(text: &str) -> Result<(Sku, Option<WarehouseId>), ApiError> {
+    let Some((sku, warehouse)) = text.split_once('@') else {
+        return Ok((parse_sku(text)?, None));
+    };
+    let warehouse = warehouse.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "after must be the next of the page before (SKU@warehouse id) or a SKU, not {text:?}"
+        ))
+    })?;
+    Ok((parse_sku(sku)?, Some(WarehouseId(warehouse))))
+}
+
+/// `GET /v1/stock`: every item's level, in the order of SKU then
+/// warehouse, a page at a time: `next` is `SKU@warehouse-id`, the last
+/// row's, to pass as `after` (a SKU alone as `after` continues after every
+/// row of that SKU).
 pub async fn levels(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,22 +87,41 @@ pub async fn levels(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
     let limit = page_size(q.limit)?;
-    let after = q.after.as_deref().map(parse_sku).transpose()?;
-    Ok(axum::Json(state.read(|p| {
-        let Some(v) = p.shop(caller.shop) else { return json!({"items": [], "next": null}) };
-        let items: Vec<Value> = v
+    let after = q.after.as_deref().map(parse_cursor).transpose()?;
+    let past = |(s, w): &(Sku, WarehouseId)| match &after {
+        None => true,
+        Some((a, None)) => s > a,
+        Some((a, Some(aw))) => (s, w) > (a, aw),
+    };
+    state.read(|p| {
+        let v = p.shop(caller.shop);
+        if let Some(w) = q.warehouse_id
+            && v.is_none_or(|v| !v.meta.warehouses.contains_key(&w))
+        {
+            return Err(ApiError::not_found(format!("warehouse {w} does not exist")));
+        }
+        let Some(v) = v else {
+            return Ok(axum::Json(json!({"items": [], "next": null})));
+        };
+        let mut rows: Vec<_> = v
             .stock
             .levels
             .iter()
-            .filter(|((s, w), _)| after.as_ref().is_none_or(|a| s > a) && q.warehouse_id.is_none_or(|x| x == *w))
+            .filter(|(k, _)| past(k) && q.warehouse_id.is_none_or(|x| x == k.1))
             .take(limit + 1)
+            .collect();
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = rows
+            .last()
+            .filter(|_| more)
+            .map(|((s, w), _)| format!("{s}@{w}"));
+        let items: Vec<Value> = rows
+            .into_iter()
             .map(|((s, w), l)| json!({"sku": s, "warehouse_id": w, "warehouse": v.meta.warehouse_name(*w), "on_hand": l.on_hand, "reserved": l.reserved, "available": l.available()}))
             .collect();
-        let more = items.len() > limit;
-        let items: Vec<Value> = items.into_iter().take(limit).collect();
-        let next = if more { items.last().map(|i| i["sku"].clone()) } else { None };
-        json!({ "items": items, "next": next })
-    })))
+        Ok(axum::Json(json!({ "items": items, "next": next })))
+    })
 }
 
 /// `GET /v1/stock/{sku}`: one SKU in every warehouse, and its total.
