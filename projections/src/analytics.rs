@@ -609,10 +609,13 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
         let in_category = first(|a, b| a.item.category == b.item.category);
         tally(&mut day.categories, &category).add(sign, in_category, q, total);
     }
+    // The shop's customer is the sender (a reseller or dropshipper sends to
+    // a buyer of their own, the receiver): Ngorder's best customers are
+    // filtered by the category of customer, reseller or dropshipper.
     let customer = day
         .customers
-        .entry(o.receiver.customer_id)
-        .or_insert_with(|| (interner.str(&o.receiver.name), Tally::default()));
+        .entry(o.sender.customer_id)
+        .or_insert_with(|| (interner.str(&o.sender.name), Tally::default()));
     customer.1.add(sign, 1, quantity, net);
     let city = interner.str(o.receiver.city.as_deref().unwrap_or("-"));
     *tally(&mut day.cities, &city) += sign;

@@ -514,7 +514,8 @@ async fn sales_report_by_day_and_month_with_cancellations_and_expenses() {
 
 /// An order counts once for a product, SKU or category in the rankings,
 /// however many of its lines sold it; quantities and revenue add up over
-/// the lines.
+/// the lines. Best customers are the senders (a reseller's order is the
+/// reseller's, whoever receives it).
 #[tokio::test]
 async fn a_ranking_counts_an_order_once_per_product_and_category() {
     let w = world().await;
@@ -560,10 +561,25 @@ async fn a_ranking_counts_an_order_once_per_product_and_category() {
             ("KAOS-L".to_owned(), 1, 1)
         ]
     );
+    let mut dropship = place(order_id(3), vec![line("KAOS-M", 1)]);
+    (dropship.sender_id, dropship.receiver_id) = (RESELLER, Some(SITI));
+    w.ok(Command::PlaceOrder(dropship)).await;
+    let (_, v) = view(&w).await;
+    let customers: Vec<(String, i64, i64)> = v
+        .analytics
+        .best(today, today, Group::Customer, RankBy::Quantity, 10)
+        .into_iter()
+        .map(|r| (r.name, r.orders, r.quantity))
+        .collect();
+    assert_eq!(
+        customers,
+        [("Budi".to_owned(), 2, 5), ("Toko Sinar".to_owned(), 1, 1)],
+        "the reseller who sent the order is the customer, not its buyer"
+    );
     let (cod, non_cod) = v.analytics.cod_split(today, today);
     assert_eq!(
         (cod.orders + non_cod.orders, cod.quantity + non_cod.quantity),
-        (2, 5),
+        (3, 6),
         "COD and the rest count the items sold too"
     );
 }
