@@ -223,6 +223,13 @@ async fn a_message_is_not_sent_after_it_arrived() {
     assert_eq!(sent(&future), w.now);
     let past = w.ok(at(2, Timestamp(w.now.0 - hour))).await;
     assert_eq!(sent(&past), Timestamp(w.now.0 - hour));
+    // Before 1970 is refused: a response time counted from i64::MIN would
+    // overflow.
+    let ancient = w.run(at(3, Timestamp(i64::MIN))).await;
+    assert!(
+        matches!(&ancient, Err(CommandError::Invalid(e)) if e[0].field == "sent_at"),
+        "{ancient:?}"
+    );
 }
 
 #[tokio::test]
@@ -551,6 +558,27 @@ fn content(quantity: i64) -> CheckoutContent {
         shipping: Money(0),
         rate: "FREE SHIPPING COD".into(),
     }
+}
+
+/// An item's price and quantity are each bounded, and so is their product
+/// (a subtotal past `i64` panicked the command before).
+#[tokio::test]
+async fn a_checkout_item_worth_more_than_the_largest_amount_is_refused() {
+    let w = World::new().await;
+    let mut huge = content(1_000_000_000);
+    huge.items[0].price = Money(10_000_000_000_000);
+    let r = w
+        .run(Command::StartCheckout(StartCheckout {
+            checkout_id: Uuid::from_u128(0xc4),
+            domain: "tokobatik.myshoppegram.com".into(),
+            content: huge,
+        }))
+        .await;
+    assert!(
+        matches!(&r, Err(CommandError::Invalid(e))
+            if e[0].field == "items[0].quantity" && e[0].message.contains("price x quantity")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

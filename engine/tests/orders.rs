@@ -693,6 +693,30 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing() {
         .await;
     assert!(matches!(r, Err(CommandError::Invalid(e)) if e[0].field == "phone"));
     assert_eq!(w.engine.store().last_position().await.unwrap(), before);
+    // Quantity and price each within bounds, their product not: a clear
+    // refusal, not a panic. A billion KAOS-L, at its lowest wholesale
+    // price, come to more than 1e13.
+    w.receive("KAOS-L", MALANG, 1_000_000_000).await;
+    let before = w.engine.store().last_position().await.unwrap();
+    let huge = w
+        .rejected(Command::PlaceOrder(place(
+            order_id(2),
+            vec![line("KAOS-L", 1_000_000_000)],
+        )))
+        .await;
+    assert!(
+        matches!(
+            &huge,
+            Rejection::LineTooLarge {
+                quantity: 1_000_000_000,
+                unit: Money(38_500),
+                ..
+            }
+        ),
+        "{huge:?}"
+    );
+    assert_eq!(huge.code(), "line_too_large");
+    assert_eq!(w.engine.store().last_position().await.unwrap(), before);
 }
 
 #[tokio::test]

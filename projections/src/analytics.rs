@@ -47,8 +47,8 @@ pub struct Tally {
 
 impl Tally {
     fn add(&mut self, sign: i64, orders: i64, quantity: i64, revenue: Money) {
-        self.orders += sign * orders;
-        self.quantity += sign * quantity;
+        self.orders = self.orders.saturating_add(orders.saturating_mul(sign));
+        self.quantity = self.quantity.saturating_add(quantity.saturating_mul(sign));
         self.revenue = self
             .revenue
             .saturating_add(Money(revenue.0.saturating_mul(sign)));
@@ -512,7 +512,12 @@ impl Analytics {
         let mut week = vec![Tally::default(); 7];
         for (date, day) in self.range(from, to) {
             let t = &mut week[date.weekday().num_days_from_monday() as usize];
-            t.add(1, day.orders, 0, day.gross_sales - day.discounts);
+            t.add(
+                1,
+                day.orders,
+                0,
+                day.gross_sales.saturating_sub(day.discounts),
+            );
         }
         week
     }
@@ -583,7 +588,10 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
         t.other_costs.saturating_add(t.insurance),
     );
     add(&mut day.cost_of_goods, t.cost_of_goods);
-    let quantity: i64 = o.lines.iter().map(|l| l.quantity).sum();
+    let quantity = o
+        .lines
+        .iter()
+        .fold(0i64, |q, l| q.saturating_add(l.quantity));
     if o.cod {
         &mut day.cod
     } else {
@@ -667,7 +675,7 @@ fn tally<'a, T: Default>(map: &'a mut SmallMap<Text, T>, key: &Text) -> &'a mut 
 }
 
 fn seconds(from: Timestamp, to: Timestamp) -> i64 {
-    ((to.0 - from.0) / 1_000_000).max(0)
+    (to.0.saturating_sub(from.0) / 1_000_000).max(0)
 }
 
 /// `part / whole` in whole percent, rounded half away from zero (Ngorder:
@@ -845,7 +853,7 @@ impl Durations {
         let rank = |p: usize| samples[(p * n).div_ceil(100).clamp(1, n) - 1];
         Durations {
             count: n as i64,
-            average: samples.iter().sum::<i64>() / n as i64,
+            average: (samples.iter().map(|&s| i128::from(s)).sum::<i128>() / n as i128) as i64,
             median: rank(50),
             p90: rank(90),
         }

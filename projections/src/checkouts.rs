@@ -104,7 +104,7 @@ impl Checkouts {
                     domain: self.interner.str(&e.domain),
                     currency: e.currency,
                     total: e.total,
-                    quantity: e.content.items.iter().map(|i| i.quantity).sum(),
+                    quantity: quantity(&e.content),
                     customer_name: full_name(&e.content.customer),
                     customer_phone: e.content.customer.phone.as_str().into(),
                     created_at: e.created_at,
@@ -123,7 +123,7 @@ impl Checkouts {
                 };
                 self.open.remove(&(c.last_activity, c.checkout_id));
                 c.total = e.total;
-                c.quantity = e.content.items.iter().map(|i| i.quantity).sum();
+                c.quantity = quantity(&e.content);
                 c.customer_name = full_name(&e.content.customer);
                 c.customer_phone = e.content.customer.phone.as_str().into();
                 c.last_activity = e.updated_at;
@@ -216,6 +216,12 @@ impl Checkouts {
             .map(|(_, id)| *id)
             .collect()
     }
+}
+
+/// The items a checkout holds (held at `i64`'s end: a log may hold any
+/// quantities).
+fn quantity(c: &kedai_engine::domain::checkout::CheckoutContent) -> i64 {
+    c.items.iter().fold(0, |q, i| q.saturating_add(i.quantity))
 }
 
 fn full_name(c: &kedai_engine::domain::checkout::CheckoutCustomer) -> Box<str> {

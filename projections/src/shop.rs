@@ -167,9 +167,19 @@ pub fn local_date_hour(t: Timestamp, utc_offset_minutes: i32) -> (NaiveDate, u32
     })
 }
 
-/// A moment as local date and time at a fixed offset from UTC.
+/// A moment as local date and time at a fixed offset from UTC. A moment
+/// whose local time is out of chrono's range is held at its end (a log
+/// may hold any moment: the fold must not stop on one).
 pub fn local(t: Timestamp, utc_offset_minutes: i32) -> chrono::NaiveDateTime {
-    (t.to_datetime() + chrono::Duration::minutes(i64::from(utc_offset_minutes))).naive_utc()
+    let offset = chrono::Duration::minutes(i64::from(utc_offset_minutes));
+    let edge = match utc_offset_minutes < 0 {
+        true => chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        false => chrono::DateTime::<chrono::Utc>::MAX_UTC,
+    };
+    t.to_datetime()
+        .checked_add_signed(offset)
+        .unwrap_or(edge)
+        .naive_utc()
 }
 
 /// The first day of a date's month.
@@ -209,13 +219,37 @@ mod tests {
                 }
             }
         }
-        // Out of chrono's range: the answer is chrono's (its earliest
-        // moment, at the offset).
-        for t in [i64::MIN, i64::MAX] {
-            for offset in [0, 420] {
-                assert_eq!(local_date_hour(Timestamp(t), offset), by_chrono(t, offset));
+        // Out of chrono's range, or at its ends: the answer is chrono's
+        // (its earliest moment, at the offset), held at the end of its
+        // range where the offset would pass it; never a panic.
+        let (min, max) = (
+            chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_micros(),
+            chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros(),
+        );
+        for t in [
+            i64::MIN,
+            i64::MAX,
+            min,
+            min + 1,
+            max,
+            max - 25_200_000_000 + 1,
+        ] {
+            for offset in [0, 420, -300, -1, 1, 840, -720] {
+                assert_eq!(
+                    local_date_hour(Timestamp(t), offset),
+                    by_chrono(t, offset),
+                    "{t} {offset}"
+                );
             }
         }
+        assert_eq!(
+            local(Timestamp(min), -300),
+            chrono::DateTime::<chrono::Utc>::MIN_UTC.naive_utc()
+        );
+        assert_eq!(
+            local(Timestamp(max), 420),
+            chrono::DateTime::<chrono::Utc>::MAX_UTC.naive_utc()
+        );
     }
 
     proptest! {

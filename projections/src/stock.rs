@@ -37,7 +37,7 @@ pub struct StockLevel {
 
 impl StockLevel {
     pub fn available(&self) -> i64 {
-        self.on_hand - self.reserved
+        self.on_hand.saturating_sub(self.reserved)
     }
 }
 
@@ -100,13 +100,18 @@ pub struct StockView {
 fn effect(event: &DomainEvent) -> Option<(&Sku, WarehouseId, i64, i64, bool)> {
     let (sku, warehouse, d_on_hand, d_reserved) = match event {
         DomainEvent::StockReceived(e) => (&e.sku, e.warehouse_id, e.quantity, 0),
-        DomainEvent::StockRemoved(e) => (&e.sku, e.warehouse_id, -e.quantity, 0),
-        DomainEvent::StockTransferredOut(e) => (&e.sku, e.warehouse_id, -e.quantity, 0),
+        DomainEvent::StockRemoved(e) => (&e.sku, e.warehouse_id, e.quantity.saturating_neg(), 0),
+        DomainEvent::StockTransferredOut(e) => {
+            (&e.sku, e.warehouse_id, e.quantity.saturating_neg(), 0)
+        }
         DomainEvent::StockTransferredIn(e) => (&e.sku, e.warehouse_id, e.quantity, 0),
         DomainEvent::StockCounted(e) => (&e.sku, e.warehouse_id, e.delta, 0),
         DomainEvent::StockReserved(e) => (&e.sku, e.warehouse_id, 0, e.quantity),
-        DomainEvent::StockReleased(e) => (&e.sku, e.warehouse_id, 0, -e.quantity),
-        DomainEvent::StockShipped(e) => (&e.sku, e.warehouse_id, -e.quantity, -e.quantity),
+        DomainEvent::StockReleased(e) => (&e.sku, e.warehouse_id, 0, e.quantity.saturating_neg()),
+        DomainEvent::StockShipped(e) => {
+            let out = e.quantity.saturating_neg();
+            (&e.sku, e.warehouse_id, out, out)
+        }
         DomainEvent::StockRestocked(e) => (&e.sku, e.warehouse_id, e.quantity, 0),
         _ => return None,
     };
@@ -342,8 +347,10 @@ impl StockView {
         let level = self
             .levels
             .get_or_insert_with(sku, warehouse, StockLevel::default);
-        level.on_hand += d_on_hand;
-        level.reserved += d_reserved;
+        // Quantities a command takes are far from `i64`'s ends; a log can
+        // hold any, and the fold must get through it.
+        level.on_hand = level.on_hand.saturating_add(d_on_hand);
+        level.reserved = level.reserved.saturating_add(d_reserved);
         if is_line {
             let mark = HistoryMark {
                 position: at.position,
@@ -370,8 +377,8 @@ impl StockView {
         self.of_sku(sku)
             .into_iter()
             .fold(StockLevel::default(), |a, (_, l)| StockLevel {
-                on_hand: a.on_hand + l.on_hand,
-                reserved: a.reserved + l.reserved,
+                on_hand: a.on_hand.saturating_add(l.on_hand),
+                reserved: a.reserved.saturating_add(l.reserved),
             })
     }
 
@@ -512,7 +519,7 @@ fn made(
         order_id,
         warehouse_id,
         quantity_in: d_on_hand.max(0),
-        quantity_out: (-d_on_hand).max(0),
+        quantity_out: d_on_hand.saturating_neg().max(0),
         last: mark.last,
     }
 }

@@ -10,7 +10,9 @@ use kedai_engine::domain::catalog::{CustomerCategory, Prices, ProductChange};
 use kedai_engine::domain::chat::{
     ChatChannel, ConversationChange, Party, ReceiveMessage, SendMessage, conversation_id,
 };
+use kedai_engine::domain::events::{DomainEvent, ExpenseRecorded};
 use kedai_engine::domain::ids::CustomerId;
+use kedai_engine::domain::ids::streams;
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{Channel, OrderStatus, PaymentStatus, Transition};
 use kedai_engine::domain::wallet::{RecordExpense, RequestWithdrawal, WalletEntry};
@@ -584,15 +586,37 @@ async fn a_ranking_counts_an_order_once_per_product_and_category() {
     );
 }
 
+/// Appends `event` to `stream` as a log written by another tool could
+/// hold it: no command decided it, so nothing checked its values.
+async fn append_raw(w: &World, stream: kedai_engine::StreamId, n: u128, event: DomainEvent) {
+    use kedai_engine::{AppendRequest, ExpectedVersion, NewEvent};
+    let meta = w.meta();
+    w.engine
+        .store()
+        .append(AppendRequest::single(
+            stream,
+            ExpectedVersion::Any,
+            w.now,
+            vec![NewEvent {
+                event_id: Uuid::from_u128(0xe000 + n),
+                event_type: event.event_type().into(),
+                schema_version: 1,
+                actor: meta.actor,
+                correlation_id: meta.correlation_id,
+                causation_id: None,
+                payload: event.encode(),
+            }],
+        ))
+        .await
+        .unwrap();
+}
+
 /// Money summed over many events (a day's expenses) is held at the ends of
 /// `i64` instead of stopping the fold: a log may hold what a command
 /// would refuse today (it was written before the check, or by another
 /// tool), and the projections must still fold every event after it.
 #[tokio::test]
 async fn sums_past_the_largest_amount_saturate_and_the_fold_goes_on() {
-    use kedai_engine::domain::events::{DomainEvent, ExpenseRecorded};
-    use kedai_engine::domain::ids::streams;
-    use kedai_engine::{AppendRequest, ExpectedVersion, NewEvent};
     let w = world().await;
     let day = NaiveDate::from_ymd_opt(2024, 12, 12).unwrap();
     let expenses = [
@@ -611,25 +635,7 @@ async fn sums_past_the_largest_amount_saturate_and_the_fold_goes_on() {
             date,
             note: String::new(),
         });
-        let meta = w.meta();
-        w.engine
-            .store()
-            .append(AppendRequest::single(
-                streams::expense(w.shop, expense_id),
-                ExpectedVersion::NoStream,
-                w.now,
-                vec![NewEvent {
-                    event_id: Uuid::from_u128(0xe0 + id),
-                    event_type: event.event_type().into(),
-                    schema_version: 1,
-                    actor: meta.actor,
-                    correlation_id: meta.correlation_id,
-                    causation_id: None,
-                    payload: event.encode(),
-                }],
-            ))
-            .await
-            .unwrap();
+        append_raw(&w, streams::expense(w.shop, expense_id), id, event).await;
     }
     let (_, v) = view(&w).await;
     let report = v
@@ -643,6 +649,100 @@ async fn sums_past_the_largest_amount_saturate_and_the_fold_goes_on() {
     );
     assert_eq!(report.total.expenses, Money(i64::MAX));
     assert_eq!(report.total.net_profit, Money(-i64::MAX));
+}
+
+/// Events at the ends of what their types hold (quantities and moments of
+/// `i64::MIN` and `i64::MAX`, a ledger transaction with two postings on one
+/// account) fold without a panic, and the views answer; this test runs
+/// with overflow checks on, as debug builds do.
+#[tokio::test]
+async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
+    use kedai_engine::domain::chat::{ChatChannel, conversation_id};
+    use kedai_engine::domain::events::{
+        ConversationResolved, ConversationStarted, MessageReceived, MessageSent, StockCounted,
+        StockReceived, StockRemoved,
+    };
+    use kedai_engine::domain::stock::RemovalReason;
+    let w = world().await;
+    let sku = sku("KAOS-M");
+    let stock = streams::stock(w.shop, &sku, MALANG);
+    let received = |quantity| {
+        DomainEvent::from(StockReceived {
+            sku: sku.clone(),
+            warehouse_id: MALANG,
+            quantity,
+            note: String::new(),
+        })
+    };
+    append_raw(&w, stock.clone(), 1, received(i64::MAX)).await;
+    append_raw(&w, stock.clone(), 2, received(i64::MAX)).await;
+    let removed = DomainEvent::from(StockRemoved {
+        sku: sku.clone(),
+        warehouse_id: MALANG,
+        quantity: i64::MIN,
+        reason: RemovalReason::Damaged,
+        note: String::new(),
+    });
+    append_raw(&w, stock.clone(), 3, removed).await;
+    let counted = DomainEvent::from(StockCounted {
+        sku: sku.clone(),
+        warehouse_id: MALANG,
+        counted: 0,
+        delta: i64::MIN,
+        note: String::new(),
+    });
+    append_raw(&w, stock.clone(), 4, counted).await;
+    let conversation = conversation_id(w.shop, ChatChannel::Whatsapp, "6281111111111");
+    let chat = streams::conversation(w.shop, conversation);
+    let events = [
+        DomainEvent::from(ConversationStarted {
+            conversation_id: conversation,
+            channel: ChatChannel::Whatsapp,
+            handle: "6281111111111".into(),
+            name: "Rina".into(),
+            customer_id: None,
+            started_at: Timestamp(i64::MIN),
+        }),
+        DomainEvent::from(MessageReceived {
+            conversation_id: conversation,
+            message_id: Uuid::from_u128(1),
+            text: "halo".into(),
+            attachment: None,
+            sent_at: Timestamp(i64::MIN),
+        }),
+        DomainEvent::from(MessageSent {
+            conversation_id: conversation,
+            message_id: Uuid::from_u128(2),
+            staff_id: "ayu".into(),
+            text: "halo kak".into(),
+            attachment: None,
+            template_id: None,
+            sent_at: Timestamp(i64::MAX),
+        }),
+        DomainEvent::from(ConversationResolved {
+            conversation_id: conversation,
+            resolved_by: "ayu".into(),
+            resolved_at: Timestamp(i64::MAX),
+        }),
+    ];
+    for (n, e) in events.into_iter().enumerate() {
+        append_raw(&w, chat.clone(), 10 + n as u128, e).await;
+    }
+    let (_, v) = view(&w).await;
+    let level = v.stock.levels.get(&sku, MALANG).copied().unwrap();
+    // MAX, MAX + MAX held at MAX, minus MIN held at MAX, plus MIN: -1.
+    assert_eq!(level.on_hand, -1, "held at the ends, step by step");
+    assert_eq!(v.stock.total(&sku).available(), -1);
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let (from, to) = (d("1970-01-01"), d("9999-12-31"));
+    v.analytics.customer_service(from, to);
+    v.analytics.weekdays(from, to);
+    v.analytics.sales(from, to, Granularity::Month);
+    let listed = v.inbox.list(&InboxQuery {
+        limit: 10,
+        ..InboxQuery::default()
+    });
+    assert_eq!(listed.conversations.len(), 1);
 }
 
 #[tokio::test]

@@ -324,8 +324,18 @@ impl ReceiveMessage {
         let mut c = Check::new();
         self.party.check(&mut c);
         check_message(&self.text, &self.attachment, &mut c, "");
+        if let Some(t) = self.sent_at {
+            check_sent_at(t, &mut c, "sent_at");
+        }
         c.finish()
     }
+}
+
+/// A message's `sent_at` is not before 1970: a reply's response time is
+/// counted from it, and a moment near the start of `i64` would make that
+/// time meaningless (and, summed, overflow).
+fn check_sent_at(t: Timestamp, c: &mut Check, field: &str) {
+    c.that(t.0 >= 0, field, "must not be before 1970-01-01T00:00:00Z");
 }
 
 pub fn receive(
@@ -746,12 +756,9 @@ impl ImportHistory {
                 format!("at most {IMPORT_MESSAGES_MAX}"),
             );
             for (j, m) in conv.messages.iter().enumerate() {
-                check_message(
-                    &m.text,
-                    &m.attachment,
-                    &mut c,
-                    &format!("conversations[{i}].messages[{j}]."),
-                );
+                let at = format!("conversations[{i}].messages[{j}].");
+                check_message(&m.text, &m.attachment, &mut c, &at);
+                check_sent_at(m.sent_at, &mut c, &format!("{at}sent_at"));
             }
         }
         c.finish()

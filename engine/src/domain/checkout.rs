@@ -69,10 +69,12 @@ pub struct CheckoutItem {
 }
 
 impl CheckoutItem {
+    /// `price x quantity` (validation bounds it; one read from a log
+    /// written elsewhere is held at `i64`'s end rather than panic).
     pub fn subtotal(&self) -> Money {
         self.price
             .checked_mul(self.quantity)
-            .expect("bounded by validation")
+            .unwrap_or(Money(i64::MAX))
     }
 }
 
@@ -92,8 +94,12 @@ pub struct CheckoutContent {
 }
 
 impl CheckoutContent {
+    /// The items' subtotals and the shipping (held at `i64`'s end, as
+    /// [`CheckoutItem::subtotal`]).
     pub fn total(&self) -> Money {
-        self.items.iter().map(CheckoutItem::subtotal).sum::<Money>() + self.shipping
+        self.items
+            .iter()
+            .fold(self.shipping, |t, i| t.saturating_add(i.subtotal()))
     }
 
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -126,7 +132,14 @@ impl CheckoutContent {
             .that(
                 (0..=super::order::AMOUNT_MAX).contains(&item.price.0),
                 format!("items[{i}].price"),
-                "must be 0 or more",
+                "must be 0 or more and at most 10000000000000",
+            )
+            .that(
+                item.price
+                    .checked_mul(item.quantity)
+                    .is_some_and(|t| t.0 <= super::order::AMOUNT_MAX),
+                format!("items[{i}].quantity"),
+                "price x quantity must be at most 10000000000000",
             )
             .text(
                 &item.product_name,

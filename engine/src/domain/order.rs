@@ -598,9 +598,19 @@ pub fn place_order(
         let unit_price = input
             .unit_price
             .unwrap_or_else(|| v.unit_price(sender.category, input.quantity));
-        let gross = unit_price
-            .checked_mul(input.quantity)
-            .expect("bounded by validation");
+        // Price and quantity are each bounded, their product is not: a
+        // line (and its cost) is at most the largest amount.
+        let bounded = |unit: Money| {
+            unit.checked_mul(input.quantity)
+                .filter(|m| m.0 <= AMOUNT_MAX)
+                .ok_or_else(|| Rejection::LineTooLarge {
+                    sku: input.sku.clone(),
+                    quantity: input.quantity,
+                    unit,
+                })
+        };
+        let gross = bounded(unit_price)?;
+        bounded(v.cost)?;
         let discount_amount = input.discount.map_or(Money::ZERO, |d| d.of(gross));
         if discount_amount > gross {
             return Err(Rejection::DiscountExceedsLine {

@@ -165,6 +165,12 @@ pub enum Rejection {
         discount: Money,
         line: Money,
     },
+    #[error("the line of {sku} would come to more than 10000000000000 ({quantity} x {unit})")]
+    LineTooLarge {
+        sku: Sku,
+        quantity: i64,
+        unit: Money,
+    },
     #[error("the order total would be {total}, below zero")]
     TotalBelowZero { total: Money },
     #[error("order {order_id} has no COD money waiting to be settled")]
@@ -265,6 +271,7 @@ impl Rejection {
             Rejection::AmountExceedsRemaining { .. } => "amount_exceeds_remaining",
             Rejection::RefundExceedsRefundable { .. } => "refund_exceeds_refundable",
             Rejection::DiscountExceedsLine { .. } => "discount_exceeds_line",
+            Rejection::LineTooLarge { .. } => "line_too_large",
             Rejection::TotalBelowZero { .. } => "total_below_zero",
             Rejection::NothingToSettle { .. } => "nothing_to_settle",
             Rejection::WithdrawalExists { .. } => "withdrawal_exists",

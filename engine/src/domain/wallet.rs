@@ -151,13 +151,14 @@ impl LedgerTransaction {
         self.postings.iter().map(|p| p.amount).sum()
     }
 
-    /// The change of one account.
+    /// The change of one account. Commands write one posting per account;
+    /// a transaction read from a log written elsewhere could hold more,
+    /// and their sum is held at `i64`'s ends rather than panic in a fold.
     pub fn change(&self, account: Account) -> Money {
         self.postings
             .iter()
             .filter(|p| p.account == account)
-            .map(|p| p.amount)
-            .sum()
+            .fold(Money::ZERO, |sum, p| sum.saturating_add(p.amount))
     }
 
     fn new(kind: EntryKind, postings: Vec<Posting>) -> LedgerTransaction {
