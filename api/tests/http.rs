@@ -1421,3 +1421,24 @@ async fn the_orders_of_an_unknown_customer_are_not_found() {
         .await;
     assert_eq!(own.status, StatusCode::OK);
 }
+
+/// Text search ignores the spaces around the text it is given.
+#[tokio::test]
+async fn text_search_trims_its_text() {
+    let app = app().await;
+    let (key, _, customer, _) = app.stocked_shop("Toko Cari").await;
+    let placed = app
+        .post("/v1/orders", &key, TestApp::order(&customer, "KAOS-M", 1))
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{:?}", placed.body);
+    app.settle().await;
+    for q in ["KAOS-M", "%20%20KAOS-M%20", "kaos-m%20"] {
+        let found = app.get(&format!("/v1/orders?q={q}"), &key).await;
+        assert_eq!(
+            found.body["orders"].as_array().map(Vec::len),
+            Some(1),
+            "q={q}: {:?}",
+            found.body
+        );
+    }
+}

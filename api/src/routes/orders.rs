@@ -191,7 +191,8 @@ pub async fn list(
         to: q.to,
         customer_id: q.customer_id,
         awb: q.awb,
-        text: q.q.filter(|t| !t.trim().is_empty()),
+        // Spaces around the text are not part of it (a blank one is none).
+        text: q.q.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
         sort: q.sort.unwrap_or_default(),
         after: q.after,
         limit: page_size(q.limit)?,
