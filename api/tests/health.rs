@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use kedai_engine::ShopId;
 use kedai_engine::domain::ids::{OrderId, streams};
-use kedai_engine::{Actor, AppendRequest, ExpectedVersion, NewEvent, Role, ShopId};
+use kedai_engine::testkit::append_raw;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -22,24 +23,8 @@ async fn health_fails_once_the_projections_stop_following_the_log() {
     );
     // A payload that does not decode as its type: written by another tool,
     // or damaged before it was checksummed.
-    let bad = app
-        .store
-        .append(AppendRequest::single(
-            streams::order(ShopId(shop.parse().unwrap()), OrderId(Uuid::from_u128(9))),
-            ExpectedVersion::Any,
-            common::T0,
-            vec![NewEvent {
-                event_id: Uuid::from_u128(0xbad),
-                event_type: "OrderPaymentRecorded".into(),
-                schema_version: 1,
-                actor: Actor::new(Role::Staff, "ayu"),
-                correlation_id: Uuid::from_u128(1),
-                causation_id: None,
-                payload: vec![0xc1],
-            }],
-        ))
-        .await
-        .unwrap();
+    let stream = streams::order(ShopId(shop.parse().unwrap()), OrderId(Uuid::from_u128(9)));
+    let bad = append_raw(&*app.store, stream, 1, "OrderPaymentRecorded", vec![0xc1]).await;
     let mut answer = None;
     for _ in 0..200 {
         let a = app.call(Method::GET, "/healthz", None, None).await;
@@ -54,7 +39,7 @@ async fn health_fails_once_the_projections_stop_following_the_log() {
     assert_eq!(failing.body["status"], "failing");
     let reason = failing.body["reason"].as_str().unwrap();
     assert!(
-        reason.contains(&bad.last_position.to_string()),
+        reason.contains(&bad.to_string()),
         "names the position: {reason}"
     );
     assert_eq!(failing.body["projection_lag"], 1);

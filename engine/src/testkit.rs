@@ -60,6 +60,34 @@ pub fn variation(s: &str, price: i64, cost: i64) -> VariationSpec {
     }
 }
 
+/// Appends one event to `stream` as a log written by another tool could
+/// hold it: no command decided it, so nothing checked its type's name or
+/// its payload (`payload` as given). For tests of what readers of the log
+/// do with it. Answers the event's position.
+pub async fn append_raw(
+    store: &dyn EventStore,
+    stream: crate::StreamId,
+    n: u128,
+    event_type: &str,
+    payload: Vec<u8>,
+) -> crate::Position {
+    let request = crate::AppendRequest::single(
+        stream,
+        crate::ExpectedVersion::Any,
+        Timestamp(1_760_000_000_000_000),
+        vec![crate::NewEvent {
+            event_id: Uuid::from_u128(0xe000 + n),
+            event_type: event_type.into(),
+            schema_version: 1,
+            actor: Actor::new(Role::Staff, "ayu"),
+            correlation_id: Uuid::from_u128(0xc0),
+            causation_id: None,
+            payload,
+        }],
+    );
+    store.append(request).await.unwrap().last_position
+}
+
 pub fn order_id(n: u128) -> OrderId {
     OrderId(Uuid::from_u128(0x0e00_0000 + n))
 }

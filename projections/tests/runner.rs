@@ -82,26 +82,10 @@ async fn the_runner_follows_the_store_and_readers_wait_for_their_writes() {
 #[tokio::test]
 async fn a_runner_that_cannot_apply_an_event_says_why() {
     use kedai_engine::domain::ids::streams;
-    use kedai_engine::{Actor, AppendRequest, ExpectedVersion, NewEvent, Role};
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let w = World::on(store.clone(), true).await;
-    let bad = store
-        .append(AppendRequest::single(
-            streams::order(w.shop, order_id(9)),
-            ExpectedVersion::Any,
-            w.now,
-            vec![NewEvent {
-                event_id: Uuid::from_u128(0xbad),
-                event_type: "OrderPaymentRecorded".into(),
-                schema_version: 1,
-                actor: Actor::new(Role::Staff, "ayu"),
-                correlation_id: Uuid::from_u128(1),
-                causation_id: None,
-                payload: vec![0xc1],
-            }],
-        ))
-        .await
-        .unwrap();
+    let stream = streams::order(w.shop, order_id(9));
+    let bad = append_raw(&*store, stream, 1, "OrderPaymentRecorded", vec![0xc1]).await;
     let (runner, handle) = Runner::new(store.clone(), Projections::new(), None);
     let (_stop_tx, stop) = watch::channel(false);
     let stopped = tokio::time::timeout(Duration::from_secs(10), runner.run(stop))
@@ -111,11 +95,8 @@ async fn a_runner_that_cannot_apply_an_event_says_why() {
     let why = handle
         .stopped()
         .expect("the handle says the runner stopped");
-    assert!(
-        why.contains(&bad.last_position.to_string()),
-        "names the position: {why}"
-    );
-    assert_eq!(handle.position(), bad.last_position - 1);
+    assert!(why.contains(&bad.to_string()), "names the position: {why}");
+    assert_eq!(handle.position(), bad - 1);
 }
 
 #[tokio::test]

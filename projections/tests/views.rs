@@ -586,29 +586,16 @@ async fn a_ranking_counts_an_order_once_per_product_and_category() {
     );
 }
 
-/// Appends `event` to `stream` as a log written by another tool could
-/// hold it: no command decided it, so nothing checked its values.
-async fn append_raw(w: &World, stream: kedai_engine::StreamId, n: u128, event: DomainEvent) {
-    use kedai_engine::{AppendRequest, ExpectedVersion, NewEvent};
-    let meta = w.meta();
-    w.engine
-        .store()
-        .append(AppendRequest::single(
-            stream,
-            ExpectedVersion::Any,
-            w.now,
-            vec![NewEvent {
-                event_id: Uuid::from_u128(0xe000 + n),
-                event_type: event.event_type().into(),
-                schema_version: 1,
-                actor: meta.actor,
-                correlation_id: meta.correlation_id,
-                causation_id: None,
-                payload: event.encode(),
-            }],
-        ))
-        .await
-        .unwrap();
+/// Appends `event` as a log written by another tool could hold it.
+async fn append_event(w: &World, stream: kedai_engine::StreamId, n: u128, event: DomainEvent) {
+    append_raw(
+        &**w.engine.store(),
+        stream,
+        n,
+        event.event_type(),
+        event.encode(),
+    )
+    .await;
 }
 
 /// Money summed over many events (a day's expenses) is held at the ends of
@@ -635,7 +622,7 @@ async fn sums_past_the_largest_amount_saturate_and_the_fold_goes_on() {
             date,
             note: String::new(),
         });
-        append_raw(&w, streams::expense(w.shop, expense_id), id, event).await;
+        append_event(&w, streams::expense(w.shop, expense_id), id, event).await;
     }
     let (_, v) = view(&w).await;
     let report = v
@@ -674,8 +661,8 @@ async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
             note: String::new(),
         })
     };
-    append_raw(&w, stock.clone(), 1, received(i64::MAX)).await;
-    append_raw(&w, stock.clone(), 2, received(i64::MAX)).await;
+    append_event(&w, stock.clone(), 1, received(i64::MAX)).await;
+    append_event(&w, stock.clone(), 2, received(i64::MAX)).await;
     let removed = DomainEvent::from(StockRemoved {
         sku: sku.clone(),
         warehouse_id: MALANG,
@@ -683,7 +670,7 @@ async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
         reason: RemovalReason::Damaged,
         note: String::new(),
     });
-    append_raw(&w, stock.clone(), 3, removed).await;
+    append_event(&w, stock.clone(), 3, removed).await;
     let counted = DomainEvent::from(StockCounted {
         sku: sku.clone(),
         warehouse_id: MALANG,
@@ -691,7 +678,7 @@ async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
         delta: i64::MIN,
         note: String::new(),
     });
-    append_raw(&w, stock.clone(), 4, counted).await;
+    append_event(&w, stock.clone(), 4, counted).await;
     let conversation = conversation_id(w.shop, ChatChannel::Whatsapp, "6281111111111");
     let chat = streams::conversation(w.shop, conversation);
     let events = [
@@ -726,7 +713,7 @@ async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
         }),
     ];
     for (n, e) in events.into_iter().enumerate() {
-        append_raw(&w, chat.clone(), 10 + n as u128, e).await;
+        append_event(&w, chat.clone(), 10 + n as u128, e).await;
     }
     let (_, v) = view(&w).await;
     let level = v.stock.levels.get(&sku, MALANG).copied().unwrap();
