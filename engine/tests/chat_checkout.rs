@@ -519,6 +519,11 @@ async fn the_initial_import_brings_fifteen_conversations_in_one_append() {
         "a start and one import per conversation"
     );
     assert_eq!(done.position, before + 30, "one atomic append");
+    assert!(
+        matches!(&done.events[0].1, DomainEvent::ConversationStarted(s)
+            if s.started_at == Timestamp(1_700_000_000_000_000)),
+        "a conversation new to kedai started with its first message"
+    );
     let id = chat::conversation_id(w.shop, ChatChannel::Shopee, "buyer3");
     assert_eq!(
         (

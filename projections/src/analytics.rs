@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use kedai_engine::Timestamp;
 use kedai_engine::domain::DomainEvent;
+use kedai_engine::domain::chat::Author;
 use kedai_engine::domain::ids::CustomerId;
 use kedai_engine::domain::money::Money;
 use kedai_engine::domain::order::{Channel, OrderStatus};
@@ -297,6 +298,18 @@ impl Analytics {
             DomainEvent::MessageReceived(e) => self.inbound(e.conversation_id, e.sent_at),
             DomainEvent::MessageSent(e) => {
                 self.outbound(meta, e.conversation_id, &e.staff_id, e.sent_at)
+            }
+            // A channel's history brought in: its replies are response
+            // times as any others, and a customer's last message waits.
+            DomainEvent::MessagesImported(e) => {
+                for m in &e.messages {
+                    match &m.author {
+                        Author::Customer => self.inbound(e.conversation_id, m.sent_at),
+                        Author::Staff { staff_id } => {
+                            self.outbound(meta, e.conversation_id, staff_id, m.sent_at)
+                        }
+                    }
+                }
             }
             DomainEvent::ConversationReopened(e) => {
                 let clock = self.conversations.entry(e.conversation_id).or_default();

@@ -955,3 +955,70 @@ async fn conversations_per_status_count_those_active_in_the_range() {
         .sum();
     assert_eq!(all, 3);
 }
+
+/// A channel's history brought in by the initial import counts as the
+/// conversations it holds: a lead on the day of its first message, its
+/// replies as response times, and a customer's last message waiting for
+/// the next reply.
+#[tokio::test]
+async fn imported_history_counts_in_customer_service() {
+    use kedai_engine::domain::chat::{
+        Author, ImportHistory, ImportedConversation, ImportedMessage,
+    };
+    let w = world().await;
+    let t = |minutes: i64| Timestamp(wib("2024-12-10", 9).0 + minutes * 60_000_000);
+    let message = |n: u128, customer: bool, at: i64| ImportedMessage {
+        message_id: Uuid::from_u128(n),
+        author: match customer {
+            true => Author::Customer,
+            false => Author::Staff {
+                staff_id: "ayu".into(),
+            },
+        },
+        text: format!("pesan {n}"),
+        attachment: None,
+        sent_at: t(at),
+    };
+    let import = ImportHistory {
+        channel: ChatChannel::Whatsapp,
+        conversations: vec![ImportedConversation {
+            party: whatsapp("6281111111111"),
+            messages: vec![
+                message(1, true, 0),
+                message(2, false, 5),
+                message(3, true, 10),
+            ],
+        }],
+    };
+    w.run_at(wib("2024-12-11", 8), Command::ImportHistory(import))
+        .await
+        .unwrap();
+    let reply = Command::SendMessage(SendMessage {
+        party: whatsapp("6281111111111"),
+        message_id: Uuid::from_u128(4),
+        text: "Siap kak".into(),
+        attachment: None,
+    });
+    w.run_at(wib("2024-12-11", 9), reply).await.unwrap();
+    let (_, v) = view(&w).await;
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let day = v
+        .analytics
+        .customer_service(d("2024-12-10"), d("2024-12-10"));
+    assert_eq!(day.leads, 1, "the lead is the first message's day");
+    // A response counts on the day its customer wrote: the imported reply
+    // after 5 minutes, and the live one to the imported customer message
+    // that waited from 09:10 to 09:00 the next day.
+    assert_eq!(
+        (day.response.count, day.response.average),
+        (2, (300 + 85_800) / 2)
+    );
+    let next = v
+        .analytics
+        .customer_service(d("2024-12-11"), d("2024-12-11"));
+    assert_eq!(
+        (next.leads, next.response.count),
+        (0, 0),
+        "not the import's day"
+    );
+}

@@ -284,7 +284,7 @@ fn ensure_started(
     conversation: &Conversation,
     id: uuid::Uuid,
     party: &Party,
-    ctx: &Context,
+    started_at: Timestamp,
 ) -> Vec<DomainEvent> {
     if conversation.started.is_some() {
         return Vec::new();
@@ -296,7 +296,7 @@ fn ensure_started(
             handle: party.handle.clone(),
             name: party.name.trim().to_owned(),
             customer_id: party.customer_id,
-            started_at: ctx.now,
+            started_at,
         }
         .into(),
     ]
@@ -347,7 +347,7 @@ pub fn receive(
     if conversation.message_ids.contains(&cmd.message_id) {
         return Ok(Vec::new());
     }
-    let mut events = ensure_started(conversation, id, &cmd.party, ctx);
+    let mut events = ensure_started(conversation, id, &cmd.party, ctx.now);
     if conversation.status == Some(ChatStatus::Resolved) {
         events.push(
             ConversationReopened {
@@ -401,7 +401,7 @@ pub fn send(
     if conversation.message_ids.contains(&cmd.message_id) {
         return Ok(Vec::new());
     }
-    let mut events = ensure_started(conversation, id, &cmd.party, ctx);
+    let mut events = ensure_started(conversation, id, &cmd.party, ctx.now);
     events.push(
         MessageSent {
             conversation_id: id,
@@ -773,7 +773,6 @@ pub fn import(
     imported: &ImportedConversation,
     ctx: &Context,
 ) -> Vec<DomainEvent> {
-    let mut events = ensure_started(conversation, id, &imported.party, ctx);
     // As a message received: none is sent after now.
     let mut messages: Vec<ImportedMessage> = imported
         .messages
@@ -785,6 +784,10 @@ pub fn import(
         })
         .collect();
     messages.sort_by_key(|m| m.sent_at);
+    // A conversation new to kedai started with its first message (a lead
+    // of that day, not of the import's).
+    let started_at = messages.first().map_or(ctx.now, |m| m.sent_at);
+    let mut events = ensure_started(conversation, id, &imported.party, started_at);
     if !messages.is_empty() {
         events.push(
             MessagesImported {
