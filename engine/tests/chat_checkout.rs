@@ -223,6 +223,19 @@ async fn a_message_is_not_sent_after_it_arrived() {
     assert_eq!(sent(&future), w.now);
     let past = w.ok(at(2, Timestamp(w.now.0 - hour))).await;
     assert_eq!(sent(&past), Timestamp(w.now.0 - hour));
+    // A conversation new to kedai starts with its first message, not when
+    // kedai received it.
+    let first = w
+        .ok(Command::ReceiveMessage(ReceiveMessage {
+            party: party("6283333333333"),
+            message_id: Uuid::from_u128(9),
+            text: "halo".into(),
+            attachment: None,
+            sent_at: Some(Timestamp(w.now.0 - 2 * hour)),
+        }))
+        .await;
+    assert!(matches!(only(&first, "ConversationStarted"),
+        DomainEvent::ConversationStarted(s) if s.started_at == Timestamp(w.now.0 - 2 * hour)));
     // Before 1970 is refused: a response time counted from i64::MIN would
     // overflow.
     let ancient = w.run(at(3, Timestamp(i64::MIN))).await;

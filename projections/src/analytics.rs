@@ -354,7 +354,10 @@ impl Analytics {
         sent_at: Timestamp,
     ) {
         let clock = self.conversations.entry(conversation).or_default();
-        if let Some(since) = clock.waiting_since.take() {
+        // A reply sent before the wait began (an older message brought in
+        // by an import) does not end it.
+        if let Some(since) = clock.waiting_since.filter(|&since| sent_at >= since) {
+            clock.waiting_since = None;
             let staff = self.interner.str(staff);
             let day = self.day(meta.local_date(since));
             day.response_seconds.push(seconds(since, sent_at));
@@ -627,7 +630,10 @@ fn contribute(interner: &mut Interner, day: &mut Day, o: &OrderSummary, sign: i6
             Some(c) => Text::clone(c),
             None => interner.str("-"),
         };
-        let in_category = first(|a, b| a.item.category == b.item.category);
+        // As the tally's key: no category is "-".
+        let in_category = first(|a, b| {
+            a.item.category.as_deref().unwrap_or("-") == b.item.category.as_deref().unwrap_or("-")
+        });
         tally(&mut day.categories, &category).add(sign, in_category, q, total);
     }
     // The shop's customer is the sender (a reseller or dropshipper sends to

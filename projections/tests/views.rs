@@ -640,16 +640,19 @@ async fn sums_past_the_largest_amount_saturate_and_the_fold_goes_on() {
 
 /// Events at the ends of what their types hold (quantities and moments of
 /// `i64::MIN` and `i64::MAX`, a ledger transaction with two postings on one
-/// account) fold without a panic, and the views answer; this test runs
-/// with overflow checks on, as debug builds do.
+/// account) fold without a panic, and the views answer, their sums held at
+/// the ends of `i64`; this test runs with overflow checks on, as debug
+/// builds do.
 #[tokio::test]
 async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
     use kedai_engine::domain::chat::{ChatChannel, conversation_id};
+    use kedai_engine::domain::events::LedgerTransactionRecorded;
     use kedai_engine::domain::events::{
         ConversationResolved, ConversationStarted, MessageReceived, MessageSent, StockCounted,
         StockReceived, StockRemoved,
     };
     use kedai_engine::domain::stock::RemovalReason;
+    use kedai_engine::domain::wallet::{Account, EntryKind, LedgerTransaction, Posting};
     let w = world().await;
     let sku = sku("KAOS-M");
     let stock = streams::stock(w.shop, &sku, MALANG);
@@ -715,11 +718,31 @@ async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
     for (n, e) in events.into_iter().enumerate() {
         append_event(&w, chat.clone(), 10 + n as u128, e).await;
     }
+    // Two postings on one account (commands write one): their sum held at
+    // the end of i64, then a third on top.
+    let posting = |amount| Posting {
+        account: Account::Available,
+        amount: Money(amount),
+    };
+    let ledger = DomainEvent::from(LedgerTransactionRecorded {
+        transaction_id: Uuid::from_u128(0x1ed),
+        transaction: LedgerTransaction {
+            kind: EntryKind::TopUp,
+            postings: vec![posting(i64::MAX), posting(i64::MAX), posting(-5)],
+            order_id: None,
+            withdrawal_id: None,
+            cod: None,
+            note: String::new(),
+        },
+        occurred_at: w.now,
+    });
+    append_event(&w, streams::wallet(w.shop), 20, ledger.clone()).await;
     let (_, v) = view(&w).await;
     let level = v.stock.levels.get(&sku, MALANG).copied().unwrap();
     // MAX, MAX + MAX held at MAX, minus MIN held at MAX, plus MIN: -1.
     assert_eq!(level.on_hand, -1, "held at the ends, step by step");
     assert_eq!(v.stock.total(&sku).available(), -1);
+    assert_eq!(v.balances.available, Money(i64::MAX - 5));
     let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let (from, to) = (d("1970-01-01"), d("9999-12-31"));
     v.analytics.customer_service(from, to);
@@ -1020,5 +1043,65 @@ async fn imported_history_counts_in_customer_service() {
         (next.leads, next.response.count),
         (0, 0),
         "not the import's day"
+    );
+}
+
+/// An import into a conversation already live may bring older messages:
+/// a reply older than the customer's waiting message does not end the
+/// wait (it would count a response of 0 seconds and lose the real one).
+#[tokio::test]
+async fn an_older_imported_reply_does_not_end_a_live_wait() {
+    use kedai_engine::domain::chat::{
+        Author, ImportHistory, ImportedConversation, ImportedMessage,
+    };
+    let w = world().await;
+    let at = |h: i64, m: i64| Timestamp(wib("2024-12-10", h).0 + m * 60_000_000);
+    let live = Command::ReceiveMessage(ReceiveMessage {
+        party: whatsapp("6281111111111"),
+        message_id: Uuid::from_u128(1),
+        text: "kak?".into(),
+        attachment: None,
+        sent_at: None,
+    });
+    w.run_at(at(10, 0), live).await.unwrap();
+    let old = |n: u128, author: Author, m: i64| ImportedMessage {
+        message_id: Uuid::from_u128(n),
+        author,
+        text: format!("lama {n}"),
+        attachment: None,
+        sent_at: at(9, m),
+    };
+    let import = ImportHistory {
+        channel: ChatChannel::Whatsapp,
+        conversations: vec![ImportedConversation {
+            party: whatsapp("6281111111111"),
+            messages: vec![
+                old(2, Author::Customer, 0),
+                old(
+                    3,
+                    Author::Staff {
+                        staff_id: "ayu".into(),
+                    },
+                    5,
+                ),
+            ],
+        }],
+    };
+    w.run_at(at(10, 10), Command::ImportHistory(import))
+        .await
+        .unwrap();
+    let reply = Command::SendMessage(SendMessage {
+        party: whatsapp("6281111111111"),
+        message_id: Uuid::from_u128(4),
+        text: "Siap kak".into(),
+        attachment: None,
+    });
+    w.run_at(at(10, 30), reply).await.unwrap();
+    let (_, v) = view(&w).await;
+    let d = NaiveDate::from_ymd_opt(2024, 12, 10).unwrap();
+    let service = v.analytics.customer_service(d, d);
+    assert_eq!(
+        (service.response.count, service.response.average),
+        (1, 1_800)
     );
 }

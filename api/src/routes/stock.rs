@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use crate::auth::{Caller, READERS, WRITERS};
 use crate::commands::{CommandAnswer, Fresh, idempotency_key, new_id, run};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::{body_as, page_size};
+use crate::routes::{body_as, page_size, time_range};
 use crate::state::AppState;
 
 /// `POST /v1/stock/moves`: receive, remove, transfer or count.
@@ -178,13 +178,8 @@ pub async fn history(
     caller.require(READERS)?;
     let sku = parse_sku(&sku)?;
     let limit = page_size(q.limit)?;
-    if let (Some(from), Some(to)) = (q.from, q.to)
-        && from >= to
-    {
-        return Err(ApiError::bad_request(format!(
-            "from ({from}) must be before to ({to})"
-        )));
-    }
+    // As every list: from after to is refused, from at to is empty.
+    time_range(q.from, q.to)?;
     let mut refs = state.read(|p| {
         let v = p
             .shop(caller.shop)

@@ -347,7 +347,10 @@ pub fn receive(
     if conversation.message_ids.contains(&cmd.message_id) {
         return Ok(Vec::new());
     }
-    let mut events = ensure_started(conversation, id, &cmd.party, ctx.now);
+    let sent_at = cmd.sent_at.map_or(ctx.now, |t| t.min(ctx.now));
+    // A conversation new to kedai starts with this message, as an
+    // imported one starts with its first.
+    let mut events = ensure_started(conversation, id, &cmd.party, sent_at);
     if conversation.status == Some(ChatStatus::Resolved) {
         events.push(
             ConversationReopened {
@@ -362,7 +365,7 @@ pub fn receive(
             message_id: cmd.message_id,
             text: cmd.text.clone(),
             attachment: cmd.attachment.clone(),
-            sent_at: cmd.sent_at.map_or(ctx.now, |t| t.min(ctx.now)),
+            sent_at,
         }
         .into(),
     );
