@@ -451,23 +451,12 @@ async fn sales_report_by_day_and_month_with_cancellations_and_expenses() {
     };
     w.ok(Command::RecordExpense(expense)).await;
     // A day with a new conversation and no sales: no row of zeros.
-    w.run_at(
-        wib("2024-12-20", 10),
-        Command::ReceiveMessage(ReceiveMessage {
-            party: whatsapp("6281234567890"),
-            message_id: Uuid::from_u128(0x5a),
-            text: "Kak, ready?".into(),
-            attachment: None,
-            sent_at: None,
-        }),
-    )
-    .await
-    .unwrap();
+    let lead = received("6281234567890", 0x5a, "Kak, ready?");
+    w.run_at(wib("2024-12-20", 10), lead).await.unwrap();
     let (_, v) = view(&w).await;
-    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let report = v
         .analytics
-        .sales(d("2024-12-01"), d("2025-01-31"), Granularity::Day);
+        .sales(date("2024-12-01"), date("2025-01-31"), Granularity::Day);
     let rows: Vec<(String, i64, i64, i64)> = report
         .rows
         .iter()
@@ -491,7 +480,7 @@ async fn sales_report_by_day_and_month_with_cancellations_and_expenses() {
     );
     let monthly = v
         .analytics
-        .sales(d("2024-12-01"), d("2025-01-31"), Granularity::Month);
+        .sales(date("2024-12-01"), date("2025-01-31"), Granularity::Month);
     assert_eq!(monthly.rows.len(), 2);
     assert_eq!(
         (
@@ -503,14 +492,14 @@ async fn sales_report_by_day_and_month_with_cancellations_and_expenses() {
     );
     assert_eq!(monthly.total.shipping, Money(30_000));
     let best = v.analytics.best(
-        d("2024-12-01"),
-        d("2025-01-31"),
+        date("2024-12-01"),
+        date("2025-01-31"),
         Group::Sku,
         RankBy::Quantity,
         5,
     );
     assert_eq!((best[0].key.as_str(), best[0].quantity), ("KAOS-M", 6));
-    let week = v.analytics.weekdays(d("2024-12-01"), d("2025-01-31"));
+    let week = v.analytics.weekdays(date("2024-12-01"), date("2025-01-31"));
     assert_eq!(week.iter().map(|t| t.orders).sum::<i64>(), 3);
 }
 
@@ -743,8 +732,7 @@ async fn events_at_the_ends_of_their_types_fold_and_the_views_answer() {
     assert_eq!(level.on_hand, -1, "held at the ends, step by step");
     assert_eq!(v.stock.total(&sku).available(), -1);
     assert_eq!(v.balances.available, Money(i64::MAX - 5));
-    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let (from, to) = (d("1970-01-01"), d("9999-12-31"));
+    let (from, to) = (date("1970-01-01"), date("9999-12-31"));
     v.analytics.customer_service(from, to);
     v.analytics.weekdays(from, to);
     v.analytics.sales(from, to, Granularity::Month);
@@ -804,6 +792,58 @@ fn whatsapp(handle: &str) -> Party {
     }
 }
 
+/// A WhatsApp customer writes (message `n`), at the moment it is run.
+fn received(handle: &str, n: u128, text: &str) -> Command {
+    Command::ReceiveMessage(ReceiveMessage {
+        party: whatsapp(handle),
+        message_id: Uuid::from_u128(n),
+        text: text.into(),
+        attachment: None,
+        sent_at: None,
+    })
+}
+
+/// Staff answer a WhatsApp customer (message `n`).
+fn replied(handle: &str, n: u128, text: &str) -> Command {
+    Command::SendMessage(SendMessage {
+        party: whatsapp(handle),
+        message_id: Uuid::from_u128(n),
+        text: text.into(),
+        attachment: None,
+    })
+}
+
+/// An import of one WhatsApp conversation's history: (message, whether the
+/// customer wrote it, when).
+fn import_of(handle: &str, messages: &[(u128, bool, Timestamp)]) -> Command {
+    use kedai_engine::domain::chat::{
+        Author, ImportHistory, ImportedConversation, ImportedMessage,
+    };
+    let message = |&(n, customer, sent_at): &(u128, bool, Timestamp)| ImportedMessage {
+        message_id: Uuid::from_u128(n),
+        author: match customer {
+            true => Author::Customer,
+            false => Author::Staff {
+                staff_id: "ayu".into(),
+            },
+        },
+        text: format!("pesan {n}"),
+        attachment: None,
+        sent_at,
+    };
+    Command::ImportHistory(ImportHistory {
+        channel: ChatChannel::Whatsapp,
+        conversations: vec![ImportedConversation {
+            party: whatsapp(handle),
+            messages: messages.iter().map(message).collect(),
+        }],
+    })
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
 #[tokio::test]
 async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
     let w = world().await;
@@ -812,23 +852,11 @@ async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
         .iter()
         .enumerate()
     {
-        let cmd = Command::ReceiveMessage(ReceiveMessage {
-            party: whatsapp(handle),
-            message_id: Uuid::from_u128(n as u128 + 1),
-            text: "halo kak".into(),
-            attachment: None,
-            sent_at: None,
-        });
+        let cmd = received(handle, n as u128 + 1, "halo kak");
         w.run_at(minutes(n as i64), cmd).await.unwrap();
     }
     let second = conversation_id(w.shop, ChatChannel::Whatsapp, "6282222222222");
-    let cmd = Command::ReceiveMessage(ReceiveMessage {
-        party: whatsapp("6282222222222"),
-        message_id: Uuid::from_u128(10),
-        text: "kak?".into(),
-        attachment: None,
-        sent_at: None,
-    });
+    let cmd = received("6282222222222", 10, "kak?");
     w.run_at(minutes(10), cmd).await.unwrap();
     w.run_at(
         minutes(11),
@@ -841,12 +869,7 @@ async fn the_inbox_lists_newest_first_with_unread_counts_and_filters() {
     )
     .await
     .unwrap();
-    let reply = Command::SendMessage(SendMessage {
-        party: whatsapp("6283333333333"),
-        message_id: Uuid::from_u128(20),
-        text: "Halo".into(),
-        attachment: None,
-    });
+    let reply = replied("6283333333333", 20, "Halo");
     w.run_at(minutes(12), reply).await.unwrap();
     let (_, v) = view(&w).await;
     let page = v.inbox.list(&InboxQuery {
@@ -938,27 +961,15 @@ async fn conversations_per_status_count_those_active_in_the_range() {
         (2, "6282222222222", "2024-12-12", 3),
         (3, "6283333333333", "2024-12-12", 23),
     ] {
-        let cmd = Command::ReceiveMessage(ReceiveMessage {
-            party: whatsapp(handle),
-            message_id: Uuid::from_u128(n),
-            text: "halo kak".into(),
-            attachment: None,
-            sent_at: None,
-        });
+        let cmd = received(handle, n, "halo kak");
         w.run_at(wib(day, hour), cmd).await.unwrap();
     }
-    let reply = Command::SendMessage(SendMessage {
-        party: whatsapp("6283333333333"),
-        message_id: Uuid::from_u128(20),
-        text: "Halo".into(),
-        attachment: None,
-    });
+    let reply = replied("6283333333333", 20, "Halo");
     w.run_at(wib("2024-12-12", 23), reply).await.unwrap();
     let (_, v) = view(&w).await;
-    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let counts = |from, to| {
         v.inbox
-            .counts_between(&v.meta, d(from), d(to))
+            .counts_between(&v.meta, date(from), date(to))
             .into_iter()
             .filter(|(_, n)| *n > 0)
             .map(|(s, n)| (format!("{s:?}"), n))
@@ -973,7 +984,7 @@ async fn conversations_per_status_count_those_active_in_the_range() {
     assert_eq!(counts("2024-12-13", "2024-12-31"), []);
     let all: usize = v
         .inbox
-        .counts_between(&v.meta, d("2024-12-01"), d("2024-12-31"))
+        .counts_between(&v.meta, date("2024-12-01"), date("2024-12-31"))
         .values()
         .sum();
     assert_eq!(all, 3);
@@ -985,49 +996,19 @@ async fn conversations_per_status_count_those_active_in_the_range() {
 /// the next reply.
 #[tokio::test]
 async fn imported_history_counts_in_customer_service() {
-    use kedai_engine::domain::chat::{
-        Author, ImportHistory, ImportedConversation, ImportedMessage,
-    };
     let w = world().await;
     let t = |minutes: i64| Timestamp(wib("2024-12-10", 9).0 + minutes * 60_000_000);
-    let message = |n: u128, customer: bool, at: i64| ImportedMessage {
-        message_id: Uuid::from_u128(n),
-        author: match customer {
-            true => Author::Customer,
-            false => Author::Staff {
-                staff_id: "ayu".into(),
-            },
-        },
-        text: format!("pesan {n}"),
-        attachment: None,
-        sent_at: t(at),
-    };
-    let import = ImportHistory {
-        channel: ChatChannel::Whatsapp,
-        conversations: vec![ImportedConversation {
-            party: whatsapp("6281111111111"),
-            messages: vec![
-                message(1, true, 0),
-                message(2, false, 5),
-                message(3, true, 10),
-            ],
-        }],
-    };
-    w.run_at(wib("2024-12-11", 8), Command::ImportHistory(import))
-        .await
-        .unwrap();
-    let reply = Command::SendMessage(SendMessage {
-        party: whatsapp("6281111111111"),
-        message_id: Uuid::from_u128(4),
-        text: "Siap kak".into(),
-        attachment: None,
-    });
+    let import = import_of(
+        "6281111111111",
+        &[(1, true, t(0)), (2, false, t(5)), (3, true, t(10))],
+    );
+    w.run_at(wib("2024-12-11", 8), import).await.unwrap();
+    let reply = replied("6281111111111", 4, "Siap kak");
     w.run_at(wib("2024-12-11", 9), reply).await.unwrap();
     let (_, v) = view(&w).await;
-    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let day = v
         .analytics
-        .customer_service(d("2024-12-10"), d("2024-12-10"));
+        .customer_service(date("2024-12-10"), date("2024-12-10"));
     assert_eq!(day.leads, 1, "the lead is the first message's day");
     // A response counts on the day its customer wrote: the imported reply
     // after 5 minutes, and the live one to the imported customer message
@@ -1038,7 +1019,7 @@ async fn imported_history_counts_in_customer_service() {
     );
     let next = v
         .analytics
-        .customer_service(d("2024-12-11"), d("2024-12-11"));
+        .customer_service(date("2024-12-11"), date("2024-12-11"));
     assert_eq!(
         (next.leads, next.response.count),
         (0, 0),
@@ -1051,55 +1032,22 @@ async fn imported_history_counts_in_customer_service() {
 /// wait (it would count a response of 0 seconds and lose the real one).
 #[tokio::test]
 async fn an_older_imported_reply_does_not_end_a_live_wait() {
-    use kedai_engine::domain::chat::{
-        Author, ImportHistory, ImportedConversation, ImportedMessage,
-    };
     let w = world().await;
     let at = |h: i64, m: i64| Timestamp(wib("2024-12-10", h).0 + m * 60_000_000);
-    let live = Command::ReceiveMessage(ReceiveMessage {
-        party: whatsapp("6281111111111"),
-        message_id: Uuid::from_u128(1),
-        text: "kak?".into(),
-        attachment: None,
-        sent_at: None,
-    });
-    w.run_at(at(10, 0), live).await.unwrap();
-    let old = |n: u128, author: Author, m: i64| ImportedMessage {
-        message_id: Uuid::from_u128(n),
-        author,
-        text: format!("lama {n}"),
-        attachment: None,
-        sent_at: at(9, m),
-    };
-    let import = ImportHistory {
-        channel: ChatChannel::Whatsapp,
-        conversations: vec![ImportedConversation {
-            party: whatsapp("6281111111111"),
-            messages: vec![
-                old(2, Author::Customer, 0),
-                old(
-                    3,
-                    Author::Staff {
-                        staff_id: "ayu".into(),
-                    },
-                    5,
-                ),
-            ],
-        }],
-    };
-    w.run_at(at(10, 10), Command::ImportHistory(import))
+    w.run_at(at(10, 0), received("6281111111111", 1, "kak?"))
         .await
         .unwrap();
-    let reply = Command::SendMessage(SendMessage {
-        party: whatsapp("6281111111111"),
-        message_id: Uuid::from_u128(4),
-        text: "Siap kak".into(),
-        attachment: None,
-    });
+    let import = import_of(
+        "6281111111111",
+        &[(2, true, at(9, 0)), (3, false, at(9, 5))],
+    );
+    w.run_at(at(10, 10), import).await.unwrap();
+    let reply = replied("6281111111111", 4, "Siap kak");
     w.run_at(at(10, 30), reply).await.unwrap();
     let (_, v) = view(&w).await;
-    let d = NaiveDate::from_ymd_opt(2024, 12, 10).unwrap();
-    let service = v.analytics.customer_service(d, d);
+    let service = v
+        .analytics
+        .customer_service(date("2024-12-10"), date("2024-12-10"));
     assert_eq!(
         (service.response.count, service.response.average),
         (1, 1_800)

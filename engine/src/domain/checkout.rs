@@ -132,14 +132,17 @@ impl CheckoutContent {
             .that(
                 (0..=super::order::AMOUNT_MAX).contains(&item.price.0),
                 format!("items[{i}].price"),
-                "must be 0 or more and at most 10000000000000",
+                format!("must be 0 or more and at most {}", super::order::AMOUNT_MAX),
             )
             .that(
                 item.price
                     .checked_mul(item.quantity)
                     .is_some_and(|t| t.0 <= super::order::AMOUNT_MAX),
                 format!("items[{i}].quantity"),
-                "price x quantity must be at most 10000000000000",
+                format!(
+                    "price x quantity must be at most {}",
+                    super::order::AMOUNT_MAX
+                ),
             )
             .text(
                 &item.product_name,

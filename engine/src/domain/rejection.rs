@@ -165,7 +165,10 @@ pub enum Rejection {
         discount: Money,
         line: Money,
     },
-    #[error("the line of {sku} would come to more than 10000000000000 ({quantity} x {unit})")]
+    #[error(
+        "the line of {sku} would come to more than {max} ({quantity} x {unit})",
+        max = super::order::AMOUNT_MAX
+    )]
     LineTooLarge {
         sku: Sku,
         quantity: i64,

@@ -355,7 +355,7 @@ impl WalletEntry {
                 c.that(
                     amount.is_positive() && amount.0 <= super::order::AMOUNT_MAX,
                     "amount",
-                    AMOUNT_RULE,
+                    amount_rule(),
                 )
                 .text(note, "note", false, NOTE_LEN_MAX);
             }
@@ -549,7 +549,7 @@ impl RequestWithdrawal {
         c.that(
             self.amount.is_positive() && self.amount.0 <= super::order::AMOUNT_MAX,
             "amount",
-            AMOUNT_RULE,
+            amount_rule(),
         )
         .text(&self.bank_name, "bank_name", true, 100)
         .text(&self.bank_account_name, "bank_account_name", true, 100)
@@ -783,7 +783,12 @@ pub struct RecordExpense {
 }
 
 /// What an amount of money given to a command must be.
-const AMOUNT_RULE: &str = "must be more than 0 and at most 10000000000000";
+fn amount_rule() -> String {
+    format!(
+        "must be more than 0 and at most {}",
+        super::order::AMOUNT_MAX
+    )
+}
 
 impl RecordExpense {
     /// `amount × quantity`, if it is at most the largest amount a command
@@ -802,13 +807,16 @@ impl RecordExpense {
             .that(
                 self.amount.is_positive() && self.amount.0 <= super::order::AMOUNT_MAX,
                 "amount",
-                AMOUNT_RULE,
+                amount_rule(),
             )
             .that(quantity_ok, "quantity", "must be 1 to 1000000")
             .that(
                 !quantity_ok || self.total().is_some(),
                 "quantity",
-                "amount × quantity must be at most 10000000000000",
+                format!(
+                    "amount x quantity must be at most {}",
+                    super::order::AMOUNT_MAX
+                ),
             )
             .text(&self.note, "note", false, NOTE_LEN_MAX);
         c.finish()
